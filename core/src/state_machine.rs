@@ -1,0 +1,39 @@
+//! The state machine that committed entries are applied to.
+
+use crate::raft::message::Payload;
+use crate::types::LogIndex;
+
+/// Why a snapshot could not be restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreError(pub String);
+
+impl std::fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot restore snapshot: {}", self.0)
+    }
+}
+
+/// A deterministic state machine driven by the replicated log.
+///
+/// Every member applies the same entries in the same order and must reach the same
+/// state; nothing here may depend on time, randomness or iteration order of hashed
+/// collections.
+pub trait StateMachine {
+    /// Applies the entry at `index` and returns the result for the client.
+    /// Sees every committed entry, including `Noop` and `Membership` (which most
+    /// state machines ignore), exactly once and in order.
+    fn apply(&mut self, index: LogIndex, payload: &Payload) -> Vec<u8>;
+
+    /// Answers a read-only query against the current state.
+    fn query(&self, query: &[u8]) -> Vec<u8>;
+
+    /// Serializes the whole state.
+    fn snapshot(&self) -> Vec<u8>;
+
+    /// Replaces the whole state with a snapshot's.
+    fn restore(&mut self, data: &[u8]) -> Result<(), RestoreError>;
+
+    /// Checks a command before it is proposed, so malformed commands are refused
+    /// instead of being committed to the log.
+    fn validate(&self, command: &[u8]) -> Result<(), String>;
+}
