@@ -165,7 +165,8 @@ macro_rules! codec_pair {
         #[doc = concat!("Decodes one frame holding a [`", stringify!($ty), "`]; never panics.")]
         pub fn $decode(bytes: &[u8]) -> Result<$ty, DecodeError> {
             let body = unframe($kind, bytes)?;
-            let value = rkyv::from_bytes::<$ty, rancor::Error>(&body).map_err(|e| DecodeError::Invalid(e.to_string()))?;
+            let value =
+                rkyv::from_bytes::<$ty, rancor::Error>(&body).map_err(|e| DecodeError::Invalid(e.to_string()))?;
             validate(&value)?;
             Ok(value)
         }

@@ -60,7 +60,9 @@ pub enum RegisterResult {
 
 fn to_bytes<T>(value: &T) -> Vec<u8>
 where
-    T: for<'a> Serialize<rkyv::api::high::HighSerializer<AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, rancor::Error>>,
+    T: for<'a> Serialize<
+        rkyv::api::high::HighSerializer<AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, rancor::Error>,
+    >,
 {
     rkyv::to_bytes::<rancor::Error>(value).expect("in-memory values always serialize").to_vec()
 }

@@ -96,12 +96,7 @@ impl RaftLog {
     /// Returns the index the removal started at, if anything was removed.
     pub fn append(&mut self, entries: &[Entry]) -> Option<LogIndex> {
         let first = entries.first()?;
-        assert!(
-            first.index > self.commit,
-            "truncating committed entry {} (commit {})",
-            first.index,
-            self.commit
-        );
+        assert!(first.index > self.commit, "truncating committed entry {} (commit {})", first.index, self.commit);
         assert!(first.index <= self.last_index() + 1, "gap: append at {} after {}", first.index, self.last_index());
         let truncated = (first.index <= self.last_index()).then_some(first.index);
         self.entries.truncate((first.index - self.snapshot_index - 1) as usize);

@@ -88,8 +88,7 @@ impl Membership {
 
     /// Every member in any role, sorted.
     pub fn members(&self) -> Vec<NodeId> {
-        let all: BTreeSet<NodeId> =
-            self.voters.iter().chain(&self.outgoing).chain(&self.learners).copied().collect();
+        let all: BTreeSet<NodeId> = self.voters.iter().chain(&self.outgoing).chain(&self.learners).copied().collect();
         all.into_iter().collect()
     }
 

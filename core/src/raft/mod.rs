@@ -160,6 +160,7 @@ pub struct Raft {
     read_states: Vec<ReadState>,
 
     persisted_hard_state: HardState,
+    hard_state_dirty: bool,
     writes_pending: bool,
     sync_issued: u64,
     sync_done: u64,
@@ -258,6 +259,7 @@ impl Raft {
             transfer: None,
             read_states: Vec::new(),
             persisted_hard_state: hard_state,
+            hard_state_dirty: false,
             writes_pending: false,
             sync_issued: 0,
             sync_done: 0,
@@ -488,7 +490,7 @@ impl Raft {
             let in_lease = self.role == Role::Leader
                 || self.config.check_quorum
                     && self.leader.is_some()
-                && self.last_leader_contact.is_some_and(|t| now < t + self.config.election_timeout_ms);
+                    && self.last_leader_contact.is_some_and(|t| now < t + self.config.election_timeout_ms);
             match &m.body {
                 MessageBody::PreVote { .. } | MessageBody::Vote { transfer: false, .. } if in_lease => {
                     // A leader was heard from recently: ignore disruptive candidates.
@@ -505,12 +507,10 @@ impl Raft {
             match &m.body {
                 MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
                     // A stale leader: tell it about the newer term so it steps down.
-                    self.send(m.from, MessageBody::AppendResponse {
-                        success: false,
-                        index: 0,
-                        hint_index: 0,
-                        hint_term: 0,
-                    });
+                    self.send(
+                        m.from,
+                        MessageBody::AppendResponse { success: false, index: 0, hint_index: 0, hint_term: 0 },
+                    );
                 }
                 MessageBody::PreVote { .. } => {
                     self.send(m.from, MessageBody::PreVoteResponse { granted: false });
@@ -739,6 +739,10 @@ impl Raft {
             self.maybe_commit(now);
         }
         self.broadcast_round = false;
+        if self.hard_state_dirty {
+            self.hard_state_dirty = false;
+            self.out.push(Command::SaveHardState(HardState { term: self.term, vote: self.vote }));
+        }
         if self.writes_pending {
             self.writes_pending = false;
             self.sync_issued += 1;
@@ -788,8 +792,7 @@ impl Raft {
         self.votes.clear();
         self.save_hard_state();
         self.reset_election_deadline(now);
-        let body =
-            MessageBody::Vote { last_index: self.log.last_index(), last_term: self.log.last_term(), transfer };
+        let body = MessageBody::Vote { last_index: self.log.last_index(), last_term: self.log.last_term(), transfer };
         self.send_to_voters(self.term, body);
     }
 
@@ -953,7 +956,8 @@ impl Raft {
         let index = meta.index;
         if index <= self.log.commit {
             // We already have everything the snapshot covers.
-            let body = MessageBody::InstallSnapshotResponse { snapshot_index: index, next_offset: meta.size, done: true };
+            let body =
+                MessageBody::InstallSnapshotResponse { snapshot_index: index, next_offset: meta.size, done: true };
             self.send(from, body);
             return;
         }
@@ -968,7 +972,8 @@ impl Raft {
             _ => 0,
         };
         if offset != expected || self.incoming.is_none() {
-            let body = MessageBody::InstallSnapshotResponse { snapshot_index: index, next_offset: expected, done: false };
+            let body =
+                MessageBody::InstallSnapshotResponse { snapshot_index: index, next_offset: expected, done: false };
             self.send(from, body);
             return;
         }
@@ -1256,9 +1261,13 @@ impl Raft {
         }
         let me = self.config.id;
         let own = self.log.persisted.min(self.log.last_index());
-        let index = self
-            .membership
-            .committed_index(|id| if id == me { own } else { self.progress.get(&id).map_or(0, |p| p.match_index) });
+        let index = self.membership.committed_index(|id| {
+            if id == me {
+                own
+            } else {
+                self.progress.get(&id).map_or(0, |p| p.match_index)
+            }
+        });
         if index <= self.log.commit || index == LogIndex::MAX {
             return;
         }
@@ -1327,15 +1336,20 @@ impl Raft {
     fn advance_reads(&mut self, now: Millis) {
         let me = self.config.id;
         let round = self.round;
-        let acked = self
-            .membership
-            .committed_index(|id| if id == me { round } else { self.progress.get(&id).map_or(0, |p| p.acked_round) });
+        let acked = self.membership.committed_index(|id| {
+            if id == me {
+                round
+            } else {
+                self.progress.get(&id).map_or(0, |p| p.acked_round)
+            }
+        });
         if acked == 0 || acked == LogIndex::MAX {
             return;
         }
         let lease_allowed = self.transfer.is_none();
         if let Some(&(_, sent)) = self.rounds_sent.iter().find(|(r, _)| *r == acked && lease_allowed) {
-            let lease = self.config.election_timeout_ms - self.config.clock_drift_max_ms.min(self.config.election_timeout_ms);
+            let lease =
+                self.config.election_timeout_ms - self.config.clock_drift_max_ms.min(self.config.election_timeout_ms);
             self.lease_until = self.lease_until.max(sent + lease);
         }
         while self.rounds_sent.front().is_some_and(|(r, _)| *r < acked) {
@@ -1386,8 +1400,13 @@ impl Raft {
         }
     }
 
+    /// Marks term and vote for saving; one write at the end of the step covers
+    /// every change made during it.
     fn save_hard_state(&mut self) {
-        self.out.push(Command::SaveHardState(HardState { term: self.term, vote: self.vote }));
+        self.hard_state_dirty = true;
         self.writes_pending = true;
     }
 }
+
+#[cfg(test)]
+mod tests;
