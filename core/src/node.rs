@@ -169,8 +169,13 @@ impl<S: StateMachine> Node<S> {
                 match self.raft.propose(Payload::Command(command)) {
                     Ok(index) => {
                         let term = self.raft.term();
-                        let previous = self.writes.insert(index, PendingWrite { id, term, deadline });
-                        assert!(previous.is_none(), "two pending writes at index {index}");
+                        if let Some(old) = self.writes.insert(index, PendingWrite { id, term, deadline }) {
+                            // Our earlier entry at this index was replaced before we
+                            // became leader again: as leader we would hold it if it
+                            // had been committed, so it never will be.
+                            assert!(old.term < term, "two pending writes at index {index} in term {term}");
+                            self.reply(old.id, Err(ClientError::Dropped));
+                        }
                     }
                     Err(e) => self.reply(id, Err(e)),
                 }

@@ -229,6 +229,7 @@ fn lease_reads_are_served_without_a_round() {
 }
 
 /// `CLUSTER_CASES=5000 cargo test -p lockstep-core --test cluster --release` for a long run.
+#[allow(clippy::disallowed_methods)] // A test knob, not core code.
 fn cases() -> u32 {
     std::env::var("CLUSTER_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32)
 }
