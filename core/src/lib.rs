@@ -1,5 +1,35 @@
 //! lockstep-core: the pure, deterministic heart of lockstep.
-//! (crate documentation is completed below)
+//!
+//! Everything here is a plain state machine: inputs come in with the current time
+//! as a value, outputs go out as commands for a driver (the madsim simulator or the
+//! production runtime) to execute. Nothing blocks, awaits, reads a clock, touches a
+//! file or socket, spawns a thread or draws entropy; randomness comes from a
+//! seeded generator owned by the actor. So the same code runs in production and
+//! under a simulator that replays any run from its seed.
+//!
+//! ```text
+//!            Event { Tick | Message | Request | Persisted }  + now
+//!                               │
+//!                               ▼
+//!   ┌──────────────────────── Node ─────────────────────────┐
+//!   │  Raft ── committed & durable entries ──► StateMachine   │
+//!   │   │  ╰── read states ──► wait for apply ──► query       │
+//!   └───┼──────────────────────────────────────────┼─────────┘
+//!       ▼                                          ▼
+//!   Send · SaveHardState · AppendLog · TruncateLog · SaveSnapshot
+//!   CompactLog · Sync{id} · SetTimer{at}          Reply{id}
+//! ```
+//!
+//! The contract (details on [`io::Command`]): writes may be carried out lazily but
+//! in order; a `Sync { id }` makes every earlier write durable and is answered with
+//! `Event::Persisted { up_to: id }`; messages may be sent as soon as they appear
+//! (core holds back those that depend on unsynced state); a client request gets
+//! exactly one `Reply`. Call [`Node::drain_commands`] after every
+//! [`Node::step`].
+//!
+//! Modules: [`raft`] (consensus), [`node`] (composition), [`state_machine`] (the
+//! trait) and [`register`] (a register/CAS machine), [`codec`] (the checksummed,
+//! versioned binary format), [`config`], [`io`] (events and commands), [`rng`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -725,6 +725,11 @@ impl Raft {
     /// writes with one `Sync`.
     pub fn end_step(&mut self, now: Millis) {
         if self.role == Role::Leader {
+            // A single-member group commits as soon as its own write is durable; a
+            // commit may also append (leaving joint consensus), sent just below.
+            self.maybe_commit(now);
+        }
+        if self.role == Role::Leader {
             if self.broadcast_append {
                 self.broadcast_append = false;
                 let peers: Vec<NodeId> = self.progress.keys().copied().collect();
@@ -735,8 +740,6 @@ impl Raft {
             if self.broadcast_round {
                 self.broadcast_heartbeat(now);
             }
-            // A single-member group commits as soon as its own write is durable.
-            self.maybe_commit(now);
         }
         self.broadcast_round = false;
         if self.hard_state_dirty {
