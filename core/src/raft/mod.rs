@@ -577,9 +577,9 @@ impl Raft {
                     self.handle_append_response(now, m.from, success, index, hint_index, hint_term);
                 }
             }
-            MessageBody::HeartbeatResponse { round, last_index } => {
+            MessageBody::HeartbeatResponse { round, .. } => {
                 if self.role == Role::Leader {
-                    self.handle_heartbeat_response(now, m.from, round, last_index);
+                    self.handle_heartbeat_response(now, m.from, round);
                 }
             }
             MessageBody::InstallSnapshotResponse { snapshot_index, next_offset, done } => {
@@ -1215,14 +1215,14 @@ impl Raft {
         }
     }
 
-    fn handle_heartbeat_response(&mut self, now: Millis, from: NodeId, round: u64, follower_last: LogIndex) {
+    fn handle_heartbeat_response(&mut self, now: Millis, from: NodeId, round: u64) {
         let last_index = self.log.last_index();
         let Some(pr) = self.progress.get_mut(&from) else { return };
         pr.recent_active = true;
         pr.acked_round = pr.acked_round.max(round);
         if pr.match_index < last_index {
             // An answer from a follower we are waiting on: probe or resend the chunk.
-            if !matches!(pr.state, ProgressState::Replicate) || follower_last < pr.match_index {
+            if !matches!(pr.state, ProgressState::Replicate) {
                 pr.paused = false;
             }
             self.send_append(from, false);
