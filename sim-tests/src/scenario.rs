@@ -1,0 +1,711 @@
+//! One seeded chaos run: a cluster, concurrent clients, a nemesis injecting the
+//! profile's faults, then heal, liveness, final reads and every check.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lockstep_core::register::{RegisterCommand, RegisterQuery, RegisterResult};
+use lockstep_core::{ClientError, Config, NodeId, Request, Response};
+use lockstep_jepsen::{check, CheckConfig, History, HistoryRecorder, OpType, Value, F};
+use lockstep_sim::dice::Dice;
+use lockstep_sim::disk::DiskConfig;
+use lockstep_sim::invariants::lock;
+use lockstep_sim::net::NetConfig;
+use lockstep_sim::{ClientOutcome, Cluster, ClusterConfig, MemberStatus, SimStats};
+use madsim::rand::thread_rng;
+use madsim::time::sleep;
+
+use crate::profile::{Fault, FaultProfile, ProfileSpec};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The seed: the whole run is a function of it (and of the options).
+    pub seed: u64,
+    /// Voters.
+    pub nodes: u64,
+    /// Length of the chaos phase, simulated.
+    pub duration: Duration,
+    /// Which faults.
+    pub faults: FaultProfile,
+    /// A planted bug (needs the `mutations` feature).
+    pub mutation: Option<String>,
+    /// Concurrent client processes.
+    pub clients: u64,
+    /// Registers the clients use.
+    pub keys: u64,
+    /// Longest client think time between operations, ms.
+    pub think_ms_max: u64,
+    /// Trace records to show on failure.
+    pub trace_tail: usize,
+    /// Run the linearizability checker.
+    pub check_linearizability: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            seed: 0,
+            nodes: 5,
+            duration: Duration::from_secs(30),
+            faults: FaultProfile::All,
+            mutation: None,
+            clients: 5,
+            keys: 3,
+            think_ms_max: 30,
+            trace_tail: 50,
+            check_linearizability: true,
+        }
+    }
+}
+
+/// A failed run.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Which invariant (or "panic").
+    pub invariant: String,
+    /// What happened.
+    pub detail: String,
+    /// The last trace records before the failure.
+    pub trace_tail: Vec<String>,
+}
+
+/// Client operation counts by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpCounts {
+    /// Acknowledged.
+    pub ok: u64,
+    /// Certainly not executed.
+    pub fail: u64,
+    /// Unknown outcome.
+    pub info: u64,
+}
+
+/// What a run found.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// The fingerprint of everything the members stepped and emitted.
+    pub trace_hash: u64,
+    /// Why it failed, if it did.
+    pub failure: Option<Failure>,
+    /// Simulator counters.
+    pub stats: SimStats,
+    /// Client outcomes.
+    pub ops: OpCounts,
+    /// Simulated time the run took.
+    pub sim_elapsed: Duration,
+    /// Wall-clock time the run took (simulation and checks).
+    pub wall_elapsed: Duration,
+    /// Wall-clock time of the linearizability check alone.
+    pub check_elapsed: Duration,
+    /// Highest committed index.
+    pub commit_index: u64,
+    /// Terms that had a leader.
+    pub terms: usize,
+}
+
+/// How long the cluster gets after healing to elect a leader and commit a write.
+const LIVENESS_BOUND: Duration = Duration::from_secs(20);
+/// Client-side timeout of one request.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often log matching is checked during the run.
+const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+thread_local! {
+    static PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs a panic hook that records the message and location of a panic for the
+/// report instead of printing it (set `SIM_PANIC_PRINT=1` to print as well).
+pub fn install_panic_hook() {
+    let print = std::env::var_os("SIM_PANIC_PRINT").is_some();
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(non-string panic)".into());
+        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        PANIC.with(|p| *p.borrow_mut() = Some(format!("{message}{location}")));
+        if print {
+            default(info);
+        }
+    }));
+}
+
+fn core_tune(mutation: Option<String>, spec: &ProfileSpec) -> Arc<dyn Fn(&mut Config) + Send + Sync> {
+    let (append_bytes_max, inflight_msgs_max) = (spec.append_bytes_max, spec.inflight_msgs_max);
+    let election_timeout_ms = spec.election_timeout_ms;
+    Arc::new(move |config: &mut Config| {
+        config.snapshot_threshold_entries = 300;
+        config.compaction_lag_entries = 50;
+        if let Some(bytes) = append_bytes_max {
+            config.append_bytes_max = bytes;
+        }
+        if let Some(inflight) = inflight_msgs_max {
+            config.inflight_msgs_max = inflight;
+        }
+        if let Some(timeout) = election_timeout_ms {
+            config.election_timeout_ms = timeout;
+            config.heartbeat_interval_ms = (timeout / 6).max(1);
+        }
+        #[cfg(feature = "mutations")]
+        {
+            config.mutation = mutation.as_deref().and_then(lockstep_core::config::Mutation::from_name);
+        }
+        #[cfg(not(feature = "mutations"))]
+        let _ = &mutation;
+    })
+}
+
+/// Checks that a mutation name can be used in this build.
+pub fn validate_mutation(name: &str) -> Result<(), String> {
+    #[cfg(feature = "mutations")]
+    {
+        if lockstep_core::config::Mutation::from_name(name).is_some() {
+            return Ok(());
+        }
+        let names: Vec<_> = lockstep_core::config::Mutation::ALL.iter().map(|m| m.name()).collect();
+        Err(format!("unknown mutation {name:?}; one of {}", names.join(", ")))
+    }
+    #[cfg(not(feature = "mutations"))]
+    Err(format!("--mutation {name} needs a build with `--features mutations`"))
+}
+
+/// The planted bugs this build knows.
+pub fn mutation_names() -> Vec<&'static str> {
+    #[cfg(feature = "mutations")]
+    return lockstep_core::config::Mutation::ALL.iter().map(|m| m.name()).collect();
+    #[cfg(not(feature = "mutations"))]
+    Vec::new()
+}
+
+fn cluster_config(options: &RunOptions, spec: &ProfileSpec) -> ClusterConfig {
+    ClusterConfig {
+        nodes: options.nodes,
+        group: 1,
+        seed: options.seed,
+        net: NetConfig {
+            latency_us_min: spec.latency_us.0,
+            latency_us_max: spec.latency_us.1,
+            spike_ppm: spec.spike_ppm,
+            spike_us_max: 300_000,
+            loss_ppm: spec.loss_ppm,
+            duplicate_ppm: spec.duplicate_ppm,
+            corrupt_ppm: spec.corrupt_ppm,
+        },
+        disk: DiskConfig {
+            fsync_us_min: spec.fsync_us.0,
+            fsync_us_max: spec.fsync_us.1,
+            fsync_slow_ppm: spec.fsync_slow_ppm,
+            fsync_slow_us_max: 200_000,
+            torn_write_ppm: spec.torn_write_ppm,
+            keep_unsynced_prefix: spec.keep_unsynced_prefix,
+        },
+        clock_offset_ms_max: 1_000_000,
+        clock_drift_ppm_max: spec.drift_ppm_max,
+        client_latency_us: (100, 1_000),
+        trace_ring_len: options.trace_tail,
+        crash_after_vote_ppm: spec.crash_after_vote_ppm,
+        crash_after_elected_ppm: spec.crash_after_elected_ppm,
+        crash_after_commit_ppm: spec.crash_after_commit_ppm,
+        crash_point_delay_us: spec.crash_point_delay_us,
+        crash_point_down_ms: (20, 300),
+        tune: core_tune(options.mutation.clone(), spec),
+    }
+}
+
+/// Runs one seed in a fresh madsim runtime. A panic anywhere in the run (core
+/// asserts its invariants) is a failure of the seed, not of the process.
+pub fn run_seed(options: &RunOptions) -> RunReport {
+    let slot: Arc<Mutex<Option<Cluster>>> = Arc::new(Mutex::new(None));
+    let wall = std::time::Instant::now();
+    let runtime = madsim::runtime::Runtime::with_seed_and_config(options.seed, madsim::Config::default());
+    PANIC.with(|p| p.borrow_mut().take());
+    let outcome = {
+        let options = options.clone();
+        let slot = slot.clone();
+        catch_unwind(AssertUnwindSafe(|| runtime.block_on(scenario(options, slot))))
+    };
+    let sim_wall = wall.elapsed();
+    drop(runtime);
+    let cluster = lock(&slot).take();
+    let tail = |cluster: &Option<Cluster>| -> Vec<String> {
+        cluster.as_ref().map(|c| c.trace_tail().iter().map(|r| r.to_string()).collect()).unwrap_or_default()
+    };
+    let mut report = RunReport {
+        seed: options.seed,
+        trace_hash: cluster.as_ref().map_or(0, |c| c.trace_hash()),
+        failure: None,
+        stats: cluster.as_ref().map(|c| c.stats()).unwrap_or_default(),
+        ops: OpCounts::default(),
+        sim_elapsed: Duration::ZERO,
+        wall_elapsed: sim_wall,
+        check_elapsed: Duration::ZERO,
+        commit_index: cluster.as_ref().map_or(0, |c| c.commit_index()),
+        terms: cluster.as_ref().map_or(0, |c| c.terms_with_leader()),
+    };
+    match outcome {
+        Err(_) => {
+            let last = cluster.as_ref().and_then(|c| c.trace_tail().last().map(|r| r.sim_us));
+            report.sim_elapsed = Duration::from_micros(last.unwrap_or(0));
+            let message = PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| "unknown panic".into());
+            report.failure = Some(Failure { invariant: "panic".into(), detail: message, trace_tail: tail(&cluster) });
+        }
+        Ok(done) => {
+            report.ops = done.ops;
+            report.sim_elapsed = done.sim_elapsed;
+            if let Some(violation) = done.violation {
+                report.failure = Some(Failure {
+                    invariant: violation.invariant.to_string(),
+                    detail: violation.detail,
+                    trace_tail: tail(&cluster),
+                });
+            } else if options.check_linearizability {
+                let started = std::time::Instant::now();
+                let result = check(&done.history, &CheckConfig::default());
+                report.check_elapsed = started.elapsed();
+                if !result.valid {
+                    let detail: Vec<String> = result.failures().map(|k| k.to_string()).collect();
+                    report.failure = Some(Failure {
+                        invariant: format!("linearizability ({:?})", result.verdict),
+                        detail: detail.join("\n"),
+                        trace_tail: tail(&cluster),
+                    });
+                }
+            }
+        }
+    }
+    report.wall_elapsed = wall.elapsed();
+    report
+}
+
+struct Done {
+    history: History,
+    ops: OpCounts,
+    violation: Option<lockstep_sim::invariants::Violation>,
+    sim_elapsed: Duration,
+}
+
+struct Shared {
+    cluster: Cluster,
+    history: Mutex<HistoryRecorder>,
+    ops: Mutex<OpCounts>,
+    /// Last value seen per key, for compare-and-set arguments.
+    last_value: Mutex<BTreeMap<String, i64>>,
+    next_value: Mutex<i64>,
+    stop_clients: AtomicBool,
+    stop_nemesis: AtomicBool,
+}
+
+impl Shared {
+    fn now_ns(&self) -> u64 {
+        self.cluster.now_us() * 1_000
+    }
+}
+
+async fn scenario(options: RunOptions, slot: Arc<Mutex<Option<Cluster>>>) -> Done {
+    let spec = options.faults.spec();
+    let cluster = Cluster::start(cluster_config(&options, &spec));
+    *lock(&slot) = Some(cluster.clone());
+    cluster.note(format!(
+        "seed {} nodes {} faults {} mutation {:?}",
+        options.seed, options.nodes, options.faults, options.mutation
+    ));
+    let shared = Arc::new(Shared {
+        cluster: cluster.clone(),
+        history: Mutex::new(HistoryRecorder::new()),
+        ops: Mutex::new(OpCounts::default()),
+        last_value: Mutex::new(BTreeMap::new()),
+        next_value: Mutex::new(1),
+        stop_clients: AtomicBool::new(false),
+        stop_nemesis: AtomicBool::new(false),
+    });
+    let mut clients = Vec::new();
+    for client in 0..options.clients {
+        let shared = shared.clone();
+        let options = options.clone();
+        let read_percent = spec.read_percent;
+        clients.push(madsim::task::spawn(async move { run_client(shared, client, &options, read_percent).await }));
+    }
+    let nemesis = {
+        let shared = shared.clone();
+        let spec = spec.clone();
+        madsim::task::spawn(async move { run_nemesis(shared, spec).await })
+    };
+
+    // Chaos phase: check log matching periodically, stop early on a violation.
+    let chaos_end = cluster.now_us() + options.duration.as_micros() as u64;
+    while cluster.now_us() < chaos_end && cluster.violation().is_none() {
+        sleep(CHECK_INTERVAL).await;
+        cluster.check_log_matching();
+    }
+    shared.stop_nemesis.store(true, Ordering::Relaxed);
+    shared.stop_clients.store(true, Ordering::Relaxed);
+    let _ = nemesis.await;
+
+    if cluster.violation().is_none() {
+        heal_everything(&cluster);
+        // Pending client operations end within the client timeout.
+        for client in clients {
+            let _ = client.await;
+        }
+        liveness(&shared, &options).await;
+        cluster.check_log_matching();
+    }
+    let ops = *lock(&shared.ops);
+    let history = std::mem::take(&mut *lock(&shared.history)).finish();
+    Done { history, ops, violation: cluster.violation(), sim_elapsed: Duration::from_micros(cluster.now_us()) }
+}
+
+fn heal_everything(cluster: &Cluster) {
+    cluster.note("heal everything".into());
+    cluster.disable_crash_points();
+    cluster.heal_network();
+    let net = NetConfig { latency_us_min: 200, latency_us_max: 3_000, ..NetConfig::default() };
+    cluster.set_net_config(net);
+    for id in cluster.members() {
+        match cluster.status(id) {
+            MemberStatus::Paused => cluster.resume(id),
+            MemberStatus::Down => cluster.restart(id),
+            MemberStatus::Up | MemberStatus::Refused(_) => {}
+        }
+    }
+}
+
+/// After healing: a leader must commit a write, every running member must catch
+/// up to it, then each key is read once more (recorded in the history, so a lost
+/// acknowledged write fails the linearizability check).
+async fn liveness(shared: &Shared, options: &RunOptions) {
+    let cluster = &shared.cluster;
+    let deadline = cluster.now_us() + LIVENESS_BOUND.as_micros() as u64;
+    let mut committed = None;
+    while cluster.now_us() < deadline && committed.is_none() {
+        if let Some((leader, _)) = cluster.leader() {
+            let probe = RegisterCommand::Write { key: "probe".into(), value: 0 }.encode();
+            if let ClientOutcome::Reply(Ok(Response::Written { index, .. })) =
+                cluster.request(leader, Request::Write(probe), CLIENT_TIMEOUT).await
+            {
+                committed = Some(index);
+                break;
+            }
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    let Some(index) = committed else {
+        let statuses: Vec<_> = cluster.members().into_iter().map(|id| (id, cluster.status(id))).collect();
+        cluster.fail(
+            "liveness",
+            format!("no leader committed a write within {LIVENESS_BOUND:?} after healing; members {statuses:?}"),
+        );
+        return;
+    };
+    loop {
+        let lagging: Vec<(NodeId, u64)> = cluster
+            .commit_indices()
+            .into_iter()
+            .filter(|(id, commit)| *commit < index && cluster.status(*id) == MemberStatus::Up)
+            .collect();
+        if lagging.is_empty() {
+            break;
+        }
+        if cluster.now_us() >= deadline {
+            cluster.fail(
+                "liveness",
+                format!("members {lagging:?} (id, commit) did not catch up to index {index} after healing"),
+            );
+            return;
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+    for key in 0..options.keys {
+        let key = format!("k{key}");
+        let process = 1_000_000 + options.clients * 1_000;
+        let mut done = false;
+        for _ in 0..20 {
+            let Some((leader, _)) = cluster.leader() else {
+                sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            if client_op(shared, process, leader, &key, F::Read, Value::Nil).await == OpType::Ok {
+                done = true;
+                break;
+            }
+        }
+        if !done {
+            cluster.fail("liveness", format!("final read of {key} did not succeed after healing"));
+            return;
+        }
+    }
+}
+
+async fn run_client(shared: Arc<Shared>, client: u64, options: &RunOptions, read_percent: u64) {
+    let cluster = &shared.cluster;
+    let members = cluster.members();
+    let mut process = client;
+    let mut hint: Option<NodeId> = None;
+    while !shared.stop_clients.load(Ordering::Relaxed) {
+        let think = thread_rng().between(0, options.think_ms_max);
+        sleep(Duration::from_millis(think)).await;
+        if shared.stop_clients.load(Ordering::Relaxed) {
+            break;
+        }
+        let key = format!("k{}", thread_rng().below(options.keys.max(1)));
+        let roll = thread_rng().below(100);
+        let (f, value) = if roll < read_percent {
+            (F::Read, Value::Nil)
+        } else if roll < read_percent + (100 - read_percent) * 2 / 3 {
+            (F::Write, Value::Int(next_value(&shared)))
+        } else {
+            let expected = lock(&shared.last_value).get(&key).copied();
+            (F::Cas, Value::Cas { expected, new: next_value(&shared) })
+        };
+        let target = match hint {
+            Some(leader) if thread_rng().below(100) < 80 => leader,
+            _ => members[thread_rng().below(members.len() as u64) as usize],
+        };
+        let (outcome, new_hint) = client_op_hinted(&shared, process, target, &key, f, value).await;
+        hint = new_hint;
+        if outcome == OpType::Info {
+            // The operation may still take effect: this process is gone for good.
+            process += options.clients;
+        }
+    }
+}
+
+async fn client_op(shared: &Shared, process: u64, target: NodeId, key: &str, f: F, value: Value) -> OpType {
+    client_op_hinted(shared, process, target, key, f, value).await.0
+}
+
+fn next_value(shared: &Shared) -> i64 {
+    let mut next = lock(&shared.next_value);
+    *next += 1;
+    *next
+}
+
+/// Runs one operation against `target` and records it; returns its outcome and
+/// where the client should send its next request.
+async fn client_op_hinted(
+    shared: &Shared,
+    process: u64,
+    target: NodeId,
+    key: &str,
+    f: F,
+    value: Value,
+) -> (OpType, Option<NodeId>) {
+    let cluster = &shared.cluster;
+    let request = match (f, value) {
+        (F::Read, _) => Request::Read(RegisterQuery { key: key.into() }.encode()),
+        (F::Write, Value::Int(v)) => Request::Write(RegisterCommand::Write { key: key.into(), value: v }.encode()),
+        (F::Cas, Value::Cas { expected, new }) => {
+            // The register has no "never written" sentinel: a cas expecting nil is
+            // sent as a cas expecting a value no client ever writes.
+            let expected = expected.unwrap_or(i64::MIN);
+            Request::Write(RegisterCommand::Cas { key: key.into(), expected, new }.encode())
+        }
+        _ => unreachable!("op shapes are built above"),
+    };
+    let op = {
+        let mut history = lock(&shared.history);
+        history.invoke(process, f, Some(key), value, shared.now_ns()).expect("one op per process at a time")
+    };
+    let outcome = cluster.request(target, request, CLIENT_TIMEOUT).await;
+    let mut hint = Some(target);
+    let (op_type, result) = match outcome {
+        ClientOutcome::Reply(Ok(Response::Read(bytes))) if f == F::Read => match RegisterResult::decode(&bytes) {
+            Ok(RegisterResult::Value(Some(v))) => (OpType::Ok, Value::Int(v)),
+            Ok(RegisterResult::Value(None)) => (OpType::Ok, Value::Nil),
+            other => {
+                cluster.fail("client protocol", format!("read of {key} answered {other:?}"));
+                (OpType::Info, value)
+            }
+        },
+        ClientOutcome::Reply(Ok(Response::Written { result, .. })) if f != F::Read => {
+            match RegisterResult::decode(&result) {
+                Ok(RegisterResult::Ok) => (OpType::Ok, value),
+                Ok(RegisterResult::CasFailed { .. }) if f == F::Cas => (OpType::Fail, value),
+                other => {
+                    cluster.fail("client protocol", format!("{f:?} of {key} answered {other:?}"));
+                    (OpType::Info, value)
+                }
+            }
+        }
+        ClientOutcome::Reply(Ok(other)) => {
+            cluster.fail("client protocol", format!("{f:?} of {key} answered {other:?}"));
+            (OpType::Info, value)
+        }
+        ClientOutcome::Reply(Err(error)) => match error {
+            ClientError::NotLeader { leader } => {
+                hint = leader;
+                (OpType::Fail, value)
+            }
+            ClientError::Dropped | ClientError::Busy | ClientError::TooLarge | ClientError::Invalid(_) => {
+                hint = None;
+                (OpType::Fail, value)
+            }
+            ClientError::Timeout => {
+                hint = None;
+                (OpType::Info, value)
+            }
+        },
+        ClientOutcome::Unavailable => {
+            hint = None;
+            (OpType::Fail, value)
+        }
+        ClientOutcome::Lost | ClientOutcome::TimedOut => {
+            hint = None;
+            (OpType::Info, value)
+        }
+    };
+    if op_type == OpType::Ok {
+        let seen = match result {
+            Value::Int(v) => Some(v),
+            Value::Cas { new, .. } => Some(new),
+            Value::Nil => None,
+        };
+        if let Some(v) = seen {
+            lock(&shared.last_value).insert(key.to_string(), v);
+        }
+    }
+    {
+        let mut history = lock(&shared.history);
+        history.complete(op, op_type, result, shared.now_ns()).expect("completes the op invoked above");
+    }
+    let mut ops = lock(&shared.ops);
+    match op_type {
+        OpType::Ok => ops.ok += 1,
+        OpType::Fail => ops.fail += 1,
+        _ => ops.info += 1,
+    }
+    (op_type, hint)
+}
+
+async fn run_nemesis(shared: Arc<Shared>, spec: ProfileSpec) {
+    let cluster = shared.cluster.clone();
+    let total: u32 = spec.faults.iter().map(|(_, w)| w).sum();
+    if total == 0 {
+        return;
+    }
+    let mut corrupted = false;
+    loop {
+        let wait = thread_rng().between(spec.interval_ms.0, spec.interval_ms.1);
+        sleep(Duration::from_millis(wait)).await;
+        if shared.stop_nemesis.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut roll = thread_rng().below(u64::from(total)) as u32;
+        let fault = spec
+            .faults
+            .iter()
+            .find(|(_, w)| {
+                if roll < *w {
+                    return true;
+                }
+                roll -= w;
+                false
+            })
+            .map(|(f, _)| *f)
+            .expect("roll below total");
+        inject(&cluster, &spec, fault, &mut corrupted);
+    }
+}
+
+fn random_member(cluster: &Cluster) -> NodeId {
+    let members = cluster.members();
+    members[thread_rng().below(members.len() as u64) as usize]
+}
+
+fn later(cluster: &Cluster, spec: &ProfileSpec, what: impl FnOnce(&Cluster) + Send + 'static) {
+    let cluster = cluster.clone();
+    let down = thread_rng().between(spec.down_ms.0, spec.down_ms.1);
+    madsim::task::spawn(async move {
+        sleep(Duration::from_millis(down)).await;
+        what(&cluster);
+    });
+}
+
+fn inject(cluster: &Cluster, spec: &ProfileSpec, fault: Fault, corrupted: &mut bool) {
+    let members = cluster.members();
+    match fault {
+        Fault::PartitionRandom => {
+            let mut left = Vec::new();
+            let mut right = Vec::new();
+            for id in &members {
+                if thread_rng().below(2) == 0 {
+                    left.push(*id);
+                } else {
+                    right.push(*id);
+                }
+            }
+            cluster.partition(&[left, right]);
+        }
+        Fault::IsolateLeader => {
+            if let Some((leader, _)) = cluster.leader() {
+                let rest: Vec<_> = members.iter().copied().filter(|id| *id != leader).collect();
+                cluster.partition(&[vec![leader], rest]);
+            }
+        }
+        Fault::OneWay => {
+            for _ in 0..thread_rng().between(1, 3) {
+                let (from, to) = (random_member(cluster), random_member(cluster));
+                if from != to {
+                    cluster.block(from, to);
+                }
+            }
+        }
+        Fault::Clog => {
+            let (from, to) = (random_member(cluster), random_member(cluster));
+            if from != to {
+                cluster.clog(from, to, Duration::from_millis(thread_rng().between(100, 2_000)));
+            }
+        }
+        Fault::Heal => cluster.heal_network(),
+        Fault::Crash | Fault::CrashLeader => {
+            let target = match fault {
+                Fault::CrashLeader => cluster.leader().map(|(id, _)| id),
+                _ => Some(random_member(cluster)),
+            };
+            if let Some(id) = target {
+                cluster.crash(id);
+                later(cluster, spec, move |c| c.restart(id));
+            }
+        }
+        Fault::Pause | Fault::PauseLeader => {
+            let target = match fault {
+                Fault::PauseLeader => cluster.leader().map(|(id, _)| id),
+                _ => Some(random_member(cluster)),
+            };
+            if let Some(id) = target {
+                cluster.pause(id);
+                later(cluster, spec, move |c| c.resume(id));
+            }
+        }
+        Fault::ClockJump => {
+            let id = random_member(cluster);
+            cluster.clock_jump(id, thread_rng().between(100, 3_000));
+        }
+        Fault::Drift => {
+            let id = random_member(cluster);
+            let max = spec.drift_ppm_max.unsigned_abs();
+            cluster.set_drift(id, thread_rng().between(0, 2 * max) as i64 - max as i64);
+        }
+        Fault::CorruptAndCrash => {
+            // Once per run, so that a quorum always survives.
+            if !*corrupted {
+                let id = random_member(cluster);
+                if cluster.status(id) == MemberStatus::Up && cluster.corrupt_disk(id) {
+                    *corrupted = true;
+                    cluster.crash(id);
+                    later(cluster, spec, move |c| c.restart(id));
+                }
+            }
+        }
+    }
+}

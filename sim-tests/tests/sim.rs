@@ -1,0 +1,93 @@
+//! Simulator tests: determinism, a small sweep of every fault profile, and the
+//! mutation self-test. Run with
+//! `RUSTFLAGS="--cfg madsim" cargo test -p sim-tests --release --target-dir target/madsim`
+//! (add `--features mutations` for the self-test).
+#![cfg(madsim)]
+
+use std::time::Duration;
+
+use sim_tests::profile::FaultProfile;
+use sim_tests::scenario::{install_panic_hook, run_seed, RunOptions, RunReport};
+
+fn options(seed: u64, faults: FaultProfile, seconds: u64) -> RunOptions {
+    RunOptions { seed, faults, duration: Duration::from_secs(seconds), ..RunOptions::default() }
+}
+
+fn describe(report: &RunReport) -> String {
+    match &report.failure {
+        None => format!("seed {} passed", report.seed),
+        Some(failure) => format!(
+            "seed {} violated {}: {}\n{}",
+            report.seed,
+            failure.invariant,
+            failure.detail,
+            failure.trace_tail.join("\n")
+        ),
+    }
+}
+
+#[test]
+fn same_seed_same_trace() {
+    install_panic_hook();
+    for faults in [FaultProfile::None, FaultProfile::All] {
+        let first = run_seed(&options(42, faults, 10));
+        let second = run_seed(&options(42, faults, 10));
+        assert!(first.failure.is_none(), "{}", describe(&first));
+        assert_ne!(first.trace_hash, 0);
+        assert_eq!(first.trace_hash, second.trace_hash, "profile {faults}: same seed, different runs");
+        assert_eq!(first.stats, second.stats);
+        let other = run_seed(&options(43, faults, 10));
+        assert_ne!(first.trace_hash, other.trace_hash, "different seeds should differ");
+    }
+}
+
+#[test]
+fn small_sweep_of_every_profile_passes() {
+    install_panic_hook();
+    for faults in FaultProfile::ALL {
+        for seed in 0..4 {
+            let report = run_seed(&options(seed, faults, 15));
+            assert!(report.failure.is_none(), "profile {faults}: {}", describe(&report));
+            assert!(report.ops.ok > 0, "profile {faults} seed {seed}: no client operation succeeded");
+        }
+    }
+}
+
+#[test]
+fn three_member_sweep_passes() {
+    install_panic_hook();
+    for seed in 100..110 {
+        let report = run_seed(&RunOptions { nodes: 3, ..options(seed, FaultProfile::All, 15) });
+        assert!(report.failure.is_none(), "{}", describe(&report));
+    }
+}
+
+/// Every planted bug must be caught within its seed budget, with the fault
+/// profile and cluster size given here (see docs/simulation.md).
+#[cfg(feature = "mutations")]
+#[test]
+#[ignore = "about 30 s: run with `--features mutations -- --ignored mutation`"]
+fn every_mutation_is_caught() {
+    install_panic_hook();
+    // (mutation, members, seed budget)
+    let budgets: [(&str, u64, u64); 4] = [
+        ("read-without-quorum", 5, 20),
+        ("vote-ignores-log", 5, 20),
+        ("vote-before-persist", 5, 200),
+        ("commit-old-term", 5, COMMIT_OLD_TERM_BUDGET),
+    ];
+    for (mutation, nodes, budget) in budgets {
+        let faults = FaultProfile::for_mutation(mutation);
+        let caught = (0..budget).find_map(|seed| {
+            let run = RunOptions { seed, nodes, faults, mutation: Some(mutation.to_string()), ..RunOptions::default() };
+            let report = run_seed(&run);
+            report.failure.map(|f| (seed, f.invariant))
+        });
+        assert!(caught.is_some(), "{mutation} survived {budget} seeds of profile {faults}");
+        let (seed, invariant) = caught.expect("checked");
+        eprintln!("{mutation}: caught at seed {seed} by {invariant}");
+    }
+}
+
+#[cfg(feature = "mutations")]
+const COMMIT_OLD_TERM_BUDGET: u64 = 2_000;
