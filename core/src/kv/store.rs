@@ -1,0 +1,384 @@
+//! [`KvStore`]: the MVCC store, leases and watches composed into the state
+//! machine that plugs into [`crate::Node`].
+
+use rkyv::rancor;
+
+use super::errors::KvError;
+use super::layout::{aligned, to_bytes};
+use super::lease::LEASE_TTL_MAX_S;
+use super::mvcc::Mvcc;
+use super::range;
+use super::request::{
+    CompactionResponse, Event, KvCommand, KvQuery, KvResponse, KvResult, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseId, LeaseLeasesResponse, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RangeRequest,
+    RangeResponse, ResponseHeader, Revision,
+};
+use super::storage::{Storage, WriteBatch};
+use super::txn::{self, TxnLimits};
+use super::watch::{WatchConfig, WatchCreateRequest, WatchHub, WatchId, WatchResponse};
+use super::wire::{decode_result, encode_result, KV_FORMAT};
+use crate::raft::message::Payload;
+use crate::state_machine::{RestoreError, StateMachine};
+use crate::types::LogIndex;
+
+/// The magic bytes at the start of a KV snapshot.
+pub const SNAPSHOT_MAGIC: [u8; 4] = *b"LKKV";
+
+/// Limits and policies of the KV state machine. Every member of a group must
+/// use the same values: they decide what is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvConfig {
+    /// Compares, or ops per branch, per txn level (etcd's `--max-txn-ops`, 128).
+    pub txn_ops_max: u32,
+    /// Txn nesting depth (at most [`super::wire::WIRE_TXN_DEPTH_MAX`]).
+    pub txn_depth_max: u32,
+    /// Bytes of an encoded command (etcd's `--max-request-bytes`, 1.5 MiB).
+    pub request_bytes_max: u64,
+    /// Lease TTLs below this are raised to it (etcd derives it from the election
+    /// timeout: 2 s with default settings).
+    pub lease_ttl_min_s: i64,
+    /// The watch hub's limits (local, not replicated).
+    pub watch: WatchConfig,
+}
+
+impl Default for KvConfig {
+    fn default() -> KvConfig {
+        KvConfig {
+            txn_ops_max: 128,
+            txn_depth_max: 16,
+            request_bytes_max: 1536 * 1024,
+            lease_ttl_min_s: 2,
+            watch: WatchConfig::default(),
+        }
+    }
+}
+
+/// An etcd v3 key-value state machine over a [`Storage`].
+///
+/// Writes ([`KvCommand`]) are applied from the log with
+/// [`KvStore::execute`] (or `StateMachine::apply` with encoded bytes); each
+/// writes one storage batch carrying the entry's index, and a write that
+/// changes keys creates one revision whose events go to the watch hub. Reads
+/// ([`KvQuery`]) take `&self`. Watches are local: [`KvStore::watch_create`],
+/// [`KvStore::watch_cancel`], [`KvStore::watch_progress`], and
+/// [`KvStore::watch_poll`] to drain responses.
+#[derive(Debug)]
+pub struct KvStore<S: Storage> {
+    config: KvConfig,
+    mvcc: Mvcc<S>,
+    watches: WatchHub,
+    applied: LogIndex,
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+impl<S: Storage> KvStore<S> {
+    /// Opens the state in `storage` (empty storage: an empty store at revision 1).
+    pub fn open(config: KvConfig, storage: S) -> Result<KvStore<S>, String> {
+        assert!(config.txn_depth_max <= super::wire::WIRE_TXN_DEPTH_MAX, "txn_depth_max above the wire limit");
+        let applied = storage.applied_index();
+        let mvcc = Mvcc::open(storage)?;
+        let watches = WatchHub::new(config.watch, mvcc.current_rev());
+        Ok(KvStore { config, mvcc, watches, applied })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &KvConfig {
+        &self.config
+    }
+
+    /// The multi-version store.
+    pub fn mvcc(&self) -> &Mvcc<S> {
+        &self.mvcc
+    }
+
+    /// The revision of the last change.
+    pub fn current_revision(&self) -> Revision {
+        self.mvcc.current_rev()
+    }
+
+    /// The compaction revision (0: never compacted).
+    pub fn compact_revision(&self) -> Revision {
+        self.mvcc.compact_rev()
+    }
+
+    /// The index of the last applied log entry.
+    pub fn applied_index(&self) -> LogIndex {
+        self.applied
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &S {
+        self.mvcc.storage()
+    }
+
+    /// The storage, to sync it.
+    pub fn storage_mut(&mut self) -> &mut S {
+        self.mvcc.storage_mut()
+    }
+
+    /// Gives the storage back.
+    pub fn into_storage(self) -> S {
+        self.mvcc.into_storage()
+    }
+
+    /// Every lease with the TTL a new leader should give it: the last
+    /// checkpointed remaining TTL, else the granted one. For
+    /// [`super::LeaseTimer::promote`] and [`super::LeaseTimer::reconcile`].
+    pub fn lease_ttls(&self) -> Vec<(LeaseId, i64)> {
+        self.mvcc
+            .leases()
+            .iter()
+            .map(|(id, l)| (id, if l.remaining_ttl > 0 { l.remaining_ttl } else { l.ttl }))
+            .collect()
+    }
+
+    fn limits(&self) -> TxnLimits {
+        TxnLimits { ops_max: self.config.txn_ops_max, depth_max: self.config.txn_depth_max }
+    }
+
+    /// The checks that need no state (etcd does them before proposing).
+    pub fn check(&self, command: &KvCommand) -> Result<(), KvError> {
+        match command {
+            KvCommand::Put(p) => txn::check_put(p),
+            KvCommand::DeleteRange(d) => txn::check_delete(d),
+            KvCommand::Txn(t) => txn::check_txn(t, self.limits()),
+            KvCommand::Compaction(_)
+            | KvCommand::LeaseGrant(_)
+            | KvCommand::LeaseRevoke(_)
+            | KvCommand::LeaseCheckpoint(_) => Ok(()),
+        }
+    }
+
+    /// Applies the log entry `index` holding `command`. Entries at or below the
+    /// applied index (replayed over storage that already holds them) are skipped
+    /// with [`KvError::AlreadyApplied`].
+    pub fn execute(&mut self, index: LogIndex, command: &KvCommand) -> KvResult {
+        self.apply_with(index, |store, batch| store.run(command, batch))
+    }
+
+    fn apply_with(
+        &mut self,
+        index: LogIndex,
+        run: impl FnOnce(&mut Self, &mut WriteBatch) -> (KvResult, Option<(Revision, Vec<Event>)>),
+    ) -> KvResult {
+        if index <= self.applied {
+            return Err(KvError::AlreadyApplied);
+        }
+        self.applied = index;
+        let mut batch = WriteBatch::new(index);
+        let (result, committed) = run(self, &mut batch);
+        self.mvcc.write(batch);
+        if let Some((rev, events)) = committed {
+            self.watches.notify(rev, &events);
+        }
+        result
+    }
+
+    fn header(&self) -> ResponseHeader {
+        ResponseHeader { revision: self.mvcc.current_rev() }
+    }
+
+    fn run(&mut self, command: &KvCommand, batch: &mut WriteBatch) -> (KvResult, Option<(Revision, Vec<Event>)>) {
+        if let Err(e) = self.check(command) {
+            return (Err(e), None);
+        }
+        let staged = {
+            let mut write = self.mvcc.begin_write();
+            let result = match command {
+                KvCommand::Put(p) => txn::put(&mut write, p).map(KvResponse::Put),
+                KvCommand::DeleteRange(d) => Ok(KvResponse::DeleteRange(txn::delete_range(&mut write, d))),
+                KvCommand::Txn(t) => txn::txn(&mut write, t).map(KvResponse::Txn),
+                _ => Ok(KvResponse::Noop),
+            };
+            result.map(|r| (r, write.into_changes()))
+        };
+        let result = match (command, staged) {
+            (_, Err(e)) => Err(e),
+            (KvCommand::Put(_) | KvCommand::DeleteRange(_) | KvCommand::Txn(_), Ok((response, changes))) => {
+                let committed = self.mvcc.commit(changes, batch);
+                return (Ok(response), committed);
+            }
+            (KvCommand::Compaction(c), _) => self
+                .mvcc
+                .compact(c.revision, batch)
+                .map(|()| KvResponse::Compaction(CompactionResponse { header: self.header() })),
+            (KvCommand::LeaseGrant(g), _) => self.grant(g, batch),
+            (KvCommand::LeaseRevoke(r), _) => return self.revoke(r.id, batch),
+            (KvCommand::LeaseCheckpoint(c), _) => {
+                for checkpoint in &c.checkpoints {
+                    self.mvcc.checkpoint_lease(checkpoint.id, checkpoint.remaining_ttl, batch);
+                }
+                Ok(KvResponse::LeaseCheckpoint(self.header()))
+            }
+        };
+        (result, None)
+    }
+
+    fn grant(&mut self, req: &LeaseGrantRequest, batch: &mut WriteBatch) -> KvResult {
+        if req.ttl > LEASE_TTL_MAX_S {
+            return Err(KvError::LeaseTtlTooLarge);
+        }
+        let id = if req.id != 0 {
+            if self.mvcc.leases().contains(req.id) {
+                return Err(KvError::LeaseExists);
+            }
+            req.id
+        } else {
+            // Deterministic: every member derives the same id from the entry index.
+            let leases = self.mvcc.leases();
+            let mut attempts = (0..64u64).map(|a| (splitmix64(self.applied ^ splitmix64(a)) >> 1) as i64);
+            attempts.find(|&id| id != 0 && !leases.contains(id)).expect("64 random lease ids cannot all collide")
+        };
+        let ttl = req.ttl.max(self.config.lease_ttl_min_s);
+        self.mvcc.grant_lease(id, ttl, batch);
+        Ok(KvResponse::LeaseGrant(LeaseGrantResponse { header: self.header(), id, ttl, error: String::new() }))
+    }
+
+    fn revoke(&mut self, id: LeaseId, batch: &mut WriteBatch) -> (KvResult, Option<(Revision, Vec<Event>)>) {
+        let Some(lease) = self.mvcc.leases().get(id) else { return (Err(KvError::LeaseNotFound), None) };
+        let keys: Vec<Vec<u8>> = lease.keys.iter().cloned().collect();
+        let changes = {
+            let mut write = self.mvcc.begin_write();
+            for key in &keys {
+                write.delete_range(&super::key_index::KeyRange::Single(key.clone()));
+            }
+            write.into_changes()
+        };
+        let committed = self.mvcc.commit(changes, batch);
+        self.mvcc.drop_lease(id, batch);
+        (Ok(KvResponse::LeaseRevoke(LeaseRevokeResponse { header: self.header() })), committed)
+    }
+
+    /// Serves a range.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, KvError> {
+        range::check_range(req)?;
+        range::range(&self.mvcc, req)
+    }
+
+    /// Serves a read.
+    pub fn read(&self, query: &KvQuery) -> KvResult {
+        match query {
+            KvQuery::Range(r) => self.range(r).map(KvResponse::Range),
+            KvQuery::Txn(t) => {
+                if t.writes() {
+                    return Err(KvError::Malformed("a txn with puts or deletes must go through the log".into()));
+                }
+                txn::check_txn(t, self.limits())?;
+                let mut view = self.mvcc.begin_write();
+                txn::txn(&mut view, t).map(KvResponse::Txn)
+            }
+            KvQuery::LeaseTimeToLive(LeaseTimeToLiveRequest { id, keys }) => {
+                let header = self.header();
+                Ok(KvResponse::LeaseTimeToLive(match self.mvcc.leases().get(*id) {
+                    None => LeaseTimeToLiveResponse { header, id: *id, ttl: -1, ..LeaseTimeToLiveResponse::default() },
+                    Some(l) => LeaseTimeToLiveResponse {
+                        header,
+                        id: *id,
+                        ttl: if l.remaining_ttl > 0 { l.remaining_ttl } else { l.ttl },
+                        granted_ttl: l.ttl,
+                        keys: if *keys { l.keys.iter().cloned().collect() } else { Vec::new() },
+                    },
+                }))
+            }
+            KvQuery::LeaseLeases => Ok(KvResponse::LeaseLeases(LeaseLeasesResponse {
+                header: self.header(),
+                leases: self.mvcc.leases().iter().map(|(id, _)| id).collect(),
+            })),
+        }
+    }
+
+    /// Adds a watcher (see [`WatchHub::create`]).
+    pub fn watch_create(&mut self, req: WatchCreateRequest) -> Result<WatchId, WatchResponse> {
+        self.watches.create(req)
+    }
+
+    /// Removes a watcher (see [`WatchHub::cancel`]).
+    pub fn watch_cancel(&mut self, id: WatchId) -> Option<WatchResponse> {
+        self.watches.cancel(id)
+    }
+
+    /// Queues progress notifications (see [`WatchHub::progress`]).
+    pub fn watch_progress(&mut self, all: bool) {
+        self.watches.progress(all);
+    }
+
+    /// Catches unsynced watchers up from storage (bounded), then returns the
+    /// next buffered response of any watcher.
+    pub fn watch_poll(&mut self) -> Option<WatchResponse> {
+        self.watches.catch_up(&self.mvcc);
+        self.watches.poll()
+    }
+
+    /// The next buffered response of watcher `id`, after catch-up.
+    pub fn watch_take(&mut self, id: WatchId) -> Option<WatchResponse> {
+        self.watches.catch_up(&self.mvcc);
+        self.watches.take(id)
+    }
+
+    /// The watch hub, for inspection.
+    pub fn watches(&self) -> &WatchHub {
+        &self.watches
+    }
+}
+
+impl<S: Storage> StateMachine for KvStore<S> {
+    fn apply(&mut self, index: LogIndex, payload: &Payload) -> Vec<u8> {
+        let result = match payload {
+            Payload::Command(bytes) => match KvCommand::decode(bytes) {
+                Ok(command) => self.execute(index, &command),
+                Err(why) => self.apply_with(index, |_, _| (Err(KvError::Malformed(why)), None)),
+            },
+            Payload::Noop | Payload::Membership(_) => self.apply_with(index, |_, _| (Ok(KvResponse::Noop), None)),
+        };
+        encode_result(&result)
+    }
+
+    fn query(&self, query: &[u8]) -> Vec<u8> {
+        let result = match KvQuery::decode(query) {
+            Ok(query) => self.read(&query),
+            Err(why) => Err(KvError::Malformed(why)),
+        };
+        encode_result(&result)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let mut out = SNAPSHOT_MAGIC.to_vec();
+        out.push(KV_FORMAT);
+        out.extend_from_slice(&self.applied.to_le_bytes());
+        out.extend_from_slice(&to_bytes(&self.mvcc.dump()));
+        out
+    }
+
+    fn restore(&mut self, data: &[u8]) -> Result<(), RestoreError> {
+        let header_len = SNAPSHOT_MAGIC.len() + 1 + 8;
+        if data.len() < header_len || data[..4] != SNAPSHOT_MAGIC || data[4] != KV_FORMAT {
+            return Err(RestoreError("not a KV snapshot of this format".into()));
+        }
+        let applied = u64::from_le_bytes(data[5..13].try_into().map_err(|_| RestoreError("bad header".into()))?);
+        let pairs = rkyv::from_bytes::<Vec<(Vec<u8>, Vec<u8>)>, rancor::Error>(&aligned(&data[header_len..]))
+            .map_err(|e| RestoreError(e.to_string()))?;
+        self.mvcc.replace(pairs, applied).map_err(RestoreError)?;
+        self.applied = applied;
+        self.watches.reset(self.mvcc.current_rev());
+        Ok(())
+    }
+
+    fn validate(&self, command: &[u8]) -> Result<(), String> {
+        if command.len() as u64 > self.config.request_bytes_max {
+            return Err(KvError::RequestTooLarge.to_string());
+        }
+        let command = KvCommand::decode(command).map_err(|why| KvError::Malformed(why).to_string())?;
+        self.check(&command).map_err(|e| e.to_string())
+    }
+}
+
+/// Decodes a result from `StateMachine::apply` or `query`.
+pub fn decode_reply(bytes: &[u8]) -> Result<KvResult, String> {
+    decode_result(bytes)
+}
