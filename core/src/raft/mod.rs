@@ -1014,7 +1014,10 @@ impl Raft {
         }
         self.out.push(Command::SaveSnapshot { meta: meta.clone(), data: snapshot.data.to_vec() });
         if !kept {
-            self.out.push(Command::TruncateLog { from: meta.index + 1 });
+            // The old entry at the snapshot's index (if any) has another term: drop
+            // it too, or a restart would see the log diverge from the snapshot
+            // there and discard every entry appended after it.
+            self.out.push(Command::TruncateLog { from: meta.index });
         }
         self.writes_pending = true;
         let mut history = vec![(meta.index, meta.membership.clone())];

@@ -176,3 +176,24 @@ fn recovery_drops_a_log_that_does_not_continue_the_snapshot() {
     let r = Raft::new(config(1), HardState::default(), Some(snapshot), entries, 0).expect("valid");
     assert_eq!((r.first_index(), r.last_index(), r.term_at(2)), (3, 2, Some(3)));
 }
+
+#[test]
+fn installing_a_snapshot_over_a_divergent_log_drops_the_entry_at_its_index() {
+    let mut r = raft(2, &[1, 2, 3], HardState { term: 1, vote: Some(1) }, vec![entry(1, 1), entry(2, 1), entry(3, 1)]);
+    let data = b"state".to_vec();
+    let meta = SnapshotMeta {
+        group: 1,
+        index: 3,
+        term: 2,
+        membership: Membership::with_voters([1, 2, 3]),
+        size: data.len() as u64,
+        checksum: crc32c::crc32c(&data),
+    };
+    let chunk = MessageBody::InstallSnapshot { meta: meta.clone(), offset: 0, data: data.clone(), done: true };
+    r.step(0, msg(1, 2, 2, chunk));
+    r.end_step(0);
+    let writes: Vec<&Command> =
+        r.out.iter().filter(|c| matches!(c, Command::SaveSnapshot { .. } | Command::TruncateLog { .. })).collect();
+    assert_eq!(writes, vec![&Command::SaveSnapshot { meta, data }, &Command::TruncateLog { from: 3 }]);
+    assert_eq!((r.first_index(), r.last_index(), r.commit_index()), (4, 3, 3));
+}
