@@ -64,6 +64,9 @@ pub mod register;
 pub mod rng;
 pub mod state_machine;
 pub mod types;
+/// The write-ahead log and snapshot file: on-disk format, writer decisions, recovery and fsck,
+/// as pure code over bytes that the runtimes drive.
+pub mod wal;
 
 pub use config::Config;
 pub use io::{ClientError, Command, Event, Recovered, Reply, Request, Response};
