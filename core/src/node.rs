@@ -51,6 +51,8 @@ pub struct Node<S: StateMachine> {
     membership_change: Option<(RequestId, LogIndex, Term, Millis)>,
     transfer: Option<(RequestId, Millis)>,
     timer_at: Option<Millis>,
+    /// Whether the state machine was last told it leads.
+    sm_leader: bool,
 }
 
 impl<S: StateMachine> Node<S> {
@@ -108,6 +110,7 @@ impl<S: StateMachine> Node<S> {
             membership_change: None,
             transfer: None,
             timer_at: None,
+            sm_leader: false,
         }
     }
 
@@ -228,6 +231,7 @@ impl<S: StateMachine> Node<S> {
         }
         self.serve_reads();
         self.check_admin_requests();
+        self.leader_duties(now);
         self.maybe_snapshot();
         self.raft.end_step(now);
         let at = self.next_deadline();
@@ -307,6 +311,32 @@ impl<S: StateMachine> Node<S> {
         }
     }
 
+    /// Tells the state machine about leadership and proposes what its time-driven
+    /// duties call for. The state machine leads only once an entry of this term
+    /// is applied, so it starts from the state every earlier leader committed.
+    fn leader_duties(&mut self, now: Millis) {
+        let raft = &self.raft;
+        let leading = raft.role() == Role::Leader
+            && raft.term_at(raft.applied_index()) == Some(raft.term())
+            && !raft.transferring();
+        if leading != self.sm_leader {
+            self.sm_leader = leading;
+            self.sm.on_leadership(now, leading);
+        }
+        if !leading {
+            return;
+        }
+        // Bounded per step; what is left is proposed on the next tick.
+        const PROPOSALS_PER_STEP_MAX: usize = 64;
+        for command in self.sm.leader_proposals(now, PROPOSALS_PER_STEP_MAX) {
+            if self.sm.validate(&command).is_ok() {
+                // Nobody waits for the result: a failed proposal is retried by the
+                // state machine's own policy.
+                let _ = self.raft.propose(Payload::Command(command));
+            }
+        }
+    }
+
     fn maybe_snapshot(&mut self) {
         let applied = self.raft.applied_index();
         let since = applied - self.raft.snapshot().map_or(0, |s| s.meta.index);
@@ -347,6 +377,7 @@ impl<S: StateMachine> Node<S> {
             self.reads.values().next().map(|r| r.deadline),
             self.membership_change.map(|(_, _, _, d)| d),
             self.transfer.map(|(_, d)| d),
+            if self.sm_leader { self.sm.next_deadline() } else { None },
         ]
         .into_iter()
         .flatten()

@@ -1,7 +1,7 @@
 //! The state machine that committed entries are applied to.
 
 use crate::raft::message::Payload;
-use crate::types::LogIndex;
+use crate::types::{LogIndex, Millis};
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,4 +36,24 @@ pub trait StateMachine {
     /// Checks a command before it is proposed, so malformed commands are refused
     /// instead of being committed to the log.
     fn validate(&self, command: &[u8]) -> Result<(), String>;
+
+    /// This member became leader (`true`, once an entry of its term is committed
+    /// and applied, so the state is current) or stopped being leader (`false`).
+    /// Time-driven duties, such as lease expiry, belong to the leader alone.
+    fn on_leadership(&mut self, now: Millis, leader: bool) {
+        let _ = (now, leader);
+    }
+
+    /// On the leader, after every step: commands to propose because time passed
+    /// (for example revoking expired leases), at most `max`. They go through the
+    /// log like client writes, so every member applies the same outcome.
+    fn leader_proposals(&mut self, now: Millis, max: usize) -> Vec<Vec<u8>> {
+        let _ = (now, max);
+        Vec::new()
+    }
+
+    /// The next time [`StateMachine::leader_proposals`] may have work, if any.
+    fn next_deadline(&self) -> Option<Millis> {
+        None
+    }
 }

@@ -5,13 +5,13 @@ use rkyv::rancor;
 
 use super::errors::KvError;
 use super::layout::{aligned, to_bytes};
-use super::lease::LEASE_TTL_MAX_S;
+use super::lease::{LeaseTimer, LEASE_TTL_MAX_S};
 use super::mvcc::Mvcc;
 use super::range;
 use super::request::{
     CompactionResponse, Event, KvCommand, KvQuery, KvResponse, KvResult, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseId, LeaseLeasesResponse, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RangeRequest,
-    RangeResponse, ResponseHeader, Revision,
+    LeaseId, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse, RangeRequest, RangeResponse, ResponseHeader, Revision,
 };
 use super::storage::{Storage, WriteBatch};
 use super::txn::{self, TxnLimits};
@@ -19,7 +19,7 @@ use super::watch::{WatchConfig, WatchCreateRequest, WatchHub, WatchId, WatchResp
 use super::wire::{decode_result, encode_result, KV_FORMAT};
 use crate::raft::message::Payload;
 use crate::state_machine::{RestoreError, StateMachine};
-use crate::types::LogIndex;
+use crate::types::{LogIndex, Millis};
 
 /// The magic bytes at the start of a KV snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"LKKV";
@@ -39,6 +39,9 @@ pub struct KvConfig {
     pub lease_ttl_min_s: i64,
     /// The watch hub's limits (local, not replicated).
     pub watch: WatchConfig,
+    /// A revoke of an expired lease that has not taken effect after this long is
+    /// proposed again (local, not replicated).
+    pub lease_revoke_retry_ms: Millis,
 }
 
 impl Default for KvConfig {
@@ -49,6 +52,7 @@ impl Default for KvConfig {
             request_bytes_max: 1536 * 1024,
             lease_ttl_min_s: 2,
             watch: WatchConfig::default(),
+            lease_revoke_retry_ms: 1_000,
         }
     }
 }
@@ -68,6 +72,10 @@ pub struct KvStore<S: Storage> {
     mvcc: Mvcc<S>,
     watches: WatchHub,
     applied: LogIndex,
+    /// Lease deadlines, tracked on the leader only.
+    lease_timer: LeaseTimer,
+    /// Leases were granted or revoked since the timer last looked.
+    leases_changed: bool,
 }
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -84,7 +92,8 @@ impl<S: Storage> KvStore<S> {
         let applied = storage.applied_index();
         let mvcc = Mvcc::open(storage)?;
         let watches = WatchHub::new(config.watch, mvcc.current_rev());
-        Ok(KvStore { config, mvcc, watches, applied })
+        let lease_timer = LeaseTimer::new(config.lease_revoke_retry_ms);
+        Ok(KvStore { config, mvcc, watches, applied, lease_timer, leases_changed: false })
     }
 
     /// The configuration.
@@ -331,7 +340,12 @@ impl<S: Storage> StateMachine for KvStore<S> {
     fn apply(&mut self, index: LogIndex, payload: &Payload) -> Vec<u8> {
         let result = match payload {
             Payload::Command(bytes) => match KvCommand::decode(bytes) {
-                Ok(command) => self.execute(index, &command),
+                Ok(command) => {
+                    if matches!(command, KvCommand::LeaseGrant(_) | KvCommand::LeaseRevoke(_)) {
+                        self.leases_changed = true;
+                    }
+                    self.execute(index, &command)
+                }
                 Err(why) => self.apply_with(index, |_, _| (Err(KvError::Malformed(why)), None)),
             },
             Payload::Noop | Payload::Membership(_) => self.apply_with(index, |_, _| (Ok(KvResponse::Noop), None)),
@@ -366,6 +380,7 @@ impl<S: Storage> StateMachine for KvStore<S> {
         self.mvcc.replace(pairs, applied).map_err(RestoreError)?;
         self.applied = applied;
         self.watches.reset(self.mvcc.current_rev());
+        self.leases_changed = true;
         Ok(())
     }
 
@@ -375,6 +390,33 @@ impl<S: Storage> StateMachine for KvStore<S> {
         }
         let command = KvCommand::decode(command).map_err(|why| KvError::Malformed(why).to_string())?;
         self.check(&command).map_err(|e| e.to_string())
+    }
+
+    fn on_leadership(&mut self, now: Millis, leader: bool) {
+        if leader {
+            // Every lease gets its (checkpointed) TTL again from now: a new leader
+            // never cuts a lease short (see `lease.rs`).
+            self.lease_timer.promote(now, self.lease_ttls());
+            self.leases_changed = false;
+        } else {
+            self.lease_timer.demote();
+        }
+    }
+
+    fn leader_proposals(&mut self, now: Millis, max: usize) -> Vec<Vec<u8>> {
+        if self.leases_changed {
+            self.leases_changed = false;
+            self.lease_timer.reconcile(now, self.lease_ttls());
+        }
+        self.lease_timer
+            .expired_leases(now, max)
+            .into_iter()
+            .map(|id| KvCommand::LeaseRevoke(LeaseRevokeRequest { id }).encode())
+            .collect()
+    }
+
+    fn next_deadline(&self) -> Option<Millis> {
+        self.lease_timer.next_deadline()
     }
 }
 

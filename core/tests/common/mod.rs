@@ -11,7 +11,7 @@ use lockstep_core::register::{Register, RegisterCommand, RegisterQuery, Register
 use lockstep_core::rng::SeededRng;
 use lockstep_core::{
     Command, Config, Entry, Event, HardState, LogIndex, Membership, Message, Millis, Node, NodeId, Recovered, Reply,
-    Request, RequestId, Response, Role, SnapshotMeta, Term,
+    Request, RequestId, Response, Role, SnapshotMeta, StateMachine, Term,
 };
 
 /// One member's disk: durable state plus writes not yet synced.
@@ -67,11 +67,11 @@ impl Disk {
     }
 }
 
-pub struct Cluster {
+pub struct Cluster<S: StateMachine = Register> {
     pub now: Millis,
     pub rng: SeededRng,
     pub seed: u64,
-    pub nodes: BTreeMap<NodeId, Option<Node<Register>>>,
+    pub nodes: BTreeMap<NodeId, Option<Node<S>>>,
     pub disks: BTreeMap<NodeId, Disk>,
     pub timers: BTreeMap<NodeId, Millis>,
     pub net: BTreeMap<(Millis, u64), Message>,
@@ -88,6 +88,7 @@ pub struct Cluster {
     pub applied: BTreeMap<LogIndex, Entry>,
     pub checked_applied: BTreeMap<NodeId, LogIndex>,
     pub config: fn(NodeId, u64) -> Config,
+    pub new_sm: fn() -> S,
 }
 
 pub fn default_config(id: NodeId, seed: u64) -> Config {
@@ -98,12 +99,18 @@ pub fn default_config(id: NodeId, seed: u64) -> Config {
     c
 }
 
-impl Cluster {
+impl Cluster<Register> {
     pub fn new(n: u64, seed: u64) -> Cluster {
         Cluster::with_config(n, seed, default_config)
     }
 
     pub fn with_config(n: u64, seed: u64, config: fn(NodeId, u64) -> Config) -> Cluster {
+        Cluster::with_state_machine(n, seed, config, Register::new)
+    }
+}
+
+impl<S: StateMachine> Cluster<S> {
+    pub fn with_state_machine(n: u64, seed: u64, config: fn(NodeId, u64) -> Config, new_sm: fn() -> S) -> Cluster<S> {
         let mut c = Cluster {
             now: 0,
             rng: SeededRng::new(seed),
@@ -123,11 +130,11 @@ impl Cluster {
             applied: BTreeMap::new(),
             checked_applied: BTreeMap::new(),
             config,
+            new_sm,
         };
         let membership = Membership::with_voters(1..=n);
         for id in 1..=n {
-            let node =
-                Node::bootstrap((c.config)(id, seed), Register::new(), membership.clone(), 0).expect("bootstrap");
+            let node = Node::bootstrap((c.config)(id, seed), (c.new_sm)(), membership.clone(), 0).expect("bootstrap");
             c.nodes.insert(id, Some(node));
             c.disks.insert(id, Disk::default());
             c.drain(id);
@@ -137,13 +144,13 @@ impl Cluster {
 
     /// Adds a brand-new, empty member (it still has to be added by a membership change).
     pub fn add_empty(&mut self, id: NodeId) {
-        let node = Node::join((self.config)(id, self.seed), Register::new(), self.now).expect("join");
+        let node = Node::join((self.config)(id, self.seed), (self.new_sm)(), self.now).expect("join");
         self.nodes.insert(id, Some(node));
         self.disks.insert(id, Disk::default());
         self.drain(id);
     }
 
-    pub fn node(&self, id: NodeId) -> &Node<Register> {
+    pub fn node(&self, id: NodeId) -> &Node<S> {
         self.nodes[&id].as_ref().expect("member is up")
     }
 
@@ -301,22 +308,6 @@ impl Cluster {
         self.replies.remove(&id).unwrap_or_else(|| panic!("request {id} to {to} unanswered (seed {})", self.seed))
     }
 
-    pub fn write(&mut self, to: NodeId, key: &str, value: i64) -> Reply {
-        let cmd = RegisterCommand::Write { key: key.into(), value }.encode();
-        self.call(to, Request::Write(cmd), 5_000)
-    }
-
-    pub fn read(&mut self, to: NodeId, key: &str) -> Result<Option<i64>, lockstep_core::ClientError> {
-        let q = RegisterQuery { key: key.into() }.encode();
-        match self.call(to, Request::Read(q), 5_000)? {
-            Response::Read(bytes) => match RegisterResult::decode(&bytes).expect("decodes") {
-                RegisterResult::Value(v) => Ok(v),
-                other => panic!("unexpected read result {other:?}"),
-            },
-            other => panic!("unexpected response {other:?}"),
-        }
-    }
-
     pub fn crash(&mut self, id: NodeId) {
         let unsynced = self.disks[&id].unsynced.len() as u64;
         let keep = self.rng.range(0, unsynced + 1) as usize;
@@ -329,7 +320,7 @@ impl Cluster {
 
     pub fn restart(&mut self, id: NodeId) {
         let recovered = self.disks[&id].recovered();
-        let node = Node::restart((self.config)(id, self.seed), Register::new(), recovered, self.now).expect("restart");
+        let node = Node::restart((self.config)(id, self.seed), (self.new_sm)(), recovered, self.now).expect("restart");
         self.nodes.insert(id, Some(node));
         self.drain(id);
     }
@@ -346,6 +337,24 @@ impl Cluster {
 
     pub fn heal(&mut self) {
         self.blocked.clear();
+    }
+}
+
+impl Cluster<Register> {
+    pub fn write(&mut self, to: NodeId, key: &str, value: i64) -> Reply {
+        let cmd = RegisterCommand::Write { key: key.into(), value }.encode();
+        self.call(to, Request::Write(cmd), 5_000)
+    }
+
+    pub fn read(&mut self, to: NodeId, key: &str) -> Result<Option<i64>, lockstep_core::ClientError> {
+        let q = RegisterQuery { key: key.into() }.encode();
+        match self.call(to, Request::Read(q), 5_000)? {
+            Response::Read(bytes) => match RegisterResult::decode(&bytes).expect("decodes") {
+                RegisterResult::Value(v) => Ok(v),
+                other => panic!("unexpected read result {other:?}"),
+            },
+            other => panic!("unexpected response {other:?}"),
+        }
     }
 
     pub fn value(&self, id: NodeId, key: &str) -> Option<i64> {
