@@ -151,6 +151,8 @@ pub struct Raft {
     round: u64,
     rounds_sent: VecDeque<(u64, Millis)>,
     lease_until: Millis,
+    /// A `TimeoutNow` went out in this term: no more lease reads in it.
+    lease_forfeited: bool,
     pending_reads: VecDeque<PendingRead>,
     reads_awaiting_commit: Vec<(u64, NodeId)>,
     broadcast_round: bool,
@@ -252,6 +254,7 @@ impl Raft {
             round: 0,
             rounds_sent: VecDeque::new(),
             lease_until: 0,
+            lease_forfeited: false,
             pending_reads: VecDeque::new(),
             reads_awaiting_commit: Vec::new(),
             broadcast_round: false,
@@ -694,7 +697,7 @@ impl Raft {
         // The new leader will be elected despite the followers' leases: ours ends now.
         self.lease_until = 0;
         if self.progress.get(&to).is_some_and(|p| p.match_index == self.log.last_index()) {
-            self.send(to, MessageBody::TimeoutNow);
+            self.send_timeout_now(to);
         } else {
             self.send_append(to, false);
         }
@@ -861,6 +864,7 @@ impl Raft {
         self.round = 0;
         self.rounds_sent.clear();
         self.lease_until = 0;
+        self.lease_forfeited = false;
         self.pending_reads.clear();
         self.reads_awaiting_commit.clear();
         self.transfer = None;
@@ -1196,7 +1200,7 @@ impl Raft {
             }
             if let Some((target, _)) = self.transfer {
                 if target == from && self.progress.get(&from).is_some_and(|p| p.match_index == last_index) {
-                    self.send(from, MessageBody::TimeoutNow);
+                    self.send_timeout_now(from);
                 }
             }
             self.send_append(from, false);
@@ -1330,6 +1334,16 @@ impl Raft {
         self.pending_reads.push_back(PendingRead { ctx, from, index, round });
     }
 
+    /// Tells `to` to campaign at once. The target may act on it at any later time
+    /// in this term (it could be paused, the message delayed), and voters ignore
+    /// their lease for its election, so this leader gives up lease reads for the
+    /// rest of its term.
+    fn send_timeout_now(&mut self, to: NodeId) {
+        self.lease_forfeited = true;
+        self.lease_until = 0;
+        self.send(to, MessageBody::TimeoutNow);
+    }
+
     fn read_ready(&mut self, ctx: u64, from: NodeId, index: LogIndex) {
         if from == self.config.id {
             self.read_states.push(ReadState { ctx, index: Some(index) });
@@ -1352,7 +1366,7 @@ impl Raft {
         if acked == 0 || acked == LogIndex::MAX {
             return;
         }
-        let lease_allowed = self.transfer.is_none();
+        let lease_allowed = self.transfer.is_none() && !self.lease_forfeited;
         if let Some(&(_, sent)) = self.rounds_sent.iter().find(|(r, _)| *r == acked && lease_allowed) {
             let lease =
                 self.config.election_timeout_ms - self.config.clock_drift_max_ms.min(self.config.election_timeout_ms);

@@ -197,3 +197,39 @@ fn installing_a_snapshot_over_a_divergent_log_drops_the_entry_at_its_index() {
     assert_eq!(writes, vec![&Command::SaveSnapshot { meta, data }, &Command::TruncateLog { from: 3 }]);
     assert_eq!((r.first_index(), r.last_index(), r.commit_index()), (4, 3, 3));
 }
+
+#[test]
+fn a_leader_that_sent_timeout_now_takes_no_more_leases_in_its_term() {
+    // Found by the simulator (profile lease-transfer-race, seed 1136): a paused
+    // target acted on a stale TimeoutNow after the transfer was abandoned, won
+    // an election that ignored leases, while the old leader still served lease reads.
+    let mut c = config(1);
+    c.lease_reads = true;
+    c.clock_drift_max_ms = 10;
+    let meta = SnapshotMeta {
+        group: 1,
+        membership: Membership::with_voters([1, 2, 3]),
+        checksum: crc32c::crc32c(&[]),
+        ..SnapshotMeta::default()
+    };
+    let snapshot = Snapshot { meta, data: Arc::new(Vec::new()) };
+    let mut r = Raft::new(c, HardState::default(), Some(snapshot), vec![], 0).expect("valid");
+    elect(&mut r, 0);
+    r.persisted(0, r.sync_issued);
+    for peer in [2, 3] {
+        r.step(
+            0,
+            msg(peer, 1, 1, MessageBody::AppendResponse { success: true, index: 1, hint_index: 0, hint_term: 0 }),
+        );
+    }
+    r.transfer_leader(0, 2).expect("leader");
+    assert!(sends(&r.out).iter().any(|m| m.body == MessageBody::TimeoutNow), "member 2 is up to date");
+    r.tick(200); // The transfer is abandoned after an election timeout.
+    r.end_step(200);
+    assert!(!r.transferring());
+    let round = r.round;
+    r.step(200, msg(2, 1, 1, MessageBody::HeartbeatResponse { round, last_index: 1 }));
+    r.read_index(200, 1);
+    r.end_step(200);
+    assert!(r.take_read_states().is_empty(), "no lease: the read waits for a round");
+}
