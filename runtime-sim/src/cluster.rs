@@ -13,7 +13,7 @@ use lockstep_core::codec::{decode_message, encode_message};
 use lockstep_core::register::Register;
 use lockstep_core::{
     Command, Config, Event, GroupId, LogIndex, Membership, MessageBody, Millis, Node, NodeId, Reply, Request,
-    RequestId, Role, Term,
+    RequestId, Response, Role, Term,
 };
 use madsim::rand::thread_rng;
 use madsim::runtime::Handle;
@@ -156,6 +156,9 @@ pub struct SimStats {
     pub fsyncs: u64,
     /// Client requests that reached a member.
     pub requests: u64,
+    /// Reads answered in the very step that received them: only a leader lease
+    /// allows that (a ReadIndex round needs a heartbeat round trip).
+    pub lease_reads: u64,
     /// Network counters.
     pub net: NetStats,
 }
@@ -197,6 +200,8 @@ struct Inner {
     seq: u64,
     stats: SimStats,
     scratch: Vec<Command>,
+    /// The read request being stepped, to count reads served from a lease.
+    stepping_read: Option<(NodeId, RequestId)>,
     /// Crashes requested by crash points: (member, delay µs, down ms).
     crash_points: Vec<(NodeId, u64, u64)>,
     handle: Handle,
@@ -286,7 +291,11 @@ impl Inner {
                             member.next_request += 1;
                             member.pending.insert(request_id, reply);
                             self.stats.requests += 1;
+                            if matches!(request, Request::Read(_)) {
+                                self.stepping_read = Some((id, request_id));
+                            }
                             self.step(id, Event::Request { id: request_id, request });
+                            self.stepping_read = None;
                         }
                     }
                 }
@@ -377,6 +386,9 @@ impl Inner {
                 self.trace.executed(Command::Sync { id: sync });
             }
             Command::Reply { id: request, reply } => {
+                if self.stepping_read == Some((id, request)) && matches!(reply, Ok(Response::Read(_))) {
+                    self.stats.lease_reads += 1;
+                }
                 let sender = self.member(id).pending.remove(&request);
                 self.trace.executed(Command::Reply { id: request, reply: reply.clone() });
                 if let Some(sender) = sender {
@@ -563,6 +575,7 @@ impl Cluster {
             seq: 0,
             stats: SimStats::default(),
             scratch: Vec::new(),
+            stepping_read: None,
             crash_points: Vec::new(),
             faults_node: handle.create_node().name("faults").build(),
             handle: handle.clone(),

@@ -5,7 +5,11 @@
 //!   index `i` committed with entry `e`, no member ever reports a different entry
 //!   committed at `i`.
 //! - **Leader completeness**: when a member becomes leader of term `t`, its log holds
-//!   every entry known committed so far (those behind its snapshot are covered by it).
+//!   every entry known committed in an earlier term (those behind its snapshot are
+//!   covered by it). The commit's term is the observer's term when the commit was
+//!   first seen, which is at least the term in which it happened: a candidate
+//!   paused after winning its votes may become leader of an old term long after
+//!   a newer term committed entries it cannot hold, and Raft allows that.
 //! - **State-machine safety**: every member applies the same entry at each index
 //!   ([`Observed`] reports each apply to an [`ApplyLog`]).
 //! - **Log matching**: if two logs hold an entry with the same index and term, they
@@ -128,7 +132,8 @@ impl<S: StateMachine> StateMachine for Observed<S> {
 #[derive(Debug, Default)]
 pub struct Invariants {
     leaders: BTreeMap<Term, NodeId>,
-    committed: BTreeMap<LogIndex, (Term, u64)>,
+    /// Entry term, entry hash, and the term in which the commit was first seen.
+    committed: BTreeMap<LogIndex, (Term, u64, Term)>,
     commit_seen: BTreeMap<NodeId, LogIndex>,
     leader_checked: BTreeSet<(Term, NodeId)>,
     violation: Option<Violation>,
@@ -193,19 +198,19 @@ impl Invariants {
         if commit > seen {
             for index in (seen + 1).max(raft.first_index())..=commit {
                 let Some(entry) = raft.entry(index) else { continue };
-                self.record_commit(member, entry);
+                self.record_commit(member, entry, term);
             }
             self.commit_seen.insert(member, commit);
         }
     }
 
-    fn record_commit(&mut self, member: NodeId, entry: &Entry) {
+    fn record_commit(&mut self, member: NodeId, entry: &Entry, seen_term: Term) {
         let hash = fnv_hash(entry);
         match self.committed.get(&entry.index) {
             None => {
-                self.committed.insert(entry.index, (entry.term, hash));
+                self.committed.insert(entry.index, (entry.term, hash, seen_term));
             }
-            Some(&(term, known)) if known != hash => self.fail(
+            Some(&(term, known, _)) if known != hash => self.fail(
                 "commit safety",
                 format!(
                     "n{member} committed {entry:?} at index {}, where an entry of term {term} was committed before",
@@ -219,7 +224,10 @@ impl Invariants {
     fn check_leader_completeness(&mut self, member: NodeId, raft: &Raft) {
         let first = raft.first_index();
         let mut missing = None;
-        for (&index, &(term, hash)) in self.committed.range(first..) {
+        for (&index, &(term, hash, seen_term)) in self.committed.range(first..) {
+            if seen_term >= raft.term() {
+                continue;
+            }
             let found = raft.entry(index);
             if !found.is_some_and(|e| e.term == term && fnv_hash(e) == hash) {
                 missing = Some((index, term, found.map(|e| e.term)));

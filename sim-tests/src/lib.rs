@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod profile;
 #[cfg(madsim)]
 pub mod scenario;

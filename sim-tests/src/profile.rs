@@ -30,11 +30,27 @@ pub enum FaultProfile {
     /// Crashes and partitions that strand entries of old terms on a minority:
     /// the Figure 8 situation.
     Churn,
+    /// Membership changes (learners added and promoted, voters removed, the
+    /// leader included, several voters replaced at once) among crashes,
+    /// partitions and pauses, with three spare members that start empty.
+    Membership,
+    /// Frequent leadership transfers among partitions, clogs, pauses and crashes.
+    Transfer,
+    /// Lease reads (`Config::lease_reads`) with clock drift inside the bound the
+    /// lease tolerates, under leader isolation, pauses, transfers and a read-heavy
+    /// load.
+    Leases,
+    /// Lease reads with transfers to paused or clogged targets: a TimeoutNow
+    /// that arrives after its transfer was abandoned still elects its target
+    /// past the voters' leader stickiness, while the old leader holds a lease
+    /// again. Fails until core fixes that (see docs/simulation.md), so it is not
+    /// part of the sweeps.
+    LeaseTransferRace,
 }
 
 impl FaultProfile {
     /// Every profile, in CLI order.
-    pub const ALL: [FaultProfile; 9] = [
+    pub const ALL: [FaultProfile; 13] = [
         FaultProfile::None,
         FaultProfile::Network,
         FaultProfile::Crash,
@@ -44,7 +60,16 @@ impl FaultProfile {
         FaultProfile::CrashHeavy,
         FaultProfile::PartitionReads,
         FaultProfile::Churn,
+        FaultProfile::Membership,
+        FaultProfile::Transfer,
+        FaultProfile::Leases,
+        FaultProfile::LeaseTransferRace,
     ];
+
+    /// True for profiles that find a known, unfixed core bug; sweeps skip them.
+    pub fn finds_known_bug(self) -> bool {
+        self == FaultProfile::LeaseTransferRace
+    }
 
     /// The CLI name.
     pub fn name(self) -> &'static str {
@@ -58,6 +83,10 @@ impl FaultProfile {
             FaultProfile::CrashHeavy => "crash-heavy",
             FaultProfile::PartitionReads => "partition-reads",
             FaultProfile::Churn => "churn",
+            FaultProfile::Membership => "membership",
+            FaultProfile::Transfer => "transfer",
+            FaultProfile::Leases => "leases",
+            FaultProfile::LeaseTransferRace => "lease-transfer-race",
         }
     }
 
@@ -116,6 +145,12 @@ pub enum Fault {
     Drift,
     /// Corrupt one durable record of a random member and crash it (once per run).
     CorruptAndCrash,
+    /// Ask the leader for a membership change (add or remove a learner, add,
+    /// promote or remove a voter, the leader included, or replace several voters
+    /// at once); never below three voters.
+    ChangeMembership,
+    /// Ask the leader to hand leadership to another voter.
+    TransferLeader,
 }
 
 /// Everything a profile decides.
@@ -164,7 +199,41 @@ pub struct ProfileSpec {
     pub inflight_msgs_max: Option<u32>,
     /// Core's `election_timeout_ms` (the heartbeat interval is set to a sixth of it).
     pub election_timeout_ms: Option<u64>,
+    /// Members started empty with `Node::join` beside the initial voters, for
+    /// membership changes to add (ids after the voters').
+    pub spare_members: u64,
+    /// Percentage of seeds that run with `Config::lease_reads` on. Such seeds
+    /// jump only the leader's clock (a forward jump of a follower's clock would
+    /// break the lease's assumption), so the drift bound below must hold.
+    pub lease_reads_percent: u64,
+    /// Core's `clock_drift_max_ms` for lease reads: the lease is safe while any
+    /// two clocks drift apart by less than this over one election timeout, that
+    /// is while `2 * drift_ppm_max * election_timeout_ms / 1e6` stays below it.
+    pub clock_drift_max_ms: u64,
 }
+
+impl ProfileSpec {
+    /// True if the nemesis of this profile injects `fault`.
+    pub fn injects(&self, fault: Fault) -> bool {
+        self.faults.iter().any(|(f, w)| *f == fault && *w > 0)
+    }
+
+    /// The election timeout the members run with, ms.
+    pub fn election_timeout_ms(&self) -> u64 {
+        self.election_timeout_ms.unwrap_or(ELECTION_TIMEOUT_MS_DEFAULT)
+    }
+
+    /// True if lease reads are safe under this profile's clocks: the largest
+    /// drift between two members over one election timeout stays below
+    /// `clock_drift_max_ms`.
+    pub fn lease_drift_within_bound(&self) -> bool {
+        let drift_ms_per_timeout = 2 * self.drift_ppm_max.unsigned_abs() * self.election_timeout_ms() / 1_000_000;
+        drift_ms_per_timeout < self.clock_drift_max_ms && self.clock_drift_max_ms < self.election_timeout_ms()
+    }
+}
+
+/// Core's default election timeout (`Config::new`), ms.
+pub const ELECTION_TIMEOUT_MS_DEFAULT: u64 = 1_000;
 
 impl FaultProfile {
     /// What the profile does.
@@ -192,6 +261,9 @@ impl FaultProfile {
             append_bytes_max: None,
             inflight_msgs_max: None,
             election_timeout_ms: None,
+            spare_members: 0,
+            lease_reads_percent: 0,
+            clock_drift_max_ms: 100,
         };
         match self {
             FaultProfile::None => base,
@@ -235,6 +307,8 @@ impl FaultProfile {
                     (ClockJump, 1),
                     (Drift, 1),
                     (CorruptAndCrash, 1),
+                    (ChangeMembership, 3),
+                    (TransferLeader, 1),
                 ],
                 interval_ms: (200, 2_000),
                 loss_ppm: 10_000,
@@ -245,6 +319,8 @@ impl FaultProfile {
                 fsync_slow_ppm: 10_000,
                 torn_write_ppm: 300_000,
                 drift_ppm_max: 10_000,
+                spare_members: 2,
+                lease_reads_percent: 50,
                 ..base
             },
             FaultProfile::CrashHeavy => ProfileSpec {
@@ -285,6 +361,85 @@ impl FaultProfile {
                 crash_point_delay_us: 30_000,
                 ..base
             },
+            FaultProfile::Membership => ProfileSpec {
+                faults: vec![
+                    (ChangeMembership, 6),
+                    (TransferLeader, 1),
+                    (PartitionRandom, 1),
+                    (IsolateLeader, 1),
+                    (Heal, 3),
+                    (Crash, 2),
+                    (CrashLeader, 2),
+                    (Pause, 1),
+                ],
+                interval_ms: (200, 1_500),
+                down_ms: (100, 2_000),
+                loss_ppm: 5_000,
+                duplicate_ppm: 5_000,
+                spare_members: 3,
+                crash_after_elected_ppm: 50_000,
+                ..base
+            },
+            FaultProfile::Transfer => ProfileSpec {
+                faults: vec![
+                    (TransferLeader, 6),
+                    (PartitionRandom, 1),
+                    (IsolateLeader, 1),
+                    (Clog, 2),
+                    (Heal, 3),
+                    (Crash, 1),
+                    (CrashLeader, 1),
+                    (Pause, 1),
+                    (PauseLeader, 1),
+                ],
+                interval_ms: (200, 1_500),
+                down_ms: (100, 2_000),
+                duplicate_ppm: 20_000,
+                spike_ppm: 10_000,
+                ..base
+            },
+            FaultProfile::Leases => ProfileSpec {
+                faults: vec![
+                    (IsolateLeader, 3),
+                    (PauseLeader, 3),
+                    (PartitionRandom, 1),
+                    (OneWay, 1),
+                    (Clog, 1),
+                    (Heal, 4),
+                    (TransferLeader, 2),
+                    (CrashLeader, 1),
+                    (Crash, 1),
+                    (Drift, 2),
+                    (ClockJump, 1),
+                ],
+                interval_ms: (300, 2_500),
+                down_ms: (300, 3_000),
+                duplicate_ppm: 10_000,
+                spike_ppm: 10_000,
+                drift_ppm_max: 20_000,
+                read_percent: 70,
+                lease_reads_percent: 100,
+                clock_drift_max_ms: 100,
+                ..base
+            },
+            FaultProfile::LeaseTransferRace => ProfileSpec {
+                faults: vec![
+                    (IsolateLeader, 3),
+                    (PauseLeader, 3),
+                    (PartitionRandom, 1),
+                    (OneWay, 1),
+                    (Clog, 1),
+                    (Heal, 4),
+                    (TransferLeader, 4),
+                    // Pauses of random members and more clogs: a transfer target
+                    // that is paused or cut off gets its TimeoutNow late.
+                    (Pause, 4),
+                    (Clog, 2),
+                    (Drift, 1),
+                ],
+                interval_ms: (150, 1_000),
+                ..FaultProfile::Leases.spec()
+            },
         }
     }
 }
@@ -299,5 +454,27 @@ mod tests {
             assert_eq!(profile.name().parse::<FaultProfile>(), Ok(profile));
         }
         assert!("bogus".parse::<FaultProfile>().is_err());
+    }
+
+    #[test]
+    fn lease_profiles_keep_drift_within_the_bound() {
+        for profile in FaultProfile::ALL {
+            let spec = profile.spec();
+            if spec.lease_reads_percent > 0 {
+                assert!(spec.lease_drift_within_bound(), "profile {profile}: drift exceeds the lease's bound");
+            }
+        }
+        let beyond = ProfileSpec { drift_ppm_max: 50_000, ..FaultProfile::Leases.spec() };
+        assert!(!beyond.lease_drift_within_bound());
+    }
+
+    #[test]
+    fn membership_changes_have_members_to_add() {
+        for profile in FaultProfile::ALL {
+            let spec = profile.spec();
+            if spec.injects(Fault::ChangeMembership) {
+                assert!(spec.spare_members > 0, "profile {profile} changes membership without spare members");
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lockstep_core::register::{RegisterCommand, RegisterQuery, RegisterResult};
-use lockstep_core::{ClientError, Config, NodeId, Request, Response};
+use lockstep_core::{ClientError, Config, Membership, NodeId, Request, Response};
 use lockstep_jepsen::{check, CheckConfig, History, HistoryRecorder, OpType, Value, F};
 use lockstep_sim::dice::Dice;
 use lockstep_sim::disk::DiskConfig;
@@ -18,6 +18,7 @@ use lockstep_sim::{ClientOutcome, Cluster, ClusterConfig, MemberStatus, SimStats
 use madsim::rand::thread_rng;
 use madsim::time::sleep;
 
+use crate::admin::{plan_membership_change, plan_transfer, Plan};
 use crate::profile::{Fault, FaultProfile, ProfileSpec};
 
 /// What to run.
@@ -84,6 +85,31 @@ pub struct OpCounts {
     pub info: u64,
 }
 
+/// Outcomes of the membership changes and leadership transfers a run asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdminCounts {
+    /// Membership changes answered with the new membership.
+    pub membership_ok: u64,
+    /// Of those, changes that replaced two or more voters at once.
+    pub replaced_several_ok: u64,
+    /// Of those, changes that removed the leader they were sent to.
+    pub leader_removed_ok: u64,
+    /// Membership changes refused or of unknown outcome (busy, not leader,
+    /// dropped, timed out, member down): normal under chaos.
+    pub membership_other: u64,
+    /// Transfers answered `Transferred` during the chaos phase.
+    pub transfers_ok: u64,
+    /// Transfers refused or timed out during the chaos phase.
+    pub transfers_other: u64,
+    /// True if the transfer in the healthy period after heal completed (only
+    /// profiles with transfers try one).
+    pub healthy_transfer: bool,
+    /// Voters at the end of the run.
+    pub final_voters: u64,
+    /// Learners at the end of the run.
+    pub final_learners: u64,
+}
+
 /// What a run found.
 #[derive(Debug, Clone)]
 pub struct RunReport {
@@ -107,12 +133,20 @@ pub struct RunReport {
     pub commit_index: u64,
     /// Terms that had a leader.
     pub terms: usize,
+    /// Membership changes and transfers.
+    pub admin: AdminCounts,
+    /// Whether the members served reads from leases.
+    pub lease_reads: bool,
 }
 
 /// How long the cluster gets after healing to elect a leader and commit a write.
 const LIVENESS_BOUND: Duration = Duration::from_secs(20);
 /// Client-side timeout of one request.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a healthy cluster gets to have the target of a transfer lead.
+const TRANSFER_BOUND: Duration = Duration::from_secs(3);
+/// Transfers tried in the healthy period before the run fails.
+const HEALTHY_TRANSFER_TRIES: usize = 3;
 /// How often log matching is checked during the run.
 const CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -140,12 +174,21 @@ pub fn install_panic_hook() {
     }));
 }
 
-fn core_tune(mutation: Option<String>, spec: &ProfileSpec) -> Arc<dyn Fn(&mut Config) + Send + Sync> {
+fn core_tune(
+    mutation: Option<String>,
+    spec: &ProfileSpec,
+    lease_reads: bool,
+) -> Arc<dyn Fn(&mut Config) + Send + Sync> {
     let (append_bytes_max, inflight_msgs_max) = (spec.append_bytes_max, spec.inflight_msgs_max);
     let election_timeout_ms = spec.election_timeout_ms;
+    let clock_drift_max_ms = spec.clock_drift_max_ms;
     Arc::new(move |config: &mut Config| {
         config.snapshot_threshold_entries = 300;
         config.compaction_lag_entries = 50;
+        if lease_reads {
+            config.lease_reads = true;
+            config.clock_drift_max_ms = clock_drift_max_ms;
+        }
         if let Some(bytes) = append_bytes_max {
             config.append_bytes_max = bytes;
         }
@@ -187,7 +230,7 @@ pub fn mutation_names() -> Vec<&'static str> {
     Vec::new()
 }
 
-fn cluster_config(options: &RunOptions, spec: &ProfileSpec) -> ClusterConfig {
+fn cluster_config(options: &RunOptions, spec: &ProfileSpec, lease_reads: bool) -> ClusterConfig {
     ClusterConfig {
         nodes: options.nodes,
         group: 1,
@@ -218,7 +261,7 @@ fn cluster_config(options: &RunOptions, spec: &ProfileSpec) -> ClusterConfig {
         crash_after_commit_ppm: spec.crash_after_commit_ppm,
         crash_point_delay_us: spec.crash_point_delay_us,
         crash_point_down_ms: (20, 300),
-        tune: core_tune(options.mutation.clone(), spec),
+        tune: core_tune(options.mutation.clone(), spec, lease_reads),
     }
 }
 
@@ -251,6 +294,8 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         check_elapsed: Duration::ZERO,
         commit_index: cluster.as_ref().map_or(0, |c| c.commit_index()),
         terms: cluster.as_ref().map_or(0, |c| c.terms_with_leader()),
+        admin: AdminCounts::default(),
+        lease_reads: false,
     };
     match outcome {
         Err(_) => {
@@ -261,6 +306,8 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         }
         Ok(done) => {
             report.ops = done.ops;
+            report.admin = done.admin;
+            report.lease_reads = done.lease_reads;
             report.sim_elapsed = done.sim_elapsed;
             if let Some(violation) = done.violation {
                 report.failure = Some(Failure {
@@ -290,12 +337,20 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
 struct Done {
     history: History,
     ops: OpCounts,
+    admin: AdminCounts,
+    lease_reads: bool,
     violation: Option<lockstep_sim::invariants::Violation>,
     sim_elapsed: Duration,
 }
 
 struct Shared {
     cluster: Cluster,
+    spec: ProfileSpec,
+    lease_reads: bool,
+    admin: Mutex<AdminCounts>,
+    /// True while the nemesis waits for the answer to a membership change or
+    /// transfer: one at a time, as an operator would.
+    admin_busy: AtomicBool,
     history: Mutex<HistoryRecorder>,
     ops: Mutex<OpCounts>,
     /// Last value seen per key, for compare-and-set arguments.
@@ -313,14 +368,22 @@ impl Shared {
 
 async fn scenario(options: RunOptions, slot: Arc<Mutex<Option<Cluster>>>) -> Done {
     let spec = options.faults.spec();
-    let cluster = Cluster::start(cluster_config(&options, &spec));
+    let lease_reads = spec.lease_reads_percent > 0 && thread_rng().below(100) < spec.lease_reads_percent;
+    let cluster = Cluster::start(cluster_config(&options, &spec, lease_reads));
     *lock(&slot) = Some(cluster.clone());
+    for spare in 1..=spec.spare_members {
+        cluster.add_member(options.nodes + spare);
+    }
     cluster.note(format!(
-        "seed {} nodes {} faults {} mutation {:?}",
-        options.seed, options.nodes, options.faults, options.mutation
+        "seed {} nodes {} spare {} faults {} lease_reads {lease_reads} mutation {:?}",
+        options.seed, options.nodes, spec.spare_members, options.faults, options.mutation
     ));
     let shared = Arc::new(Shared {
         cluster: cluster.clone(),
+        spec: spec.clone(),
+        lease_reads,
+        admin: Mutex::new(AdminCounts::default()),
+        admin_busy: AtomicBool::new(false),
         history: Mutex::new(HistoryRecorder::new()),
         ops: Mutex::new(OpCounts::default()),
         last_value: Mutex::new(BTreeMap::new()),
@@ -361,8 +424,16 @@ async fn scenario(options: RunOptions, slot: Arc<Mutex<Option<Cluster>>>) -> Don
         cluster.check_log_matching();
     }
     let ops = *lock(&shared.ops);
+    let admin = *lock(&shared.admin);
     let history = std::mem::take(&mut *lock(&shared.history)).finish();
-    Done { history, ops, violation: cluster.violation(), sim_elapsed: Duration::from_micros(cluster.now_us()) }
+    Done {
+        history,
+        ops,
+        admin,
+        lease_reads,
+        violation: cluster.violation(),
+        sim_elapsed: Duration::from_micros(cluster.now_us()),
+    }
 }
 
 fn heal_everything(cluster: &Cluster) {
@@ -380,50 +451,57 @@ fn heal_everything(cluster: &Cluster) {
     }
 }
 
-/// After healing: a leader must commit a write, every running member must catch
-/// up to it, then each key is read once more (recorded in the history, so a lost
-/// acknowledged write fails the linearizability check).
+/// After healing: a leader must commit a write; the membership must settle (not
+/// joint, committed); members outside it are stopped for good, and the leader
+/// must still commit a write that every running member of the final membership
+/// applies, each reporting that same membership; where the profile transfers
+/// leadership, a transfer must complete; then each key is read once more
+/// (recorded in the history, so a lost acknowledged write fails the
+/// linearizability check).
 async fn liveness(shared: &Shared, options: &RunOptions) {
     let cluster = &shared.cluster;
     let deadline = cluster.now_us() + LIVENESS_BOUND.as_micros() as u64;
-    let mut committed = None;
-    while cluster.now_us() < deadline && committed.is_none() {
-        if let Some((leader, _)) = cluster.leader() {
-            let probe = RegisterCommand::Write { key: "probe".into(), value: 0 }.encode();
-            if let ClientOutcome::Reply(Ok(Response::Written { index, .. })) =
-                cluster.request(leader, Request::Write(probe), CLIENT_TIMEOUT).await
-            {
-                committed = Some(index);
-                break;
-            }
-        }
-        sleep(Duration::from_millis(100)).await;
+    if commit_probe(cluster, deadline).await.is_none() {
+        return;
     }
-    let Some(index) = committed else {
-        let statuses: Vec<_> = cluster.members().into_iter().map(|id| (id, cluster.status(id))).collect();
-        cluster.fail(
-            "liveness",
-            format!("no leader committed a write within {LIVENESS_BOUND:?} after healing; members {statuses:?}"),
-        );
+    let Some(membership) = settled_membership(cluster, deadline).await else {
         return;
     };
-    loop {
-        let lagging: Vec<(NodeId, u64)> = cluster
-            .commit_indices()
-            .into_iter()
-            .filter(|(id, commit)| *commit < index && cluster.status(*id) == MemberStatus::Up)
-            .collect();
-        if lagging.is_empty() {
-            break;
+    {
+        let mut admin = lock(&shared.admin);
+        admin.final_voters = membership.voters.len() as u64;
+        admin.final_learners = membership.learners.len() as u64;
+    }
+    // Removed members stop for good: from now on only the final membership can
+    // make progress, so a leader that still counted a removed voter would stall.
+    for id in cluster.members() {
+        if !membership.contains(id) && matches!(cluster.status(id), MemberStatus::Up | MemberStatus::Paused) {
+            cluster.note(format!("stop n{id}: not in the final membership {membership:?}"));
+            cluster.crash(id);
         }
-        if cluster.now_us() >= deadline {
+    }
+    let deadline = cluster.now_us() + LIVENESS_BOUND.as_micros() as u64;
+    let Some(index) = commit_probe(cluster, deadline).await else {
+        return;
+    };
+    if !catch_up(cluster, &membership, index, deadline).await {
+        return;
+    }
+    for id in membership.members() {
+        if cluster.status(id) != MemberStatus::Up {
+            continue;
+        }
+        let seen = cluster.with_node(id, |n| n.raft().membership().clone());
+        if seen.as_ref() != Some(&membership) {
             cluster.fail(
-                "liveness",
-                format!("members {lagging:?} (id, commit) did not catch up to index {index} after healing"),
+                "membership agreement",
+                format!("n{id} reports membership {seen:?}, the leader {membership:?} (after catching up to {index})"),
             );
             return;
         }
-        sleep(Duration::from_millis(50)).await;
+    }
+    if shared.spec.injects(Fault::TransferLeader) && !healthy_transfer(shared, &membership).await {
+        return;
     }
     for key in 0..options.keys {
         let key = format!("k{key}");
@@ -444,6 +522,124 @@ async fn liveness(shared: &Shared, options: &RunOptions) {
             return;
         }
     }
+}
+
+/// Writes a probe through the leader until one commits; returns its index, or
+/// records a liveness failure at `deadline_us`.
+async fn commit_probe(cluster: &Cluster, deadline_us: u64) -> Option<u64> {
+    while cluster.now_us() < deadline_us {
+        if let Some((leader, _)) = cluster.leader() {
+            let probe = RegisterCommand::Write { key: "probe".into(), value: 0 }.encode();
+            if let ClientOutcome::Reply(Ok(Response::Written { index, .. })) =
+                cluster.request(leader, Request::Write(probe), CLIENT_TIMEOUT).await
+            {
+                return Some(index);
+            }
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    let statuses: Vec<_> = cluster.members().into_iter().map(|id| (id, cluster.status(id))).collect();
+    cluster.fail(
+        "liveness",
+        format!("no leader committed a write within {LIVENESS_BOUND:?} after healing; members {statuses:?}"),
+    );
+    None
+}
+
+/// Waits until a leader that is one of its voters holds a membership that is
+/// neither joint nor uncommitted, and returns it.
+async fn settled_membership(cluster: &Cluster, deadline_us: u64) -> Option<Membership> {
+    while cluster.now_us() < deadline_us {
+        let settled = cluster.leader().and_then(|(leader, _)| {
+            cluster
+                .with_node(leader, |n| {
+                    let raft = n.raft();
+                    let membership = raft.membership();
+                    let settled = !membership.is_joint()
+                        && raft.last_membership_index() <= raft.commit_index()
+                        && membership.voters.contains(&leader);
+                    settled.then(|| membership.clone())
+                })
+                .flatten()
+        });
+        if settled.is_some() {
+            return settled;
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+    let seen: Vec<_> = cluster
+        .members()
+        .into_iter()
+        .filter_map(|id| cluster.with_node(id, |n| (id, n.raft().role(), n.raft().membership().clone())))
+        .collect();
+    cluster.fail("liveness", format!("the membership did not settle after healing: {seen:?}"));
+    None
+}
+
+/// Waits until every running member of `membership` has committed `index`.
+async fn catch_up(cluster: &Cluster, membership: &Membership, index: u64, deadline_us: u64) -> bool {
+    loop {
+        let lagging: Vec<(NodeId, u64)> = cluster
+            .commit_indices()
+            .into_iter()
+            .filter(|(id, commit)| {
+                membership.contains(*id) && *commit < index && cluster.status(*id) == MemberStatus::Up
+            })
+            .collect();
+        if lagging.is_empty() {
+            return true;
+        }
+        if cluster.now_us() >= deadline_us {
+            cluster.fail(
+                "liveness",
+                format!("members {lagging:?} (id, commit) did not catch up to index {index} after healing"),
+            );
+            return false;
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// In the healthy cluster after heal, the leader must hand leadership to another
+/// running voter within a few tries.
+async fn healthy_transfer(shared: &Shared, membership: &Membership) -> bool {
+    let cluster = &shared.cluster;
+    let mut tries = Vec::new();
+    for _ in 0..HEALTHY_TRANSFER_TRIES {
+        let Some((leader, _)) = cluster.leader() else {
+            sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let targets: Vec<NodeId> = membership
+            .voters
+            .iter()
+            .copied()
+            .filter(|id| *id != leader && cluster.status(*id) == MemberStatus::Up)
+            .collect();
+        if targets.is_empty() {
+            // A single running voter: there is no one to hand leadership to.
+            return true;
+        }
+        let to = targets[thread_rng().below(targets.len() as u64) as usize];
+        cluster.note(format!("healthy transfer n{leader} -> n{to}"));
+        let outcome = cluster.request(leader, Request::TransferLeader { to }, CLIENT_TIMEOUT).await;
+        if let ClientOutcome::Reply(Ok(Response::Transferred { .. })) = outcome {
+            let deadline = cluster.now_us() + TRANSFER_BOUND.as_micros() as u64;
+            while cluster.now_us() < deadline {
+                if cluster.leader().map(|(id, _)| id) == Some(to) {
+                    lock(&shared.admin).healthy_transfer = true;
+                    return true;
+                }
+                sleep(Duration::from_millis(20)).await;
+            }
+        }
+        tries.push((leader, to, outcome, cluster.leader()));
+    }
+    cluster.fail(
+        "transfer",
+        format!("no leadership transfer completed in a healthy cluster; (from, to, answer, leader after): {tries:?}"),
+    );
+    false
 }
 
 async fn run_client(shared: Arc<Shared>, client: u64, options: &RunOptions, read_percent: u64) {
@@ -594,11 +790,12 @@ async fn run_nemesis(shared: Arc<Shared>, spec: ProfileSpec) {
         return;
     }
     let mut corrupted = false;
+    let mut admin_tasks = Vec::new();
     loop {
         let wait = thread_rng().between(spec.interval_ms.0, spec.interval_ms.1);
         sleep(Duration::from_millis(wait)).await;
         if shared.stop_nemesis.load(Ordering::Relaxed) {
-            return;
+            break;
         }
         let mut roll = thread_rng().below(u64::from(total)) as u32;
         let fault = spec
@@ -613,7 +810,106 @@ async fn run_nemesis(shared: Arc<Shared>, spec: ProfileSpec) {
             })
             .map(|(f, _)| *f)
             .expect("roll below total");
-        inject(&cluster, &spec, fault, &mut corrupted);
+        match fault {
+            Fault::ChangeMembership | Fault::TransferLeader => admin_tasks.extend(start_admin(&shared, fault)),
+            _ => inject(&cluster, &spec, shared.lease_reads, fault, &mut corrupted),
+        }
+    }
+    // The last request's answer comes within the client timeout; the membership
+    // it asked for must be in the log (or not) before the cluster heals.
+    for task in admin_tasks {
+        let _ = task.await;
+    }
+}
+
+/// Sends the leader a membership change or a transfer and checks the answer, in
+/// a task of its own; one at a time. Returns the task, or `None` if nothing was
+/// sent (another request pending, no leader, nothing to change).
+fn start_admin(shared: &Arc<Shared>, fault: Fault) -> Option<madsim::task::JoinHandle<()>> {
+    if shared.admin_busy.swap(true, Ordering::Relaxed) {
+        return None;
+    }
+    let cluster = &shared.cluster;
+    let planned = cluster.leader().and_then(|(leader, _)| {
+        let current = cluster.with_node(leader, |n| n.raft().membership().clone())?;
+        match fault {
+            Fault::ChangeMembership => {
+                let usable = |id| !matches!(cluster.status(id), MemberStatus::Refused(_));
+                let plan = plan_membership_change(&mut thread_rng(), &current, leader, &cluster.members(), usable)?;
+                Some((leader, Admin::Membership(plan)))
+            }
+            _ => plan_transfer(&mut thread_rng(), &current, leader).map(|to| (leader, Admin::Transfer(to))),
+        }
+    });
+    let Some((leader, admin)) = planned else {
+        shared.admin_busy.store(false, Ordering::Relaxed);
+        return None;
+    };
+    let shared = shared.clone();
+    Some(madsim::task::spawn(async move {
+        let cluster = &shared.cluster;
+        let request = match &admin {
+            Admin::Membership(plan) => {
+                Request::ChangeMembership { voters: plan.voters.clone(), learners: plan.learners.clone() }
+            }
+            Admin::Transfer(to) => Request::TransferLeader { to: *to },
+        };
+        cluster.note(format!("nemesis asks n{leader}: {admin:?}"));
+        let outcome = cluster.request(leader, request, CLIENT_TIMEOUT).await;
+        cluster.note(format!("n{leader} answers {admin:?}: {outcome:?}"));
+        check_admin_outcome(&shared, leader, &admin, outcome);
+        shared.admin_busy.store(false, Ordering::Relaxed);
+    }))
+}
+
+/// A request of the nemesis.
+#[derive(Debug, Clone)]
+enum Admin {
+    Membership(Plan),
+    Transfer(NodeId),
+}
+
+fn check_admin_outcome(shared: &Shared, leader: NodeId, admin: &Admin, outcome: ClientOutcome) {
+    let cluster = &shared.cluster;
+    let mut counts = lock(&shared.admin);
+    let refused = |error: &ClientError| {
+        matches!(error, ClientError::Busy | ClientError::NotLeader { .. } | ClientError::Timeout | ClientError::Dropped)
+    };
+    match (admin, outcome) {
+        (Admin::Membership(plan), ClientOutcome::Reply(Ok(Response::Membership(membership)))) => {
+            if !plan.matches(&membership) {
+                cluster.fail(
+                    "membership reply",
+                    format!("n{leader} asked for {plan:?} answered that {membership:?} is in force"),
+                );
+            }
+            counts.membership_ok += 1;
+            if plan.voters_removed >= 2 {
+                counts.replaced_several_ok += 1;
+            }
+            if !plan.voters.contains(&leader) {
+                counts.leader_removed_ok += 1;
+            }
+        }
+        (Admin::Transfer(to), ClientOutcome::Reply(Ok(Response::Transferred { leader: now }))) => {
+            if now == Some(leader) {
+                cluster.fail("transfer reply", format!("n{leader} asked to hand over to n{to} says it still leads"));
+            }
+            counts.transfers_ok += 1;
+        }
+        (Admin::Membership(_), ClientOutcome::Reply(Err(error))) if refused(&error) => counts.membership_other += 1,
+        // A transfer target may stop being a voter between the choice and the
+        // request (a change of unknown outcome commits meanwhile).
+        (Admin::Transfer(_), ClientOutcome::Reply(Err(error)))
+            if refused(&error) || matches!(error, ClientError::Invalid(_)) =>
+        {
+            counts.transfers_other += 1
+        }
+        (admin, ClientOutcome::Reply(reply)) => {
+            cluster.fail("admin protocol", format!("n{leader} answered {admin:?} with {reply:?}"));
+        }
+        (Admin::Membership(_), _) => counts.membership_other += 1,
+        (Admin::Transfer(_), _) => counts.transfers_other += 1,
     }
 }
 
@@ -631,7 +927,7 @@ fn later(cluster: &Cluster, spec: &ProfileSpec, what: impl FnOnce(&Cluster) + Se
     });
 }
 
-fn inject(cluster: &Cluster, spec: &ProfileSpec, fault: Fault, corrupted: &mut bool) {
+fn inject(cluster: &Cluster, spec: &ProfileSpec, lease_reads: bool, fault: Fault, corrupted: &mut bool) {
     let members = cluster.members();
     match fault {
         Fault::PartitionRandom => {
@@ -688,14 +984,20 @@ fn inject(cluster: &Cluster, spec: &ProfileSpec, fault: Fault, corrupted: &mut b
             }
         }
         Fault::ClockJump => {
-            let id = random_member(cluster);
-            cluster.clock_jump(id, thread_rng().between(100, 3_000));
+            // A follower whose clock jumps forward stops honouring a leader it
+            // heard from early, which a lease relies on: with leases, only a
+            // leader's clock jumps (which shortens its own lease).
+            let target = if lease_reads { cluster.leader().map(|(id, _)| id) } else { Some(random_member(cluster)) };
+            if let Some(id) = target {
+                cluster.clock_jump(id, thread_rng().between(100, 3_000));
+            }
         }
         Fault::Drift => {
             let id = random_member(cluster);
             let max = spec.drift_ppm_max.unsigned_abs();
             cluster.set_drift(id, thread_rng().between(0, 2 * max) as i64 - max as i64);
         }
+        Fault::ChangeMembership | Fault::TransferLeader => unreachable!("sent by start_admin"),
         Fault::CorruptAndCrash => {
             // Once per run, so that a quorum always survives.
             if !*corrupted {

@@ -32,7 +32,8 @@ mod cli {
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         duration: Duration,
         /// Fault profile: none, network, crash, disk, clock, all, crash-heavy,
-        /// partition-reads, churn. Default: all, or the mutation's own profile.
+        /// partition-reads, churn, membership, transfer, leases. Default: all, or
+        /// the mutation's own profile.
         #[arg(long)]
         faults: Option<FaultProfile>,
         /// A planted bug in core (build with `--features mutations`).
@@ -44,6 +45,9 @@ mod cli {
         /// Registers the clients use.
         #[arg(long, default_value_t = 3)]
         keys: u64,
+        /// Trace records to print for a failing seed (the latest ones).
+        #[arg(long, default_value_t = 50)]
+        trace_tail: usize,
         /// Skip the linearizability check.
         #[arg(long)]
         no_linearizability: bool,
@@ -98,7 +102,7 @@ mod cli {
         let status = if report.failure.is_some() { "FAIL" } else { "ok" };
         println!(
             "seed={} {status} trace_hash={:016x} sim={:.1}s wall={:.2}s commit={} terms={} ops(ok/fail/info)={}/{}/{} \
-             crashes={} decode_errors={} refused={}",
+             crashes={} decode_errors={} refused={}{}",
             report.seed,
             report.trace_hash,
             report.sim_elapsed.as_secs_f64(),
@@ -111,6 +115,7 @@ mod cli {
             report.stats.crashes,
             report.stats.decode_errors,
             report.stats.refused,
+            admin_summary(report),
         );
         if verbose {
             println!("  stats: {:?}", report.stats);
@@ -124,6 +129,33 @@ mod cli {
             }
             println!("replay: {}", replay_command(args, options));
         }
+    }
+
+    /// The membership changes, transfers and lease reads of a run, where it had any.
+    fn admin_summary(report: &RunReport) -> String {
+        let admin = &report.admin;
+        let mut summary = String::new();
+        if admin.membership_ok + admin.membership_other > 0 {
+            summary += &format!(
+                " membership(ok/other)={}/{} replaced={} leader_removed={} final={}v+{}l",
+                admin.membership_ok,
+                admin.membership_other,
+                admin.replaced_several_ok,
+                admin.leader_removed_ok,
+                admin.final_voters,
+                admin.final_learners,
+            );
+        }
+        if admin.transfers_ok + admin.transfers_other > 0 || admin.healthy_transfer {
+            summary += &format!(
+                " transfers(ok/other)={}/{} healthy_transfer={}",
+                admin.transfers_ok, admin.transfers_other, admin.healthy_transfer
+            );
+        }
+        if report.lease_reads {
+            summary += &format!(" lease_reads={}", report.stats.lease_reads);
+        }
+        summary
     }
 
     pub fn main() -> ExitCode {
@@ -146,6 +178,7 @@ mod cli {
             clients: args.clients,
             keys: args.keys,
             check_linearizability: !args.no_linearizability,
+            trace_tail: args.trace_tail,
             ..RunOptions::default()
         };
         if args.bench {
