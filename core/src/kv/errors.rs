@@ -42,6 +42,9 @@ pub enum KvError {
     },
     /// The bytes are not a valid encoding of a request.
     Malformed(String),
+    /// The store is at its quota, or the NOSPACE alarm is active: only deletes,
+    /// compactions and reads are served.
+    NoSpace,
     /// The log entry was applied before (the storage is ahead of the log replay);
     /// it was skipped and nobody waits for its result.
     AlreadyApplied,
@@ -53,6 +56,7 @@ impl KvError {
         match self {
             KvError::Compacted | KvError::FutureRevision | KvError::LeaseTtlTooLarge => "OUT_OF_RANGE",
             KvError::LeaseNotFound => "NOT_FOUND",
+            KvError::NoSpace => "RESOURCE_EXHAUSTED",
             KvError::LeaseExists | KvError::AlreadyApplied => "FAILED_PRECONDITION",
             _ => "INVALID_ARGUMENT",
         }
@@ -64,6 +68,7 @@ impl std::fmt::Display for KvError {
         match self {
             KvError::EmptyKey => f.write_str("etcdserver: key is not provided"),
             KvError::KeyNotFound => f.write_str("etcdserver: key not found"),
+            KvError::NoSpace => f.write_str("etcdserver: mvcc: database space exceeded"),
             KvError::ValueProvided => f.write_str("etcdserver: value is provided"),
             KvError::LeaseProvided => f.write_str("etcdserver: lease is provided"),
             KvError::TooManyOps => f.write_str("etcdserver: too many operations in txn request"),

@@ -27,6 +27,8 @@ pub const REV_PREFIX: u8 = b'r';
 pub const META_COMPACT: &[u8] = b"m/compact_revision";
 /// The current revision.
 pub const META_CURRENT: &[u8] = b"m/current_revision";
+/// The active alarms: repeated (member id `u64` LE, alarm type `u8`), sorted.
+pub const META_ALARMS: &[u8] = b"m/alarms";
 
 /// One change of a key, as stored.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

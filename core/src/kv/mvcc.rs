@@ -7,7 +7,7 @@ use super::errors::KvError;
 use super::key_index::{KeyIndex, KeyRange, Rev};
 use super::layout::{self, StoredKv, StoredLease};
 use super::lease::LeaseTable;
-use super::request::{Event, EventKind, KeyValue, LeaseId, Revision};
+use super::request::{AlarmMember, AlarmType, Event, EventKind, KeyValue, LeaseId, Revision};
 use super::storage::{Storage, WriteBatch};
 use super::write_txn::{Change, WriteTxn};
 
@@ -21,6 +21,47 @@ struct Loaded {
     leases: LeaseTable,
     current_rev: Revision,
     compact_rev: Revision,
+    alarms: Vec<AlarmMember>,
+    size_bytes: u64,
+}
+
+fn encode_alarms(alarms: &[AlarmMember]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(alarms.len() * 9);
+    for a in alarms {
+        out.extend_from_slice(&a.member_id.to_le_bytes());
+        out.push(match a.alarm {
+            AlarmType::None => 0,
+            AlarmType::NoSpace => 1,
+            AlarmType::Corrupt => 2,
+        });
+    }
+    out
+}
+
+fn decode_alarms(bytes: &[u8]) -> Result<Vec<AlarmMember>, String> {
+    if !bytes.len().is_multiple_of(9) {
+        return Err("bad alarm list length".into());
+    }
+    let mut alarms = Vec::new();
+    for chunk in bytes.chunks_exact(9) {
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&chunk[..8]);
+        let alarm = match chunk[8] {
+            1 => AlarmType::NoSpace,
+            2 => AlarmType::Corrupt,
+            other => return Err(format!("unknown alarm type {other}")),
+        };
+        alarms.push(AlarmMember { member_id: u64::from_le_bytes(id), alarm });
+    }
+    if alarms.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("alarm list is not sorted and unique".into());
+    }
+    Ok(alarms)
+}
+
+/// Bytes a stored revision record counts toward the quota.
+fn record_size(key: &[u8], value: &[u8]) -> u64 {
+    (key.len() + value.len()) as u64
 }
 
 /// Rebuilds the in-memory state from the stored pairs, given in key order.
@@ -31,7 +72,9 @@ fn load(scan: impl FnOnce(&mut dyn FnMut(&[u8], &[u8]) -> bool)) -> Result<Loade
     let mut current = None;
     let mut failure = None;
     let mut step = |k: &[u8], v: &[u8]| -> Result<(), String> {
-        if k == layout::META_COMPACT || k == layout::META_CURRENT {
+        if k == layout::META_ALARMS {
+            loaded.alarms = decode_alarms(v)?;
+        } else if k == layout::META_COMPACT || k == layout::META_CURRENT {
             let value = layout::decode_i64(v).ok_or("bad meta value")?;
             if k == layout::META_COMPACT {
                 loaded.compact_rev = value;
@@ -54,6 +97,7 @@ fn load(scan: impl FnOnce(&mut dyn FnMut(&[u8], &[u8]) -> bool)) -> Result<Loade
             if !sane || rev.main < 1 {
                 return Err(format!("inconsistent record at {rev:?}"));
             }
+            loaded.size_bytes += record_size(k, v);
             loaded.index.push(&kv.key, rev, kv.tombstone);
             if kv.tombstone || kv.lease == 0 {
                 lease_of.remove(&kv.key);
@@ -105,6 +149,10 @@ pub struct Mvcc<S: Storage> {
     leases: LeaseTable,
     current_rev: Revision,
     compact_rev: Revision,
+    alarms: Vec<AlarmMember>,
+    /// Bytes of the stored revision records: what the quota limits. Logical, so
+    /// every member computes the same number from the same log.
+    size_bytes: u64,
 }
 
 impl<S: Storage> Mvcc<S> {
@@ -117,6 +165,8 @@ impl<S: Storage> Mvcc<S> {
             leases: loaded.leases,
             current_rev: loaded.current_rev,
             compact_rev: loaded.compact_rev,
+            alarms: loaded.alarms,
+            size_bytes: loaded.size_bytes,
         })
     }
 
@@ -155,7 +205,47 @@ impl<S: Storage> Mvcc<S> {
         self.leases = loaded.leases;
         self.current_rev = loaded.current_rev;
         self.compact_rev = loaded.compact_rev;
+        self.alarms = loaded.alarms;
+        self.size_bytes = loaded.size_bytes;
         Ok(())
+    }
+
+    /// Bytes of the stored revision records (the quota's measure).
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    /// The active alarms, sorted.
+    pub fn alarms(&self) -> &[AlarmMember] {
+        &self.alarms
+    }
+
+    /// True if an alarm of type `alarm` is active for any member.
+    pub fn has_alarm(&self, alarm: AlarmType) -> bool {
+        self.alarms.iter().any(|a| a.alarm == alarm)
+    }
+
+    /// Raises (`true`) or clears alarms; clearing with member 0 or type `None`
+    /// matches every member or type. Returns whether anything changed.
+    pub fn set_alarm(&mut self, raise: bool, member: AlarmMember, batch: &mut WriteBatch) -> bool {
+        let before = self.alarms.clone();
+        if raise {
+            if member.alarm != AlarmType::None && !self.alarms.contains(&member) {
+                self.alarms.push(member);
+                self.alarms.sort_unstable();
+            }
+        } else {
+            self.alarms.retain(|a| {
+                let member_matches = member.member_id == 0 || a.member_id == member.member_id;
+                let type_matches = member.alarm == AlarmType::None || a.alarm == member.alarm;
+                !(member_matches && type_matches)
+            });
+        }
+        let changed = self.alarms != before;
+        if changed {
+            batch.put(layout::META_ALARMS.to_vec(), encode_alarms(&self.alarms));
+        }
+        changed
     }
 
     /// The revision of the last write (1 for an empty store).
@@ -196,6 +286,20 @@ impl<S: Storage> Mvcc<S> {
     /// Writes a batch that holds no change of the KV state (only the applied
     /// index, or lease records).
     pub fn write(&mut self, batch: WriteBatch) {
+        for op in &batch.ops {
+            match op {
+                super::storage::WriteOp::Put { key, value } if key.first() == Some(&layout::REV_PREFIX) => {
+                    self.size_bytes += record_size(key, value);
+                }
+                super::storage::WriteOp::Delete { key } if key.first() == Some(&layout::REV_PREFIX) => {
+                    // Revision records are only ever deleted by compaction.
+                    if let Some(old) = self.storage.get(key) {
+                        self.size_bytes -= record_size(key, &old);
+                    }
+                }
+                _ => {}
+            }
+        }
         self.storage.write(batch);
     }
 

@@ -359,6 +359,60 @@ pub struct LeaseLeasesResponse {
     pub leases: Vec<LeaseId>,
 }
 
+/// etcd's `AlarmType`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AlarmType {
+    /// No alarm (etcd's `NONE`; in a request: every alarm type).
+    #[default]
+    None,
+    /// The store reached its quota: only deletes, compactions and reads are served
+    /// until an operator frees space and disarms the alarm (etcd's `NOSPACE`).
+    NoSpace,
+    /// A member's data was found corrupt (etcd's `CORRUPT`).
+    Corrupt,
+}
+
+/// What an [`AlarmRequest`] does.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AlarmAction {
+    /// List the active alarms (a query: `KvQuery::Alarms`).
+    #[default]
+    Get,
+    /// Raise an alarm.
+    Activate,
+    /// Clear an alarm (etcdctl `alarm disarm`).
+    Deactivate,
+}
+
+/// etcd's `AlarmMember`: one active alarm.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AlarmMember {
+    /// The member that raised it (0: raised by the replicated state itself).
+    pub member_id: u64,
+    /// The alarm.
+    pub alarm: AlarmType,
+}
+
+/// etcd's `AlarmRequest`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlarmRequest {
+    /// Raise or clear.
+    pub action: AlarmAction,
+    /// The member (0 with `Deactivate`: every member).
+    pub member_id: u64,
+    /// The alarm (`None` with `Deactivate`: every type).
+    pub alarm: AlarmType,
+}
+
+/// etcd's `AlarmResponse`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlarmResponse {
+    /// The revision when answered.
+    pub header: ResponseHeader,
+    /// The alarms active afterwards.
+    pub alarms: Vec<AlarmMember>,
+}
+
 /// A write, as proposed through the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvCommand {
@@ -377,6 +431,8 @@ pub enum KvCommand {
     LeaseRevoke(LeaseRevokeRequest),
     /// Remaining-TTL checkpoints.
     LeaseCheckpoint(LeaseCheckpointRequest),
+    /// Raise or clear an alarm.
+    Alarm(AlarmRequest),
 }
 
 /// A read, served by `StateMachine::query` without going through the log.
@@ -390,6 +446,8 @@ pub enum KvQuery {
     LeaseTimeToLive(LeaseTimeToLiveRequest),
     /// Every lease.
     LeaseLeases,
+    /// The active alarms.
+    Alarms,
 }
 
 /// A successful answer.
@@ -411,6 +469,8 @@ pub enum KvResponse {
     LeaseRevoke(LeaseRevokeResponse),
     /// To lease checkpoints.
     LeaseCheckpoint(ResponseHeader),
+    /// To an alarm command or query.
+    Alarm(AlarmResponse),
     /// To a lease TTL query.
     LeaseTimeToLive(LeaseTimeToLiveResponse),
     /// To a lease listing.

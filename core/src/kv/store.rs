@@ -9,9 +9,10 @@ use super::lease::{LeaseTimer, LEASE_TTL_MAX_S};
 use super::mvcc::Mvcc;
 use super::range;
 use super::request::{
-    CompactionResponse, Event, KvCommand, KvQuery, KvResponse, KvResult, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseId, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse, RangeRequest, RangeResponse, ResponseHeader, Revision,
+    AlarmAction, AlarmMember, AlarmResponse, AlarmType, CompactionResponse, Event, KvCommand, KvQuery, KvResponse,
+    KvResult, LeaseGrantRequest, LeaseGrantResponse, LeaseId, LeaseLeasesResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RangeRequest, RangeResponse, ResponseHeader,
+    Revision,
 };
 use super::storage::{Storage, WriteBatch};
 use super::txn::{self, TxnLimits};
@@ -39,6 +40,9 @@ pub struct KvConfig {
     pub lease_ttl_min_s: i64,
     /// The watch hub's limits (local, not replicated).
     pub watch: WatchConfig,
+    /// The stored revision records may hold this many bytes; a write that would
+    /// exceed it raises the NOSPACE alarm (etcd's `--quota-backend-bytes`; 8 GiB).
+    pub quota_bytes: u64,
     /// A revoke of an expired lease that has not taken effect after this long is
     /// proposed again (local, not replicated).
     pub lease_revoke_retry_ms: Millis,
@@ -52,6 +56,7 @@ impl Default for KvConfig {
             request_bytes_max: 1536 * 1024,
             lease_ttl_min_s: 2,
             watch: WatchConfig::default(),
+            quota_bytes: 8 << 30,
             lease_revoke_retry_ms: 1_000,
         }
     }
@@ -76,6 +81,32 @@ pub struct KvStore<S: Storage> {
     lease_timer: LeaseTimer,
     /// Leases were granted or revoked since the timer last looked.
     leases_changed: bool,
+}
+
+/// Record overhead per stored revision beyond key and value (revision key,
+/// create/mod revision, version, lease), for the quota estimate.
+const RECORD_OVERHEAD_BYTES: u64 = 64;
+
+/// An upper bound of the record bytes `command` may add; 0 for commands that add
+/// no data (deletes, compactions, revokes, checkpoints, alarms).
+fn added_bytes(command: &KvCommand) -> u64 {
+    fn txn_bytes(t: &super::request::TxnRequest) -> u64 {
+        t.success
+            .iter()
+            .chain(&t.failure)
+            .map(|op| match op {
+                super::request::RequestOp::Put(p) => (p.key.len() + p.value.len()) as u64 + RECORD_OVERHEAD_BYTES,
+                super::request::RequestOp::Txn(inner) => txn_bytes(inner),
+                _ => 0,
+            })
+            .sum()
+    }
+    match command {
+        KvCommand::Put(p) => (p.key.len() + p.value.len()) as u64 + RECORD_OVERHEAD_BYTES,
+        KvCommand::Txn(t) => txn_bytes(t),
+        KvCommand::LeaseGrant(_) => RECORD_OVERHEAD_BYTES,
+        _ => 0,
+    }
 }
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -157,11 +188,35 @@ impl<S: Storage> KvStore<S> {
             KvCommand::Put(p) => txn::check_put(p),
             KvCommand::DeleteRange(d) => txn::check_delete(d),
             KvCommand::Txn(t) => txn::check_txn(t, self.limits()),
+            KvCommand::Alarm(a) if a.action == AlarmAction::Get => {
+                Err(KvError::Malformed("listing alarms is a query, not a command".into()))
+            }
             KvCommand::Compaction(_)
             | KvCommand::LeaseGrant(_)
             | KvCommand::LeaseRevoke(_)
-            | KvCommand::LeaseCheckpoint(_) => Ok(()),
+            | KvCommand::LeaseCheckpoint(_)
+            | KvCommand::Alarm(_) => Ok(()),
         }
+    }
+
+    /// The quota gate, decided from replicated state only so that every member
+    /// agrees: while the NOSPACE alarm is active, or when a write would take the
+    /// stored records past `quota_bytes` (which raises the alarm), writes that add
+    /// data fail with `NoSpace`; deletes, compactions and reads go on, so an
+    /// operator can free space and disarm.
+    fn quota_gate(&mut self, command: &KvCommand, batch: &mut WriteBatch) -> Result<(), KvError> {
+        let added = added_bytes(command);
+        if added == 0 {
+            return Ok(());
+        }
+        if self.mvcc.has_alarm(AlarmType::NoSpace) {
+            return Err(KvError::NoSpace);
+        }
+        if self.mvcc.size_bytes().saturating_add(added) > self.config.quota_bytes {
+            self.mvcc.set_alarm(true, AlarmMember { member_id: 0, alarm: AlarmType::NoSpace }, batch);
+            return Err(KvError::NoSpace);
+        }
+        Ok(())
     }
 
     /// Applies the log entry `index` holding `command`. Entries at or below the
@@ -197,6 +252,9 @@ impl<S: Storage> KvStore<S> {
         if let Err(e) = self.check(command) {
             return (Err(e), None);
         }
+        if let Err(e) = self.quota_gate(command, batch) {
+            return (Err(e), None);
+        }
         let staged = {
             let mut write = self.mvcc.begin_write();
             let result = match command {
@@ -219,6 +277,11 @@ impl<S: Storage> KvStore<S> {
                 .map(|()| KvResponse::Compaction(CompactionResponse { header: self.header() })),
             (KvCommand::LeaseGrant(g), _) => self.grant(g, batch),
             (KvCommand::LeaseRevoke(r), _) => return self.revoke(r.id, batch),
+            (KvCommand::Alarm(a), _) => {
+                let member = AlarmMember { member_id: a.member_id, alarm: a.alarm };
+                self.mvcc.set_alarm(a.action == AlarmAction::Activate, member, batch);
+                Ok(KvResponse::Alarm(self.alarm_response()))
+            }
             (KvCommand::LeaseCheckpoint(c), _) => {
                 for checkpoint in &c.checkpoints {
                     self.mvcc.checkpoint_lease(checkpoint.id, checkpoint.remaining_ttl, batch);
@@ -270,9 +333,14 @@ impl<S: Storage> KvStore<S> {
         range::range(&self.mvcc, req)
     }
 
+    fn alarm_response(&self) -> AlarmResponse {
+        AlarmResponse { header: self.header(), alarms: self.mvcc.alarms().to_vec() }
+    }
+
     /// Serves a read.
     pub fn read(&self, query: &KvQuery) -> KvResult {
         match query {
+            KvQuery::Alarms => Ok(KvResponse::Alarm(self.alarm_response())),
             KvQuery::Range(r) => self.range(r).map(KvResponse::Range),
             KvQuery::Txn(t) => {
                 if t.writes() {
@@ -389,7 +457,12 @@ impl<S: Storage> StateMachine for KvStore<S> {
             return Err(KvError::RequestTooLarge.to_string());
         }
         let command = KvCommand::decode(command).map_err(|why| KvError::Malformed(why).to_string())?;
-        self.check(&command).map_err(|e| e.to_string())
+        self.check(&command).map_err(|e| e.to_string())?;
+        // Admission: refuse early what the quota gate would refuse at apply.
+        if added_bytes(&command) > 0 && self.mvcc.has_alarm(AlarmType::NoSpace) {
+            return Err(KvError::NoSpace.to_string());
+        }
+        Ok(())
     }
 
     fn on_leadership(&mut self, now: Millis, leader: bool) {

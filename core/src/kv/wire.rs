@@ -12,10 +12,11 @@ use rkyv::{Archive, Deserialize, Serialize};
 use super::errors::KvError;
 use super::layout::{aligned, to_bytes};
 use super::request::{
-    CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse, KvCommand, KvQuery,
-    KvResponse, KvResult, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseLeasesResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest,
+    DeleteRangeResponse, KvCommand, KvQuery, KvResponse, KvResult, LeaseCheckpointRequest, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader,
+    ResponseOp, TxnRequest, TxnResponse,
 };
 
 /// The first byte of every encoding; bump it when a KV wire type changes.
@@ -48,6 +49,7 @@ enum WireCommand {
     LeaseGrant(LeaseGrantRequest),
     LeaseRevoke(LeaseRevokeRequest),
     LeaseCheckpoint(LeaseCheckpointRequest),
+    Alarm(AlarmRequest),
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -56,6 +58,7 @@ enum WireQuery {
     Txn(Vec<WireTxn>),
     LeaseTimeToLive(LeaseTimeToLiveRequest),
     LeaseLeases,
+    Alarms,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -86,6 +89,7 @@ enum WireResponse {
     LeaseTimeToLive(LeaseTimeToLiveResponse),
     LeaseLeases(LeaseLeasesResponse),
     Noop,
+    Alarm(AlarmResponse),
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -248,6 +252,7 @@ impl KvCommand {
             KvCommand::LeaseGrant(g) => WireCommand::LeaseGrant(g.clone()),
             KvCommand::LeaseRevoke(r) => WireCommand::LeaseRevoke(r.clone()),
             KvCommand::LeaseCheckpoint(c) => WireCommand::LeaseCheckpoint(c.clone()),
+            KvCommand::Alarm(a) => WireCommand::Alarm(*a),
         };
         frame(to_bytes(&wire))
     }
@@ -264,6 +269,7 @@ impl KvCommand {
             WireCommand::LeaseGrant(g) => KvCommand::LeaseGrant(g),
             WireCommand::LeaseRevoke(r) => KvCommand::LeaseRevoke(r),
             WireCommand::LeaseCheckpoint(c) => KvCommand::LeaseCheckpoint(c),
+            WireCommand::Alarm(a) => KvCommand::Alarm(a),
         })
     }
 }
@@ -280,6 +286,7 @@ impl KvQuery {
             }
             KvQuery::LeaseTimeToLive(t) => WireQuery::LeaseTimeToLive(t.clone()),
             KvQuery::LeaseLeases => WireQuery::LeaseLeases,
+            KvQuery::Alarms => WireQuery::Alarms,
         };
         frame(to_bytes(&wire))
     }
@@ -293,6 +300,7 @@ impl KvQuery {
             WireQuery::Txn(nodes) => KvQuery::Txn(unflatten_txn(nodes)?),
             WireQuery::LeaseTimeToLive(t) => KvQuery::LeaseTimeToLive(t),
             WireQuery::LeaseLeases => KvQuery::LeaseLeases,
+            WireQuery::Alarms => KvQuery::Alarms,
         })
     }
 }
@@ -317,6 +325,7 @@ pub fn encode_result(result: &KvResult) -> Vec<u8> {
             KvResponse::LeaseTimeToLive(t) => WireResponse::LeaseTimeToLive(t.clone()),
             KvResponse::LeaseLeases(l) => WireResponse::LeaseLeases(l.clone()),
             KvResponse::Noop => WireResponse::Noop,
+            KvResponse::Alarm(a) => WireResponse::Alarm(a.clone()),
         }),
     };
     frame(to_bytes(&wire))
@@ -339,6 +348,7 @@ pub fn decode_result(bytes: &[u8]) -> Result<KvResult, String> {
             WireResponse::LeaseTimeToLive(t) => KvResponse::LeaseTimeToLive(t),
             WireResponse::LeaseLeases(l) => KvResponse::LeaseLeases(l),
             WireResponse::Noop => KvResponse::Noop,
+            WireResponse::Alarm(a) => KvResponse::Alarm(a),
         }),
     })
 }
