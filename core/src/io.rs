@@ -32,6 +32,9 @@ pub enum Request {
     Write(Vec<u8>),
     /// A linearizable state-machine query (ReadIndex, or a lease when enabled).
     Read(Vec<u8>),
+    /// A request only the leader serves, from its own unreplicated state (a
+    /// lease keep-alive), after confirming its leadership like a read.
+    LeaderRequest(Vec<u8>),
     /// Change the membership to these voters and learners (joint consensus);
     /// answered once the new membership is committed.
     ChangeMembership {

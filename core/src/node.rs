@@ -33,6 +33,8 @@ struct PendingWrite {
 #[derive(Debug, Clone)]
 struct PendingRead {
     query: Vec<u8>,
+    /// Served by `StateMachine::leader_request`, on the leader only.
+    leader_only: bool,
     deadline: Millis,
     /// Known once leadership was confirmed.
     index: Option<LogIndex>,
@@ -184,7 +186,14 @@ impl<S: StateMachine> Node<S> {
                 }
             }
             Request::Read(query) => {
-                self.reads.insert(id, PendingRead { query, deadline, index: None });
+                self.reads.insert(id, PendingRead { query, leader_only: false, deadline, index: None });
+                self.raft.read_index(now, id);
+            }
+            Request::LeaderRequest(query) => {
+                if self.raft.role() != Role::Leader {
+                    return self.reply(id, Err(ClientError::NotLeader { leader: self.raft.leader() }));
+                }
+                self.reads.insert(id, PendingRead { query, leader_only: true, deadline, index: None });
                 self.raft.read_index(now, id);
             }
             Request::ChangeMembership { voters, learners } => {
@@ -229,9 +238,9 @@ impl<S: StateMachine> Node<S> {
                 }
             }
         }
-        self.serve_reads();
-        self.check_admin_requests();
         self.leader_duties(now);
+        self.serve_reads(now);
+        self.check_admin_requests();
         self.maybe_snapshot();
         self.raft.end_step(now);
         let at = self.next_deadline();
@@ -272,14 +281,20 @@ impl<S: StateMachine> Node<S> {
         }
     }
 
-    fn serve_reads(&mut self) {
+    fn serve_reads(&mut self, now: Millis) {
         let applied = self.raft.applied_index();
         let ready: Vec<RequestId> =
             self.reads.iter().filter(|(_, r)| r.index.is_some_and(|i| i <= applied)).map(|(&id, _)| id).collect();
         for id in ready {
             let read = self.reads.remove(&id).expect("listed above");
-            let answer = self.sm.query(&read.query);
-            self.reply(id, Ok(Response::Read(answer)));
+            let reply = if !read.leader_only {
+                Ok(Response::Read(self.sm.query(&read.query)))
+            } else if self.sm_leader {
+                Ok(Response::Read(self.sm.leader_request(now, &read.query)))
+            } else {
+                Err(ClientError::NotLeader { leader: self.raft.leader().filter(|&l| l != self.raft.id()) })
+            };
+            self.reply(id, reply);
         }
     }
 

@@ -56,4 +56,14 @@ pub trait StateMachine {
     fn next_deadline(&self) -> Option<Millis> {
         None
     }
+
+    /// Answers a request only the leader may serve, from state that is not
+    /// replicated (a lease keep-alive renews the leader's lease timer). The node
+    /// calls it on the leader once a quorum confirmed its leadership after the
+    /// request arrived (as for a linearizable read) and the state machine leads.
+    /// State machines without such requests answer like [`StateMachine::query`].
+    fn leader_request(&mut self, now: Millis, request: &[u8]) -> Vec<u8> {
+        let _ = now;
+        self.query(request)
+    }
 }

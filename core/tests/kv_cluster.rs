@@ -93,3 +93,42 @@ fn a_new_leader_never_cuts_a_lease_short() {
     c.run_until(promoted_at + 12_000);
     assert_eq!(get(&mut c, next, "lock"), None, "revoked once the full TTL passed under the new leader");
 }
+
+fn keep_alive(c: &mut Cluster<Kv>, to: NodeId, id: i64) -> lockstep_core::Reply {
+    let request = KvQuery::LeaseKeepAlive(lockstep_core::kv::LeaseKeepAliveRequest { id });
+    c.call(to, Request::LeaderRequest(request.encode()), 5_000)
+}
+
+#[test]
+fn keep_alives_on_the_leader_hold_a_lease_and_followers_refuse_them() {
+    let mut c = kv_cluster(4);
+    let leader = c.wait_for_leader(3_000);
+    write(&mut c, leader, KvCommand::LeaseGrant(LeaseGrantRequest { ttl: 3, id: 11 }));
+    write(&mut c, leader, put("member/a", "up", 11));
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    assert_eq!(
+        keep_alive(&mut c, follower, 11),
+        Err(lockstep_core::ClientError::NotLeader { leader: Some(leader) }),
+        "only the leader renews leases"
+    );
+    for _ in 0..5 {
+        c.run_for(2_000);
+        match keep_alive(&mut c, leader, 11) {
+            Ok(Response::Read(bytes)) => match decode_reply(&bytes).expect("decodes") {
+                Ok(KvResponse::LeaseKeepAlive(r)) => assert_eq!((r.id, r.ttl), (11, 3)),
+                other => panic!("unexpected {other:?}"),
+            },
+            other => panic!("keep-alive failed: {other:?}"),
+        }
+    }
+    assert_eq!(get(&mut c, leader, "member/a"), Some(b"up".to_vec()), "10 s later, kept alive past its 3 s TTL");
+    c.run_for(4_000);
+    assert_eq!(get(&mut c, leader, "member/a"), None, "expired once the keep-alives stopped");
+    let gone = keep_alive(&mut c, leader, 11);
+    match gone {
+        Ok(Response::Read(bytes)) => {
+            assert_eq!(decode_reply(&bytes).expect("decodes"), Err(lockstep_core::kv::KvError::LeaseNotFound))
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}

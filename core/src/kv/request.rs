@@ -350,6 +350,25 @@ pub struct LeaseTimeToLiveResponse {
     pub keys: Vec<Vec<u8>>,
 }
 
+/// etcd's `LeaseKeepAliveRequest`: renew a lease. Served by the leader alone,
+/// from its lease timer, without the log (`StateMachine::leader_request`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeaseKeepAliveRequest {
+    /// The lease.
+    pub id: LeaseId,
+}
+
+/// etcd's `LeaseKeepAliveResponse`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseKeepAliveResponse {
+    /// The current revision.
+    pub header: ResponseHeader,
+    /// The lease.
+    pub id: LeaseId,
+    /// The renewed TTL in seconds.
+    pub ttl: i64,
+}
+
 /// etcd's `LeaseLeasesResponse` (the request has no fields).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 pub struct LeaseLeasesResponse {
@@ -448,6 +467,8 @@ pub enum KvQuery {
     LeaseLeases,
     /// The active alarms.
     Alarms,
+    /// Renew a lease: only as a leader request (`StateMachine::leader_request`).
+    LeaseKeepAlive(LeaseKeepAliveRequest),
 }
 
 /// A successful answer.
@@ -471,6 +492,8 @@ pub enum KvResponse {
     LeaseCheckpoint(ResponseHeader),
     /// To an alarm command or query.
     Alarm(AlarmResponse),
+    /// To a keep-alive.
+    LeaseKeepAlive(LeaseKeepAliveResponse),
     /// To a lease TTL query.
     LeaseTimeToLive(LeaseTimeToLiveResponse),
     /// To a lease listing.

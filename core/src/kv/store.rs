@@ -10,9 +10,9 @@ use super::mvcc::Mvcc;
 use super::range;
 use super::request::{
     AlarmAction, AlarmMember, AlarmResponse, AlarmType, CompactionResponse, Event, KvCommand, KvQuery, KvResponse,
-    KvResult, LeaseGrantRequest, LeaseGrantResponse, LeaseId, LeaseLeasesResponse, LeaseRevokeRequest,
-    LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RangeRequest, RangeResponse, ResponseHeader,
-    Revision,
+    KvResult, LeaseGrantRequest, LeaseGrantResponse, LeaseId, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    RangeRequest, RangeResponse, ResponseHeader, Revision,
 };
 use super::storage::{Storage, WriteBatch};
 use super::txn::{self, TxnLimits};
@@ -341,6 +341,9 @@ impl<S: Storage> KvStore<S> {
     pub fn read(&self, query: &KvQuery) -> KvResult {
         match query {
             KvQuery::Alarms => Ok(KvResponse::Alarm(self.alarm_response())),
+            KvQuery::LeaseKeepAlive(_) => {
+                Err(KvError::Malformed("a keep-alive is served by the leader (a leader request), not as a read".into()))
+            }
             KvQuery::Range(r) => self.range(r).map(KvResponse::Range),
             KvQuery::Txn(t) => {
                 if t.writes() {
@@ -490,6 +493,35 @@ impl<S: Storage> StateMachine for KvStore<S> {
 
     fn next_deadline(&self) -> Option<Millis> {
         self.lease_timer.next_deadline()
+    }
+
+    fn leader_request(&mut self, now: Millis, request: &[u8]) -> Vec<u8> {
+        if self.leases_changed {
+            self.leases_changed = false;
+            self.lease_timer.reconcile(now, self.lease_ttls());
+        }
+        let result = match KvQuery::decode(request) {
+            Err(why) => Err(KvError::Malformed(why)),
+            Ok(KvQuery::LeaseKeepAlive(LeaseKeepAliveRequest { id })) => match self.lease_timer.keep_alive(now, id) {
+                Some(ttl) => Ok(KvResponse::LeaseKeepAlive(LeaseKeepAliveResponse { header: self.header(), id, ttl })),
+                None => Err(KvError::LeaseNotFound),
+            },
+            // The leader's timer knows the remaining TTL better than the replicated
+            // checkpoint does.
+            Ok(query @ KvQuery::LeaseTimeToLive(LeaseTimeToLiveRequest { id, .. })) => {
+                self.read(&query).map(|response| match response {
+                    KvResponse::LeaseTimeToLive(mut r) => {
+                        if let Some(ttl) = self.lease_timer.remaining_ttl_s(now, id) {
+                            r.ttl = ttl;
+                        }
+                        KvResponse::LeaseTimeToLive(r)
+                    }
+                    other => other,
+                })
+            }
+            Ok(query) => self.read(&query),
+        };
+        encode_result(&result)
     }
 }
 

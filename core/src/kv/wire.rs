@@ -14,9 +14,9 @@ use super::layout::{aligned, to_bytes};
 use super::request::{
     AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest,
     DeleteRangeResponse, KvCommand, KvQuery, KvResponse, KvResult, LeaseCheckpointRequest, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader,
-    ResponseOp, TxnRequest, TxnResponse,
+    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 
 /// The first byte of every encoding; bump it when a KV wire type changes.
@@ -59,6 +59,7 @@ enum WireQuery {
     LeaseTimeToLive(LeaseTimeToLiveRequest),
     LeaseLeases,
     Alarms,
+    LeaseKeepAlive(LeaseKeepAliveRequest),
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -90,6 +91,7 @@ enum WireResponse {
     LeaseLeases(LeaseLeasesResponse),
     Noop,
     Alarm(AlarmResponse),
+    LeaseKeepAlive(LeaseKeepAliveResponse),
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -287,6 +289,7 @@ impl KvQuery {
             KvQuery::LeaseTimeToLive(t) => WireQuery::LeaseTimeToLive(t.clone()),
             KvQuery::LeaseLeases => WireQuery::LeaseLeases,
             KvQuery::Alarms => WireQuery::Alarms,
+            KvQuery::LeaseKeepAlive(k) => WireQuery::LeaseKeepAlive(*k),
         };
         frame(to_bytes(&wire))
     }
@@ -301,6 +304,7 @@ impl KvQuery {
             WireQuery::LeaseTimeToLive(t) => KvQuery::LeaseTimeToLive(t),
             WireQuery::LeaseLeases => KvQuery::LeaseLeases,
             WireQuery::Alarms => KvQuery::Alarms,
+            WireQuery::LeaseKeepAlive(k) => KvQuery::LeaseKeepAlive(k),
         })
     }
 }
@@ -326,6 +330,7 @@ pub fn encode_result(result: &KvResult) -> Vec<u8> {
             KvResponse::LeaseLeases(l) => WireResponse::LeaseLeases(l.clone()),
             KvResponse::Noop => WireResponse::Noop,
             KvResponse::Alarm(a) => WireResponse::Alarm(a.clone()),
+            KvResponse::LeaseKeepAlive(k) => WireResponse::LeaseKeepAlive(k.clone()),
         }),
     };
     frame(to_bytes(&wire))
@@ -349,6 +354,7 @@ pub fn decode_result(bytes: &[u8]) -> Result<KvResult, String> {
             WireResponse::LeaseLeases(l) => KvResponse::LeaseLeases(l),
             WireResponse::Noop => KvResponse::Noop,
             WireResponse::Alarm(a) => KvResponse::Alarm(a),
+            WireResponse::LeaseKeepAlive(k) => KvResponse::LeaseKeepAlive(k),
         }),
     })
 }
