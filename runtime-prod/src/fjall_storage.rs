@@ -1,0 +1,149 @@
+//! [`FjallStorage`]: the KV state machine's [`Storage`] on fjall.
+
+use std::fmt;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use lockstep_core::kv::{Storage, WriteBatch, WriteOp};
+use lockstep_core::LogIndex;
+
+/// The keyspace holding the state machine's pairs.
+const DATA_KEYSPACE: &str = "data";
+/// The keyspace holding the applied index.
+const META_KEYSPACE: &str = "meta";
+/// The applied index's key in [`META_KEYSPACE`], a `u64` little-endian.
+const APPLIED_INDEX_KEY: &[u8] = b"applied_index";
+
+/// Why [`FjallStorage::open`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageOpenError {
+    /// The database directory.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub error: String,
+}
+
+impl fmt::Display for StorageOpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot open the KV storage in {}: {}", self.path.display(), self.error)
+    }
+}
+
+impl std::error::Error for StorageOpenError {}
+
+/// The KV state machine's data in one fjall database: the pairs in the `data`
+/// keyspace, the applied index in the `meta` keyspace, both written by one
+/// atomic fjall batch per [`WriteBatch`].
+///
+/// A batch is handed to the operating system when it is written (it survives a
+/// crash of the process) and made durable against power loss by
+/// [`Storage::sync`] (fjall's journal, `fsync`ed). After a crash fjall recovers
+/// whole batches only, so the storage is as of the end of some batch, which the
+/// stored applied index names.
+///
+/// [`Storage`] has no error path: an I/O error of fjall panics, with a message
+/// that says so. The data is then as of some earlier batch, and the member
+/// replays the log after its applied index on restart. Calls block the calling
+/// thread (fjall is synchronous and runs its flushes and compactions on its own
+/// threads).
+pub struct FjallStorage {
+    path: PathBuf,
+    db: Database,
+    data: Keyspace,
+    meta: Keyspace,
+    applied: LogIndex,
+}
+
+impl fmt::Debug for FjallStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FjallStorage").field("path", &self.path).field("applied", &self.applied).finish_non_exhaustive()
+    }
+}
+
+fn fatal(path: &Path, operation: &str, error: &fjall::Error) -> ! {
+    panic!(
+        "fjall {operation} in {} failed: {error}. The KV storage cannot continue: the member stops; on restart it \
+         recovers the storage as of its last whole batch and replays the log after it",
+        path.display()
+    )
+}
+
+impl FjallStorage {
+    /// Opens (or creates) the database in `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<FjallStorage, StorageOpenError> {
+        let path = path.as_ref().to_path_buf();
+        let err = |error: fjall::Error| StorageOpenError { path: path.clone(), error: error.to_string() };
+        let db = Database::builder(&path).open().map_err(err)?;
+        let data = db.keyspace(DATA_KEYSPACE, KeyspaceCreateOptions::default).map_err(err)?;
+        let meta = db.keyspace(META_KEYSPACE, KeyspaceCreateOptions::default).map_err(err)?;
+        let applied = match meta.get(APPLIED_INDEX_KEY).map_err(err)? {
+            None => 0,
+            Some(bytes) => {
+                let bytes: [u8; 8] = bytes.as_ref().try_into().map_err(|_| StorageOpenError {
+                    path: path.clone(),
+                    error: format!("the stored applied index has {} bytes, not 8", bytes.len()),
+                })?;
+                u64::from_le_bytes(bytes)
+            }
+        };
+        Ok(FjallStorage { path, db, data, meta, applied })
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes the database takes on disk (journals and tables).
+    pub fn disk_space(&self) -> u64 {
+        self.db.disk_space().unwrap_or_else(|e| fatal(&self.path, "disk space", &e))
+    }
+}
+
+impl Storage for FjallStorage {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.data.get(key).unwrap_or_else(|e| fatal(&self.path, "get", &e)).map(|v| v.to_vec())
+    }
+
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) {
+        let upper = match end {
+            Some(end) if end <= start => return,
+            Some(end) => Bound::Excluded(end),
+            None => Bound::Unbounded,
+        };
+        for guard in self.data.range::<&[u8], _>((Bound::Included(start), upper)) {
+            let (key, value) = guard.into_inner().unwrap_or_else(|e| fatal(&self.path, "scan", &e));
+            if !visit(&key, &value) {
+                return;
+            }
+        }
+    }
+
+    fn write(&mut self, batch: WriteBatch) {
+        assert!(
+            batch.applied_index >= self.applied,
+            "batch applied index {} below the stored {}",
+            batch.applied_index,
+            self.applied
+        );
+        let mut writes = self.db.batch();
+        for op in batch.ops {
+            match op {
+                WriteOp::Put { key, value } => writes.insert(&self.data, key, value),
+                WriteOp::Delete { key } => writes.remove(&self.data, key),
+            }
+        }
+        writes.insert(&self.meta, APPLIED_INDEX_KEY, batch.applied_index.to_le_bytes());
+        writes.commit().unwrap_or_else(|e| fatal(&self.path, "batch write", &e));
+        self.applied = batch.applied_index;
+    }
+
+    fn applied_index(&self) -> LogIndex {
+        self.applied
+    }
+
+    fn sync(&mut self) {
+        self.db.persist(PersistMode::SyncAll).unwrap_or_else(|e| fatal(&self.path, "sync", &e));
+    }
+}
