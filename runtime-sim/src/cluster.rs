@@ -12,7 +12,7 @@ use std::time::Duration;
 use lockstep_core::codec::{decode_message, encode_message};
 use lockstep_core::register::Register;
 use lockstep_core::{
-    Command, Config, Event, GroupId, LogIndex, Membership, MessageBody, Millis, Node, NodeId, Reply, Request,
+    Command, Config, Event, GroupId, LogIndex, Membership, MessageBody, Millis, Node, NodeId, Raft, Reply, Request,
     RequestId, Response, Role, Term,
 };
 use madsim::rand::thread_rng;
@@ -207,6 +207,46 @@ struct Inner {
     handle: Handle,
     /// A madsim node for fault tasks, so that they outlive the members they crash.
     faults_node: madsim::runtime::NodeHandle,
+    /// Conditions scenarios wait for ([`Cluster::wait_until`]), by id.
+    watches: BTreeMap<u64, Watch>,
+    next_watch: u64,
+}
+
+/// A condition on the members, evaluated after every step.
+type Predicate = Box<dyn FnMut(&ClusterView<'_>) -> bool + Send>;
+
+struct Watch {
+    predicate: Predicate,
+    fired: bool,
+    waker: Option<Waker>,
+}
+
+/// A read-only view of the members, for the conditions of [`Cluster::wait_until`].
+pub struct ClusterView<'a> {
+    members: &'a BTreeMap<NodeId, Member>,
+}
+
+impl ClusterView<'_> {
+    /// A member's Raft state, if it is running or paused.
+    pub fn raft(&self, id: NodeId) -> Option<&Raft> {
+        self.members.get(&id).and_then(|m| m.node.as_ref()).map(|n| n.raft())
+    }
+
+    /// A member's status.
+    pub fn status(&self, id: NodeId) -> Option<&MemberStatus> {
+        self.members.get(&id).map(|m| &m.status)
+    }
+
+    /// The running leader with the highest term, if any.
+    pub fn leader(&self) -> Option<(NodeId, Term)> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.status == MemberStatus::Up)
+            .filter_map(|(id, m)| m.node.as_ref().map(|n| (*id, n.raft())))
+            .filter(|(_, raft)| raft.role() == Role::Leader)
+            .map(|(id, raft)| (id, raft.term()))
+            .max_by_key(|(_, term)| *term)
+    }
 }
 
 fn rng() -> madsim::rand::GlobalRng {
@@ -221,6 +261,22 @@ impl Inner {
     fn note(&mut self, member: NodeId, note: String) {
         let now_us = self.now_us();
         self.trace.note(now_us, member, note);
+    }
+
+    /// Evaluates the pending watches and wakes those whose condition holds.
+    fn check_watches(&mut self) {
+        if self.watches.is_empty() {
+            return;
+        }
+        let view = ClusterView { members: &self.members };
+        for watch in self.watches.values_mut().filter(|w| !w.fired) {
+            if (watch.predicate)(&view) {
+                watch.fired = true;
+                if let Some(waker) = watch.waker.take() {
+                    waker.wake();
+                }
+            }
+        }
     }
 
     fn member(&mut self, id: NodeId) -> &mut Member {
@@ -337,6 +393,8 @@ impl Inner {
         let (role, term, commit) = (node.raft().role(), node.raft().term(), node.raft().commit_index());
         let member = self.member(id);
         member.node = Some(node);
+        self.check_watches();
+        let member = self.member(id);
         if role == Role::Leader && member.led_term != term {
             member.led_term = term;
             member.led_commit = commit;
@@ -544,6 +602,33 @@ async fn drive(inner: Arc<Mutex<Inner>>, id: NodeId, incarnation: u64) {
     }
 }
 
+/// Waits for a watch of [`Cluster::wait_until`] to fire; removes it when dropped.
+struct WatchWait<'a> {
+    inner: &'a Mutex<Inner>,
+    id: u64,
+}
+
+impl Future for WatchWait<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = lock(self.inner);
+        match inner.watches.get_mut(&self.id) {
+            Some(watch) if !watch.fired => {
+                watch.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        }
+    }
+}
+
+impl Drop for WatchWait<'_> {
+    fn drop(&mut self) {
+        lock(self.inner).watches.remove(&self.id);
+    }
+}
+
 /// A handle on a simulated cluster; cheap to clone. Must be used inside a madsim runtime.
 #[derive(Clone)]
 pub struct Cluster {
@@ -580,6 +665,8 @@ impl Cluster {
             faults_node: handle.create_node().name("faults").build(),
             handle: handle.clone(),
             config,
+            watches: BTreeMap::new(),
+            next_watch: 0,
         };
         let cluster = Cluster { inner: Arc::new(Mutex::new(inner)), handle };
         let ids = cluster.members();
@@ -845,6 +932,34 @@ impl Cluster {
             .filter(|(_, raft)| raft.role() == Role::Leader)
             .map(|(id, raft)| (id, raft.term()))
             .max_by_key(|(_, term)| *term)
+    }
+
+    /// Waits until `condition` holds, up to `timeout`; returns whether it did.
+    /// The condition is evaluated now and after every step of every member (its
+    /// commands executed), so a scenario can act at the exact simulated instant
+    /// a state is reached, before any message sent in that step is delivered.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        condition: impl FnMut(&ClusterView<'_>) -> bool + Send + 'static,
+    ) -> bool {
+        let id = {
+            let mut inner = lock(&self.inner);
+            let id = inner.next_watch;
+            inner.next_watch += 1;
+            let mut watch = Watch { predicate: Box::new(condition), fired: false, waker: None };
+            watch.fired = (watch.predicate)(&ClusterView { members: &inner.members });
+            inner.watches.insert(id, watch);
+            id
+        };
+        let waiting = WatchWait { inner: &self.inner, id };
+        madsim::time::timeout(timeout, waiting).await.is_ok()
+    }
+
+    /// Runs `f` with a view of the members.
+    pub fn view<T>(&self, f: impl FnOnce(&ClusterView<'_>) -> T) -> T {
+        let inner = lock(&self.inner);
+        f(&ClusterView { members: &inner.members })
     }
 
     /// Runs `f` on a member's node, if it is running or paused.

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use lockstep_core::state_machine::RestoreError;
-use lockstep_core::{Entry, LogIndex, NodeId, Payload, Raft, Role, StateMachine, Term};
+use lockstep_core::{Entry, LogIndex, Millis, NodeId, Payload, Raft, Role, StateMachine, Term};
 
 use crate::trace::fnv_hash;
 
@@ -125,6 +125,25 @@ impl<S: StateMachine> StateMachine for Observed<S> {
 
     fn validate(&self, command: &[u8]) -> Result<(), String> {
         self.inner.validate(command)
+    }
+
+    // The leader duties have default implementations in the trait: without
+    // these, the wrapper would silently replace the inner machine's with them.
+
+    fn on_leadership(&mut self, now: Millis, leader: bool) {
+        self.inner.on_leadership(now, leader)
+    }
+
+    fn leader_proposals(&mut self, now: Millis, max: usize) -> Vec<Vec<u8>> {
+        self.inner.leader_proposals(now, max)
+    }
+
+    fn next_deadline(&self) -> Option<Millis> {
+        self.inner.next_deadline()
+    }
+
+    fn leader_request(&mut self, now: Millis, request: &[u8]) -> Vec<u8> {
+        self.inner.leader_request(now, request)
     }
 }
 
@@ -287,4 +306,70 @@ fn log_mismatch(left: &Raft, right: &Raft) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state machine with leader duties, recording what it is told.
+    #[derive(Debug, Default)]
+    struct Duties {
+        leadership: Vec<(Millis, bool)>,
+        asked: Vec<(Millis, usize)>,
+        requests: Vec<(Millis, Vec<u8>)>,
+    }
+
+    impl StateMachine for Duties {
+        fn apply(&mut self, _index: LogIndex, _payload: &Payload) -> Vec<u8> {
+            Vec::new()
+        }
+
+        fn query(&self, _query: &[u8]) -> Vec<u8> {
+            Vec::new()
+        }
+
+        fn snapshot(&self) -> Vec<u8> {
+            Vec::new()
+        }
+
+        fn restore(&mut self, _data: &[u8]) -> Result<(), RestoreError> {
+            Ok(())
+        }
+
+        fn validate(&self, _command: &[u8]) -> Result<(), String> {
+            Ok(())
+        }
+
+        fn on_leadership(&mut self, now: Millis, leader: bool) {
+            self.leadership.push((now, leader));
+        }
+
+        fn leader_proposals(&mut self, now: Millis, max: usize) -> Vec<Vec<u8>> {
+            self.asked.push((now, max));
+            vec![b"revoke".to_vec()]
+        }
+
+        fn next_deadline(&self) -> Option<Millis> {
+            Some(42)
+        }
+
+        fn leader_request(&mut self, now: Millis, request: &[u8]) -> Vec<u8> {
+            self.requests.push((now, request.to_vec()));
+            b"renewed".to_vec()
+        }
+    }
+
+    #[test]
+    fn observed_forwards_leader_duties() {
+        let mut observed = Observed::new(Duties::default(), 1, Arc::new(Mutex::new(ApplyLog::default())));
+        observed.on_leadership(10, true);
+        assert_eq!(observed.leader_proposals(11, 3), vec![b"revoke".to_vec()]);
+        assert_eq!(observed.next_deadline(), Some(42));
+        assert_eq!(observed.leader_request(13, b"keep-alive"), b"renewed".to_vec());
+        assert_eq!(observed.inner().requests, vec![(13, b"keep-alive".to_vec())]);
+        observed.on_leadership(12, false);
+        assert_eq!(observed.inner().leadership, vec![(10, true), (12, false)]);
+        assert_eq!(observed.inner().asked, vec![(11, 3)]);
+    }
 }

@@ -33,4 +33,4 @@ pub mod trace;
 mod cluster;
 
 #[cfg(madsim)]
-pub use cluster::{ClientOutcome, Cluster, ClusterConfig, MemberStatus, SimStats};
+pub use cluster::{ClientOutcome, Cluster, ClusterConfig, ClusterView, MemberStatus, SimStats};

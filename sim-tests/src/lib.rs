@@ -6,6 +6,8 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+#[cfg(madsim)]
+pub mod figure8;
 pub mod profile;
 #[cfg(madsim)]
 pub mod scenario;

@@ -42,15 +42,18 @@ pub enum FaultProfile {
     Leases,
     /// Lease reads with transfers to paused or clogged targets: a TimeoutNow
     /// that arrives after its transfer was abandoned still elects its target
-    /// past the voters' leader stickiness, while the old leader holds a lease
-    /// again. Fails until core fixes that (see docs/simulation.md), so it is not
-    /// part of the sweeps.
+    /// past the voters' leader stickiness; the old leader must not hold a lease
+    /// again in that term (a core bug, fixed; see docs/simulation.md).
     LeaseTransferRace,
+    /// Scripted episodes that steer the cluster into the Figure 8 situation of
+    /// the Raft paper (see `figure8.rs`): an old-term entry on a majority while
+    /// the leader's own term has nothing there, then a leader that overwrites it.
+    Figure8,
 }
 
 impl FaultProfile {
     /// Every profile, in CLI order.
-    pub const ALL: [FaultProfile; 13] = [
+    pub const ALL: [FaultProfile; 14] = [
         FaultProfile::None,
         FaultProfile::Network,
         FaultProfile::Crash,
@@ -64,12 +67,8 @@ impl FaultProfile {
         FaultProfile::Transfer,
         FaultProfile::Leases,
         FaultProfile::LeaseTransferRace,
+        FaultProfile::Figure8,
     ];
-
-    /// True for profiles that find a known, unfixed core bug; sweeps skip them.
-    pub fn finds_known_bug(self) -> bool {
-        self == FaultProfile::LeaseTransferRace
-    }
 
     /// The CLI name.
     pub fn name(self) -> &'static str {
@@ -87,6 +86,7 @@ impl FaultProfile {
             FaultProfile::Transfer => "transfer",
             FaultProfile::Leases => "leases",
             FaultProfile::LeaseTransferRace => "lease-transfer-race",
+            FaultProfile::Figure8 => "figure8",
         }
     }
 
@@ -95,7 +95,8 @@ impl FaultProfile {
         match name {
             "vote-before-persist" => FaultProfile::CrashHeavy,
             "read-without-quorum" => FaultProfile::PartitionReads,
-            "commit-old-term" | "vote-ignores-log" => FaultProfile::Churn,
+            "vote-ignores-log" => FaultProfile::Churn,
+            "commit-old-term" => FaultProfile::Figure8,
             _ => FaultProfile::All,
         }
     }
@@ -151,6 +152,11 @@ pub enum Fault {
     ChangeMembership,
     /// Ask the leader to hand leadership to another voter.
     TransferLeader,
+    /// Run a scripted Figure 8 episode (see `figure8.rs`): crashes and
+    /// partitions aimed so that a majority holds an entry of an old term while
+    /// the leader's own term has none there, then a leader of a later term
+    /// overwrites it.
+    Figure8,
 }
 
 /// Everything a profile decides.
@@ -439,6 +445,21 @@ impl FaultProfile {
                 ],
                 interval_ms: (150, 1_000),
                 ..FaultProfile::Leases.spec()
+            },
+            FaultProfile::Figure8 => ProfileSpec {
+                // Episodes, with a few ordinary faults between them.
+                faults: vec![(Figure8, 6), (IsolateLeader, 1), (CrashLeader, 1), (Heal, 1)],
+                interval_ms: (100, 1_000),
+                down_ms: (100, 1_000),
+                latency_us: (1_000, 10_000),
+                // One entry per append message and at most two in flight (as in
+                // `churn`), so that an old entry is acknowledged before the
+                // leader's own.
+                append_bytes_max: Some(1),
+                inflight_msgs_max: Some(2),
+                // Shorter elections: an episode has three.
+                election_timeout_ms: Some(500),
+                ..base
             },
         }
     }

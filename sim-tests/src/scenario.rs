@@ -19,6 +19,7 @@ use madsim::rand::thread_rng;
 use madsim::time::sleep;
 
 use crate::admin::{plan_membership_change, plan_transfer, Plan};
+use crate::figure8;
 use crate::profile::{Fault, FaultProfile, ProfileSpec};
 
 /// What to run.
@@ -108,6 +109,11 @@ pub struct AdminCounts {
     pub final_voters: u64,
     /// Learners at the end of the run.
     pub final_learners: u64,
+    /// Figure 8 episodes that went to plan (profile `figure8`).
+    pub figure8_complete: u64,
+    /// Figure 8 episodes abandoned (an election or a delivery did not happen
+    /// in time).
+    pub figure8_abandoned: u64,
 }
 
 /// What a run found.
@@ -812,6 +818,15 @@ async fn run_nemesis(shared: Arc<Shared>, spec: ProfileSpec) {
             .expect("roll below total");
         match fault {
             Fault::ChangeMembership | Fault::TransferLeader => admin_tasks.extend(start_admin(&shared, fault)),
+            Fault::Figure8 => {
+                let complete = figure8::episode(&cluster, Duration::from_micros(spec.latency_us.1)).await;
+                let mut admin = lock(&shared.admin);
+                if complete {
+                    admin.figure8_complete += 1;
+                } else {
+                    admin.figure8_abandoned += 1;
+                }
+            }
             _ => inject(&cluster, &spec, shared.lease_reads, fault, &mut corrupted),
         }
     }
@@ -998,6 +1013,7 @@ fn inject(cluster: &Cluster, spec: &ProfileSpec, lease_reads: bool, fault: Fault
             cluster.set_drift(id, thread_rng().between(0, 2 * max) as i64 - max as i64);
         }
         Fault::ChangeMembership | Fault::TransferLeader => unreachable!("sent by start_admin"),
+        Fault::Figure8 => unreachable!("run by run_nemesis"),
         Fault::CorruptAndCrash => {
             // Once per run, so that a quorum always survives.
             if !*corrupted {

@@ -32,8 +32,9 @@ mod cli {
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         duration: Duration,
         /// Fault profile: none, network, crash, disk, clock, all, crash-heavy,
-        /// partition-reads, churn, membership, transfer, leases. Default: all, or
-        /// the mutation's own profile.
+        /// partition-reads, churn, membership, transfer, leases,
+        /// lease-transfer-race, figure8. Default: all, or the mutation's own
+        /// profile.
         #[arg(long)]
         faults: Option<FaultProfile>,
         /// A planted bug in core (build with `--features mutations`).
@@ -154,6 +155,9 @@ mod cli {
         }
         if report.lease_reads {
             summary += &format!(" lease_reads={}", report.stats.lease_reads);
+        }
+        if admin.figure8_complete + admin.figure8_abandoned > 0 {
+            summary += &format!(" figure8(complete/abandoned)={}/{}", admin.figure8_complete, admin.figure8_abandoned);
         }
         summary
     }
