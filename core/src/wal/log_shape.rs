@@ -39,6 +39,10 @@ impl LogShape {
     }
 
     /// One past the last entry.
+    pub(crate) fn snapshot_index(&self) -> LogIndex {
+        self.snapshot.0
+    }
+
     pub(crate) fn next(&self) -> LogIndex {
         self.next
     }

@@ -219,8 +219,13 @@ impl WalWriter {
             Command::AppendLog(entries) => self.append(entries, &mut out),
             Command::TruncateLog { from } => {
                 assert!(*from > 0, "truncating from index 0");
-                self.push_record(&Record::TruncateFrom(*from).encode(), &mut out);
-                self.log.truncate(*from);
+                // Core truncates from a snapshot's own index after installing it over
+                // a divergent log (for drivers that keep entries at or below the
+                // snapshot); here the snapshot marker already covers those, so only
+                // the entries after the snapshot go.
+                let from = (*from).max(self.log.snapshot_index() + 1);
+                self.push_record(&Record::TruncateFrom(from).encode(), &mut out);
+                self.log.truncate(from);
             }
             Command::SaveSnapshot { meta, data } => self.save_snapshot(meta, data, &mut out),
             Command::CompactLog { up_to } => self.compact(*up_to, &mut out),
