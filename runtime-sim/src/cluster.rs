@@ -21,11 +21,12 @@ use madsim::time::{sleep_until, Instant, Sleep};
 
 use crate::clock::{Clock, Ppm};
 use crate::dice::Dice;
-use crate::disk::{Disk, DiskConfig, DiskWrite};
+use crate::disk::{Disk, DiskConfig, DiskError};
 use crate::invariants::{lock, Invariants, Observed, Violation};
 use crate::net::{NetConfig, NetStats, Network};
 use crate::oneshot;
 use crate::trace::{Trace, TraceRecord};
+use lockstep_core::wal::WalIdentity;
 
 /// The state machine every simulated member runs.
 pub type SimNode = Node<Observed<Register>>;
@@ -146,10 +147,14 @@ pub struct SimStats {
     pub crashes: u64,
     /// Restarts.
     pub restarts: u64,
-    /// Unsynced disk records lost in crashes.
+    /// Unsynced disk writes lost in crashes.
     pub writes_lost: u64,
-    /// Torn records dropped at recovery.
+    /// Bytes of torn tails dropped at recovery.
     pub torn_dropped: u64,
+    /// Members stopped by a failed fsync.
+    pub fsync_errors: u64,
+    /// Members stopped by a full disk.
+    pub disk_full: u64,
     /// Members that refused to start (corruption or recovery error).
     pub refused: u64,
     /// Fsyncs completed (each may cover several syncs).
@@ -204,6 +209,8 @@ struct Inner {
     stepping_read: Option<(NodeId, RequestId)>,
     /// Crashes requested by crash points: (member, delay µs, down ms).
     crash_points: Vec<(NodeId, u64, u64)>,
+    /// Members stopped by a disk error, to restart after the given ms.
+    disk_restarts: Vec<(NodeId, u64)>,
     handle: Handle,
     /// A madsim node for fault tasks, so that they outlive the members they crash.
     faults_node: madsim::runtime::NodeHandle,
@@ -327,12 +334,14 @@ impl Inner {
                 false
             });
             match kind {
-                Some(0) => {
-                    if let Some(sync) = member.disk.poll(now_us, &mut rng()) {
+                Some(0) => match member.disk.poll(now_us, &mut rng()) {
+                    Some(Ok(sync)) => {
                         self.stats.fsyncs += 1;
                         self.step(id, Event::Persisted { up_to: sync });
                     }
-                }
+                    Some(Err(error)) => self.disk_failed(id, error),
+                    None => {}
+                },
                 Some(1) => {
                     let (_, inbound) = member.inbox.pop_first().expect("due");
                     match inbound {
@@ -404,6 +413,10 @@ impl Inner {
             self.crash_point(id, self.config.crash_after_commit_ppm);
         }
         for command in commands.drain(..) {
+            if self.member(id).status != MemberStatus::Up {
+                // A disk error stopped the member: the rest never happens.
+                break;
+            }
             self.trace.command(now_us, id, local, &command);
             self.stats.commands += 1;
             self.execute(id, now_us, command);
@@ -434,14 +447,17 @@ impl Inner {
                     self.wake(to, at_us);
                 }
             }
-            Command::SaveHardState(hard_state) => self.write(id, DiskWrite::HardState(hard_state)),
-            Command::AppendLog(entries) => self.write(id, DiskWrite::Append(entries)),
-            Command::TruncateLog { from } => self.write(id, DiskWrite::Truncate { from }),
-            Command::SaveSnapshot { meta, data } => self.write(id, DiskWrite::Snapshot { meta, data }),
-            Command::CompactLog { up_to } => self.write(id, DiskWrite::Compact { up_to }),
-            Command::Sync { id: sync } => {
-                self.member(id).disk.sync(sync, now_us, &mut rng());
-                self.trace.executed(Command::Sync { id: sync });
+            Command::SaveHardState(_)
+            | Command::AppendLog(_)
+            | Command::TruncateLog { .. }
+            | Command::SaveSnapshot { .. }
+            | Command::CompactLog { .. }
+            | Command::Sync { .. } => {
+                let result = self.member(id).disk.execute(&command, now_us, &mut rng());
+                self.trace.executed(command);
+                if let Err(error) = result {
+                    self.disk_failed(id, error);
+                }
             }
             Command::Reply { id: request, reply } => {
                 if self.stepping_read == Some((id, request)) && matches!(reply, Ok(Response::Read(_))) {
@@ -460,17 +476,48 @@ impl Inner {
         }
     }
 
-    /// Writes to the member's disk, then hands the command to the trace ring.
-    fn write(&mut self, id: NodeId, write: DiskWrite) {
-        self.member(id).disk.write(&write);
-        let command = match write {
-            DiskWrite::HardState(hard_state) => Command::SaveHardState(hard_state),
-            DiskWrite::Append(entries) => Command::AppendLog(entries),
-            DiskWrite::Truncate { from } => Command::TruncateLog { from },
-            DiskWrite::Snapshot { meta, data } => Command::SaveSnapshot { meta, data },
-            DiskWrite::Compact { up_to } => Command::CompactLog { up_to },
-        };
-        self.trace.executed(command);
+    /// A write or fsync failed: the member stops at once, as if it crashed before
+    /// the failed operation (a failed fsync is never retried), and restarts from its
+    /// disk a little later (after its operator freed space, for a full disk).
+    fn disk_failed(&mut self, id: NodeId, error: DiskError) {
+        match error {
+            DiskError::FsyncFailed => self.stats.fsync_errors += 1,
+            DiskError::Full => self.stats.disk_full += 1,
+        }
+        self.note(id, format!("n{id} stops: {error}"));
+        self.crash_member(id);
+        let (low, high) = self.config.crash_point_down_ms;
+        let down_ms = rng().between(low, high);
+        self.disk_restarts.push((id, down_ms));
+    }
+
+    /// Crashes a running or paused member (its madsim node is killed by the caller
+    /// or restarted later); returns whether it was running.
+    fn crash_member(&mut self, id: NodeId) -> bool {
+        let member = self.member(id);
+        if !matches!(member.status, MemberStatus::Up | MemberStatus::Paused) {
+            return false;
+        }
+        member.status = MemberStatus::Down;
+        member.node = None;
+        member.inbox.clear();
+        member.pending.clear();
+        member.timer_at = None;
+        member.waker = None;
+        member.woken = false;
+        let effect = member.disk.crash(&mut rng());
+        self.stats.crashes += 1;
+        self.stats.writes_lost += (effect.unsynced - effect.kept) as u64;
+        self.note(
+            id,
+            format!(
+                "crash n{id}: {} unsynced writes, {} kept{}",
+                effect.unsynced,
+                effect.kept,
+                if effect.torn { ", last one torn" } else { "" }
+            ),
+        );
+        true
     }
 
     /// With probability `ppm`, schedules a crash of `id` soon, and its restart.
@@ -510,21 +557,35 @@ impl Inner {
         let machine = Observed::new(Register::new(), id, apply_log);
         let initial = member.initial;
         let mut recovery = None;
-        if !fresh {
+        if fresh {
+            member.disk.start_fresh();
+        } else {
             match member.disk.recover() {
                 Ok(found) => recovery = Some(found),
-                Err(corruption) => {
-                    let why = format!("disk corruption: {corruption}");
+                Err(refusal) => {
+                    let why = format!("disk corruption: {}", refusal.reason);
                     member.status = MemberStatus::Refused(why.clone());
                     self.stats.refused += 1;
                     self.note(id, format!("n{id} refuses to start: {why}"));
+                    if !refusal.injected {
+                        self.invariants.fail(
+                            "recovery",
+                            format!("n{id} refused to start without injected corruption: {}", refusal.reason),
+                        );
+                    }
                     return None;
                 }
             }
         }
+        if let Some(found) = &recovery {
+            self.note(id, format!("n{id} recovers: {}", found.summary));
+            if let Some(mismatch) = &found.mismatch {
+                self.invariants.fail("recovery", format!("n{id}: {mismatch}"));
+            }
+        }
         let started = match recovery {
             Some(found) if !found.blank => {
-                self.stats.torn_dropped += found.torn_dropped as u64;
+                self.stats.torn_dropped += found.torn_dropped;
                 Node::restart(config, machine, found.recovered, local)
             }
             // A blank disk: the member never made its first start durable, so it
@@ -585,6 +646,13 @@ async fn drive(inner: Arc<Mutex<Inner>>, id: NodeId, incarnation: u64) {
                 return;
             }
             guard.run_ready(id);
+            for (member, down_ms) in std::mem::take(&mut guard.disk_restarts) {
+                let cluster = Cluster { inner: inner.clone(), handle: guard.handle.clone() };
+                guard.faults_node.spawn(async move {
+                    madsim::time::sleep(Duration::from_millis(down_ms)).await;
+                    cluster.restart(member);
+                });
+            }
             for (member, delay_us, down_ms) in std::mem::take(&mut guard.crash_points) {
                 let cluster = Cluster { inner: inner.clone(), handle: guard.handle.clone() };
                 guard.faults_node.spawn(async move {
@@ -662,6 +730,7 @@ impl Cluster {
             scratch: Vec::new(),
             stepping_read: None,
             crash_points: Vec::new(),
+            disk_restarts: Vec::new(),
             faults_node: handle.create_node().name("faults").build(),
             handle: handle.clone(),
             config,
@@ -687,7 +756,7 @@ impl Cluster {
             status: MemberStatus::Down,
             incarnation: 0,
             node: None,
-            disk: Disk::new(config.disk.clone()),
+            disk: Disk::new(config.disk.clone(), WalIdentity { cluster_id: 1, member_id: id, group_id: config.group }),
             clock,
             inbox: BTreeMap::new(),
             pending: BTreeMap::new(),
@@ -750,40 +819,24 @@ impl Cluster {
     /// [`ClientOutcome::Lost`]). No effect if it is already down.
     pub fn crash(&self, id: NodeId) {
         let mut inner = lock(&self.inner);
-        let member = inner.member(id);
-        if !matches!(member.status, MemberStatus::Up | MemberStatus::Paused) {
-            return;
+        let sim_node = inner.member(id).sim_node;
+        if inner.crash_member(id) {
+            self.handle.kill(sim_node);
         }
-        let sim_node = member.sim_node;
-        member.status = MemberStatus::Down;
-        member.node = None;
-        member.inbox.clear();
-        member.pending.clear();
-        member.timer_at = None;
-        member.waker = None;
-        member.woken = false;
-        let effect = member.disk.crash(&mut rng());
-        self.handle.kill(sim_node);
-        inner.stats.crashes += 1;
-        inner.stats.writes_lost += (effect.unsynced - effect.kept) as u64;
-        inner.note(
-            id,
-            format!(
-                "crash n{id}: {} unsynced writes, {} kept{}",
-                effect.unsynced,
-                effect.kept,
-                if effect.torn { ", last one torn" } else { "" }
-            ),
-        );
     }
 
-    /// Restarts a crashed member from its disk. No effect unless it is down.
+    /// Restarts a crashed member from its disk (freeing space first if the disk
+    /// is full). No effect unless it is down.
     pub fn restart(&self, id: NodeId) {
         let sim_node = {
             let mut inner = lock(&self.inner);
             let member = inner.member(id);
             if member.status != MemberStatus::Down {
                 return;
+            }
+            if member.disk.is_full() {
+                member.disk.set_full(false);
+                inner.note(id, format!("free space on the disk of n{id}"));
             }
             inner.stats.restarts += 1;
             inner.member(id).sim_node
@@ -817,13 +870,35 @@ impl Cluster {
         }
     }
 
-    /// Flips a bit in one of the member's durable disk records; it will refuse to
-    /// restart after its next crash. Returns false if nothing was durable yet.
+    /// Flips a bit in one of the member's synced WAL records (one followed by
+    /// another synced record); it will refuse to restart after its next crash.
+    /// Returns false if there was no such record yet.
     pub fn corrupt_disk(&self, id: NodeId) -> bool {
         let mut inner = lock(&self.inner);
         let record = inner.member(id).disk.corrupt(&mut rng());
         inner.note(id, format!("corrupt a durable record of n{id}: {record:?}"));
         record.is_some()
+    }
+
+    /// Fills the member's disk: its next write fails and stops it; it restarts
+    /// (with space freed) shortly after.
+    pub fn fill_disk(&self, id: NodeId) {
+        let mut inner = lock(&self.inner);
+        inner.member(id).disk.set_full(true);
+        inner.note(id, format!("fill the disk of n{id}"));
+    }
+
+    /// Ends disk faults: no more failed fsyncs, and every full disk gets space.
+    pub fn stop_disk_faults(&self) {
+        let mut inner = lock(&self.inner);
+        let mut config = inner.config.disk.clone();
+        config.fsync_error_ppm = 0;
+        for member in inner.members.values_mut() {
+            member.disk.set_config(config.clone());
+            member.disk.set_full(false);
+        }
+        inner.config.disk = config;
+        inner.note(0, "disk faults off".into());
     }
 
     /// Changes the disk timing and fault rates of every member.

@@ -8,9 +8,11 @@
 //!
 //! - [`net`]: the network (latency, reordering, loss, duplication, bit flips,
 //!   symmetric and one-way partitions, clogged links);
-//! - [`disk`]: a per-member write-ahead log that outlives the member, with fsync
-//!   latency, group commit, loss of unsynced writes on crash, torn writes and media
-//!   corruption;
+//! - [`disk`]: a per-member data directory in core's real WAL format (written by
+//!   `lockstep_core::wal::WalWriter`, read back by `lockstep_core::wal::recover`)
+//!   that outlives the member, with fsync latency, group commit, loss of unsynced
+//!   writes on crash, torn writes, media corruption, failed fsyncs and full disks,
+//!   and an exact check of every recovery;
 //! - [`clock`]: per-member local clocks with offset, drift and forward jumps;
 //! - [`invariants`]: Raft's safety properties, checked after every step;
 //! - [`trace`]: the hash of every event stepped and command emitted, the

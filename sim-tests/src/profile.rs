@@ -14,8 +14,8 @@ pub enum FaultProfile {
     Network,
     /// Crashes and restarts (leader and others), pauses.
     Crash,
-    /// Crashes with torn writes, slow and erratic fsyncs, one member's durable
-    /// data corrupted (it must refuse to start).
+    /// Crashes with torn writes, slow and erratic fsyncs, failed fsyncs, full
+    /// disks, one member's durable data corrupted (it must refuse to start).
     Disk,
     /// Clock offsets, drift up to ±5% and forward jumps, with some partitions.
     Clock,
@@ -146,6 +146,9 @@ pub enum Fault {
     Drift,
     /// Corrupt one durable record of a random member and crash it (once per run).
     CorruptAndCrash,
+    /// Fill a random member's disk: its next write fails and stops it; it restarts
+    /// shortly after, with space freed.
+    DiskFull,
     /// Ask the leader for a membership change (add or remove a learner, add,
     /// promote or remove a voter, the leader included, or replace several voters
     /// at once); never below three voters.
@@ -180,6 +183,8 @@ pub struct ProfileSpec {
     pub fsync_us: (u64, u64),
     /// Slow fsync outliers, ppm.
     pub fsync_slow_ppm: u32,
+    /// Failed fsyncs (the member stops at once and restarts shortly after), ppm of fsyncs.
+    pub fsync_error_ppm: u32,
     /// Torn writes at crash, ppm.
     pub torn_write_ppm: u32,
     /// Whether a random prefix of unsynced writes survives a crash.
@@ -255,6 +260,7 @@ impl FaultProfile {
             spike_ppm: 0,
             fsync_us: (200, 3_000),
             fsync_slow_ppm: 0,
+            fsync_error_ppm: 0,
             torn_write_ppm: 0,
             keep_unsynced_prefix: true,
             drift_ppm_max: 1_000,
@@ -287,10 +293,11 @@ impl FaultProfile {
                 ..base
             },
             FaultProfile::Disk => ProfileSpec {
-                faults: vec![(Crash, 3), (CrashLeader, 2), (CorruptAndCrash, 1)],
+                faults: vec![(Crash, 3), (CrashLeader, 2), (CorruptAndCrash, 1), (DiskFull, 1)],
                 interval_ms: (300, 2_000),
                 fsync_us: (1_000, 20_000),
                 fsync_slow_ppm: 20_000,
+                fsync_error_ppm: 300,
                 torn_write_ppm: 500_000,
                 ..base
             },
@@ -313,6 +320,7 @@ impl FaultProfile {
                     (ClockJump, 1),
                     (Drift, 1),
                     (CorruptAndCrash, 1),
+                    (DiskFull, 1),
                     (ChangeMembership, 3),
                     (TransferLeader, 1),
                 ],
@@ -323,6 +331,7 @@ impl FaultProfile {
                 spike_ppm: 5_000,
                 fsync_us: (500, 10_000),
                 fsync_slow_ppm: 10_000,
+                fsync_error_ppm: 100,
                 torn_write_ppm: 300_000,
                 drift_ppm_max: 10_000,
                 spare_members: 2,

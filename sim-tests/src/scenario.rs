@@ -254,9 +254,11 @@ fn cluster_config(options: &RunOptions, spec: &ProfileSpec, lease_reads: bool) -
             fsync_us_min: spec.fsync_us.0,
             fsync_us_max: spec.fsync_us.1,
             fsync_slow_ppm: spec.fsync_slow_ppm,
+            fsync_error_ppm: spec.fsync_error_ppm,
             fsync_slow_us_max: 200_000,
             torn_write_ppm: spec.torn_write_ppm,
             keep_unsynced_prefix: spec.keep_unsynced_prefix,
+            ..DiskConfig::default()
         },
         clock_offset_ms_max: 1_000_000,
         clock_drift_ppm_max: spec.drift_ppm_max,
@@ -445,6 +447,7 @@ async fn scenario(options: RunOptions, slot: Arc<Mutex<Option<Cluster>>>) -> Don
 fn heal_everything(cluster: &Cluster) {
     cluster.note("heal everything".into());
     cluster.disable_crash_points();
+    cluster.stop_disk_faults();
     cluster.heal_network();
     let net = NetConfig { latency_us_min: 200, latency_us_max: 3_000, ..NetConfig::default() };
     cluster.set_net_config(net);
@@ -1014,6 +1017,7 @@ fn inject(cluster: &Cluster, spec: &ProfileSpec, lease_reads: bool, fault: Fault
         }
         Fault::ChangeMembership | Fault::TransferLeader => unreachable!("sent by start_admin"),
         Fault::Figure8 => unreachable!("run by run_nemesis"),
+        Fault::DiskFull => cluster.fill_disk(random_member(cluster)),
         Fault::CorruptAndCrash => {
             // Once per run, so that a quorum always survives.
             if !*corrupted {

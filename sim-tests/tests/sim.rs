@@ -76,6 +76,17 @@ fn sweep(faults: FaultProfile, seeds: std::ops::Range<u64>, seconds: u64) -> Vec
 }
 
 #[test]
+fn disk_faults_are_exercised_and_recovered_from() {
+    let reports = sweep(FaultProfile::Disk, 0..12, 20);
+    let total = |f: fn(&RunReport) -> u64| reports.iter().map(f).sum::<u64>();
+    assert!(total(|r| r.stats.fsync_errors) > 0, "no fsync failed");
+    assert!(total(|r| r.stats.disk_full) > 0, "no disk filled up");
+    assert!(total(|r| r.stats.torn_dropped) > 0, "no torn tail was dropped at recovery");
+    assert!(total(|r| r.stats.refused) > 0, "no corrupted member refused to start");
+    assert!(total(|r| r.stats.restarts) > 0, "no member restarted from its disk");
+}
+
+#[test]
 fn membership_changes_under_chaos() {
     let reports = sweep(FaultProfile::Membership, 0..30, 20);
     let total = |f: fn(&RunReport) -> u64| reports.iter().map(f).sum::<u64>();

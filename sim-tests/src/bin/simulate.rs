@@ -99,11 +99,20 @@ mod cli {
         )
     }
 
+    /// Disk faults that stopped members, if any.
+    fn disk_summary(report: &RunReport) -> String {
+        let stats = &report.stats;
+        if stats.fsync_errors + stats.disk_full == 0 {
+            return String::new();
+        }
+        format!(" disk_errors(fsync/full)={}/{}", stats.fsync_errors, stats.disk_full)
+    }
+
     fn print_report(args: &Args, options: &RunOptions, report: &RunReport, verbose: bool) {
         let status = if report.failure.is_some() { "FAIL" } else { "ok" };
         println!(
             "seed={} {status} trace_hash={:016x} sim={:.1}s wall={:.2}s commit={} terms={} ops(ok/fail/info)={}/{}/{} \
-             crashes={} decode_errors={} refused={}{}",
+             crashes={} decode_errors={} refused={}{}{}",
             report.seed,
             report.trace_hash,
             report.sim_elapsed.as_secs_f64(),
@@ -116,6 +125,7 @@ mod cli {
             report.stats.crashes,
             report.stats.decode_errors,
             report.stats.refused,
+            disk_summary(report),
             admin_summary(report),
         );
         if verbose {
