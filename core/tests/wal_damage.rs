@@ -3,8 +3,9 @@
 //! fine, identity and format mismatches are clear errors, and no input panics.
 
 use lockstep_core::wal::{
-    encode_snapshot_file, fsck, recover, FsckMode, HeaderProblem, IdentityField, MemDir, RecordProblem, SegmentHeader,
-    SegmentId, SnapshotProblem, WalAction, WalConfig, WalError, WalIdentity, WalWriter, SEGMENT_HEADER_LEN,
+    encode_snapshot_file, fsck, recover, FsckMode, HeaderProblem, IdentityField, MemDir, ProblemKind, RecordProblem,
+    SegmentHeader, SegmentId, SnapshotProblem, WalAction, WalConfig, WalError, WalIdentity, WalWriter,
+    SEGMENT_HEADER_LEN,
 };
 use lockstep_core::{Command, Entry, HardState, Membership, Payload, Recovered, SnapshotMeta, Term};
 use proptest::prelude::*;
@@ -39,7 +40,7 @@ fn write(dir: &mut MemDir, writer: &mut WalWriter, commands: &[Command]) {
 /// A WAL of several segments: a hard state and 20 entries in batches of 4.
 fn sample(preallocate: bool) -> MemDir {
     let mut dir = MemDir::new(preallocate);
-    let mut writer = WalWriter::new(ID, WalConfig { segment_size_max: 600, preallocate });
+    let mut writer = WalWriter::new(ID, WalConfig { segment_size_max: 600, preallocate, block_size: 128 });
     let mut commands = vec![Command::SaveHardState(HardState { term: 1, vote: Some(1) })];
     for batch in 0..5 {
         commands.push(Command::AppendLog(entries(batch * 4 + 1, batch * 4 + 4, 1)));
@@ -53,6 +54,9 @@ fn sample(preallocate: bool) -> MemDir {
 fn expected_full() -> Recovered {
     Recovered { hard_state: HardState { term: 1, vote: Some(1) }, snapshot: None, entries: entries(1, 20, 1) }
 }
+
+/// The kind byte of a padding record.
+const PADDING: u8 = 5;
 
 /// Where each record of a segment starts, and where the records end.
 fn record_starts(bytes: &[u8]) -> (Vec<usize>, usize) {
@@ -101,6 +105,7 @@ fn a_flipped_byte_before_the_tail_is_an_error_naming_file_and_offset() {
             let record = starts.iter().rposition(|start| *start <= position).expect("inside a record");
             let offset = starts[record] as u64;
             let final_record = s == last && record + 1 == starts.len();
+            let padding = bytes[starts[record] + 4] == PADDING;
             match result {
                 Err(WalError::Corrupt { file, offset: at, record: n, .. }) => {
                     assert_eq!((file.as_str(), at, n), (name.as_str(), offset, record as u64), "byte {position}");
@@ -109,10 +114,13 @@ fn a_flipped_byte_before_the_tail_is_an_error_naming_file_and_offset() {
                     assert!(message.contains("lockstep fsck"), "the error says what to do: {message}");
                     checked += 1;
                 }
-                // Damage to the very last record looks exactly like a torn write.
+                // Damage to the very last record looks exactly like a torn write. That
+                // is the padding that ends the sync, which holds no data: damage to
+                // the last entry before it is corruption, since the padding follows.
                 Ok(report) if final_record => {
+                    assert!(padding, "the last record of a synced WAL is padding");
                     assert_eq!(report.torn_tail.map(|t| t.offset), Some(offset));
-                    assert_eq!(report.recovered.entries, entries(1, 19, 1));
+                    assert_eq!(report.recovered, expected_full());
                 }
                 other => panic!("byte {position} of {name}: {other:?}"),
             }
@@ -129,7 +137,9 @@ fn a_cut_tail_is_dropped_and_reported() {
         let id = SegmentId::parse(&last).expect("segment name");
         let bytes = dir.segment_mut(&id).expect("last segment");
         let (starts, end) = record_starts(bytes);
-        let final_start = *starts.last().expect("records");
+        // The last entry and the padding after it were one write, cut short.
+        assert_eq!(bytes[starts[starts.len() - 1] + 4], PADDING);
+        let final_start = starts[starts.len() - 2];
         bytes.truncate(final_start + 5);
         if preallocate {
             bytes.resize(end + 4096, 0);
@@ -142,7 +152,8 @@ fn a_cut_tail_is_dropped_and_reported() {
         assert!(text.contains("never") && text.contains("synced"), "the report says why it is safe: {text}");
         assert_eq!(report.recovered.entries, entries(1, 19, 1));
         // The resumed writer cuts the file before writing on; the next recovery is clean.
-        let (mut writer, actions) = WalWriter::resume(ID, WalConfig { segment_size_max: 600, preallocate }, &report);
+        let (mut writer, actions) =
+            WalWriter::resume(ID, WalConfig { segment_size_max: 600, preallocate, ..WalConfig::default() }, &report);
         for action in &actions {
             dir.apply(action);
         }
@@ -152,6 +163,85 @@ fn a_cut_tail_is_dropped_and_reported() {
         let mut want = entries(1, 19, 1);
         want.extend(entries(20, 21, 2));
         assert_eq!(report.recovered.entries, want);
+    }
+}
+
+/// A record with valid checksums: header (`len`, `kind`, reserved, body and header
+/// checksums) and body.
+fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(&[kind, 0, 0, 0]);
+    out.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+    let header_crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&header_crc.to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn padding_records_are_checked_and_never_data() {
+    let segments = segments_of(&sample(false));
+    assert_eq!(recover(&ID, &segments, None).expect("clean").recovered, expected_full());
+    // The first segment ends with the padding written before the sync that closed it.
+    let (starts, end) = record_starts(&segments[0].1);
+    let at = *starts.last().expect("records");
+    assert_eq!((segments[0].1[at + 4], end % 128), (PADDING, 0));
+    let body_len = end - at - 16;
+    let name = segments[0].0.clone();
+    let corrupt_at = |replacement: Vec<u8>| {
+        let mut damaged = segments.clone();
+        damaged[0].1.truncate(at);
+        damaged[0].1.extend_from_slice(&replacement);
+        let error = recover(&ID, &damaged, None).expect_err("refused");
+        let report = fsck(&ID, &damaged, None, FsckMode::Check);
+        let problem = &report.files[0].problems[0];
+        assert_eq!((problem.offset, problem.kind), (at as u64, ProblemKind::Corruption), "{report}");
+        error
+    };
+    // Checksums valid, but it ends one byte short of the boundary (a zero byte follows).
+    let mut short = frame(PADDING, &vec![0; body_len - 1]);
+    short.push(0);
+    let error = corrupt_at(short);
+    assert!(
+        matches!(&error, WalError::Corrupt { file, offset, problem: RecordProblem::MisalignedPadding { end: e, block_size: 128 }, .. }
+            if *file == name && *offset == at as u64 && *e == end as u64 - 1),
+        "{error}"
+    );
+    assert!(error.to_string().contains("block boundary"), "{error}");
+    // Checksums valid, but it skips a whole block.
+    let error = corrupt_at(frame(PADDING, &vec![0; body_len + 128]));
+    assert!(matches!(&error, WalError::Corrupt { problem: RecordProblem::MisalignedPadding { .. }, .. }), "{error}");
+    // Checksums valid, but the body is not zero: whatever it is, it is not padding.
+    let mut body = vec![0; body_len];
+    body[3] = 1;
+    let error = corrupt_at(frame(PADDING, &body));
+    assert!(matches!(&error, WalError::Corrupt { problem: RecordProblem::Invalid(_), .. }), "{error}");
+
+    // A padding record cut short at the very end of the log is a torn tail, and drops no data.
+    for preallocate in [false, true] {
+        let mut segments = segments_of(&sample(preallocate));
+        let last = segments.len() - 1;
+        let (starts, end) = record_starts(&segments[last].1);
+        let at = *starts.last().expect("records");
+        assert_eq!(segments[last].1[at + 4], PADDING);
+        for cut in [at + 3, at + 15, at + 16, end - 1] {
+            let mut torn = segments.clone();
+            torn[last].1.truncate(cut);
+            if preallocate {
+                torn[last].1.resize(end + 512, 0);
+            }
+            let report = recover(&ID, &torn, None).expect("a torn padding record is a torn tail");
+            assert_eq!(report.recovered, expected_full(), "cut at {cut}");
+            // With preallocation a padding record whose header arrived is whole:
+            // its body is the zeroes already there.
+            let whole = preallocate && cut >= at + 16;
+            assert_eq!(report.torn_tail.map(|t| t.offset), (!whole).then_some(at as u64), "cut at {cut}");
+        }
+        // A flipped byte in its body, with only zeroes after it, is a torn tail too.
+        segments[last].1[end - 1] = 1;
+        let report = recover(&ID, &segments, None).expect("torn");
+        assert_eq!(report.torn_tail.map(|t| t.offset), Some(at as u64));
+        assert_eq!(report.recovered, expected_full());
     }
 }
 
@@ -239,13 +329,29 @@ fn identity_version_and_ordering_mismatches_are_clear_errors() {
     }
 
     let mut newer = segments.clone();
-    newer[1].1 = with_header(&newer[1].1, |h| h[8] = 2);
+    newer[1].1 = with_header(&newer[1].1, |h| h[8] = 3);
     let error = recover(&ID, &newer, None).expect_err("unknown version");
     assert!(
-        matches!(&error, WalError::BadSegmentHeader { problem: HeaderProblem::UnsupportedVersion(2), file } if *file == newer[1].0),
+        matches!(&error, WalError::BadSegmentHeader { problem: HeaderProblem::UnsupportedVersion(3), file } if *file == newer[1].0),
         "{error}"
     );
-    assert!(error.to_string().contains("version 2"));
+    assert!(error.to_string().contains("version 3"));
+
+    // Version 1 (no block size, no padding) is refused, saying what to do.
+    let mut older = segments.clone();
+    older[0].1 = with_header(&older[0].1, |h| {
+        h[8] = 1;
+        h[56..60].fill(0);
+    });
+    let error = recover(&ID, &older, None).expect_err("version 1");
+    assert!(matches!(&error, WalError::BadSegmentHeader { problem: HeaderProblem::UnsupportedVersion(1), .. }));
+    let message = error.to_string();
+    assert!(message.contains("version 1") && message.contains("this build reads version 2"), "{message}");
+
+    let mut bad_block = segments.clone();
+    bad_block[0].1 = with_header(&bad_block[0].1, |h| h[56..60].copy_from_slice(&1000u32.to_le_bytes()));
+    let error = recover(&ID, &bad_block, None).expect_err("bad block size");
+    assert!(matches!(&error, WalError::BadSegmentHeader { problem: HeaderProblem::BadBlockSize(1000), .. }));
 
     let mut renamed = segments.clone();
     let id = SegmentId::parse(&renamed[1].0).expect("name");
@@ -297,7 +403,8 @@ fn a_lost_first_segment_is_missing_entries() {
 fn with_snapshot() -> (MemDir, Vec<u8>) {
     let mut dir = sample(false);
     let report = dir.recover(&ID).expect("clean");
-    let (mut writer, _) = WalWriter::resume(ID, WalConfig { segment_size_max: 600, preallocate: false }, &report);
+    let (mut writer, _) =
+        WalWriter::resume(ID, WalConfig { segment_size_max: 600, preallocate: false, ..WalConfig::default() }, &report);
     let before = dir.snapshot().map(<[u8]>::to_vec);
     assert!(before.is_none());
     write(&mut dir, &mut writer, &[snapshot(4, 1), Command::Sync { id: 2 }]);
@@ -411,7 +518,7 @@ proptest! {
             .map(|(i, (name, mut bytes))| {
                 if valid_header {
                     let id = SegmentId { seq: i as u64 + 1, first_index: 1 };
-                    let mut framed = SegmentHeader { identity: ID, id }.encode().to_vec();
+                    let mut framed = SegmentHeader { identity: ID, id, block_size: 4096 }.encode().to_vec();
                     framed.append(&mut bytes);
                     bytes = framed;
                 }
@@ -457,7 +564,7 @@ proptest! {
 fn extreme_names_and_indexes_never_panic() {
     let header = |seq: u64, first_index: u64| {
         let id = SegmentId { seq, first_index };
-        (id.file_name(), SegmentHeader { identity: ID, id }.encode().to_vec())
+        (id.file_name(), SegmentHeader { identity: ID, id, block_size: 4096 }.encode().to_vec())
     };
     let cases = [
         vec![header(u64::MAX - 1, 1), header(u64::MAX, u64::MAX)],

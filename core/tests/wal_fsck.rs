@@ -29,7 +29,8 @@ fn snapshot(index: u64) -> Command {
 /// Segments of a WAL with 20 entries; with `snapshot_at`, a snapshot there (no compaction).
 fn sample(snapshot_at: Option<u64>) -> MemDir {
     let mut dir = MemDir::new(false);
-    let mut writer = WalWriter::new(ID, WalConfig { segment_size_max: 600, preallocate: false });
+    let mut writer =
+        WalWriter::new(ID, WalConfig { segment_size_max: 600, preallocate: false, ..WalConfig::default() });
     let mut commands = vec![Command::SaveHardState(HardState { term: 1, vote: Some(1) })];
     for batch in 0..5 {
         commands.push(Command::AppendLog(entries(batch * 4 + 1, batch * 4 + 4)));

@@ -2,11 +2,15 @@
 //! through the writer into an in-memory directory; recovery must give back
 //! exactly what the model holds, after clean restarts, and after a crash at any
 //! byte of the write stream (then: the state after some prefix of the records,
-//! never an error, never a record that was not fully written).
+//! never an error, never a record that was not fully written). Throughout, no
+//! action writes into a block that holds synced data, and a crash that leaves
+//! every block written after a sync zeroed recovers exactly what that sync covered.
 
 use std::collections::BTreeMap;
 
-use lockstep_core::wal::{MemDir, WalAction, WalConfig, WalIdentity, WalWriter};
+use lockstep_core::wal::{
+    MemDir, RecoveryReport, SegmentHeader, SegmentId, WalAction, WalConfig, WalIdentity, WalWriter,
+};
 use lockstep_core::{Command, Entry, HardState, LogIndex, Membership, Payload, Recovered, SnapshotMeta, Term};
 use proptest::prelude::*;
 
@@ -172,28 +176,101 @@ impl Model {
     }
 }
 
-fn config(segment_size_max: u64, preallocate: bool) -> WalConfig {
-    WalConfig { segment_size_max, preallocate }
+fn config(segment_size_max: u64, preallocate: bool, block_size: u32) -> WalConfig {
+    WalConfig { segment_size_max, preallocate, block_size }
+}
+
+/// Block sizes to test with: small ones, so that small segments see many blocks,
+/// and the default.
+fn block_size() -> impl Strategy<Value = u32> {
+    prop_oneof![Just(64u32), Just(128), Just(512), Just(4096)]
+}
+
+/// Checks the writer's promise that a block holding synced data is never written
+/// again: every `Append` (and every cut) starts at or after the end of the data
+/// the last `Sync` of its segment covered, rounded down to its block, and every
+/// `Sync` leaves the data of the segments it syncs on a block boundary.
+#[derive(Debug, Clone, Default)]
+struct SyncedBlocks {
+    /// Per live segment: `(block size, end of the data written, end of the data synced)`.
+    segments: BTreeMap<SegmentId, (u64, u64, u64)>,
+}
+
+impl SyncedBlocks {
+    fn observe(&mut self, action: &WalAction) {
+        self.observe_prefix(action, usize::MAX);
+    }
+
+    /// Observes the first `written` bytes of an action, as `MemDir::apply_prefix` carries them out.
+    fn observe_prefix(&mut self, action: &WalAction, written: usize) {
+        match action {
+            WalAction::CreateSegment { segment, bytes, .. } => {
+                let header = SegmentHeader::decode(bytes).expect("a new segment starts with a whole header");
+                let len = written.min(bytes.len()) as u64;
+                self.segments.insert(*segment, (u64::from(header.block_size), len, 0));
+            }
+            WalAction::Append { segment, offset, bytes } => {
+                let (block, end, synced) = self.segments.get_mut(segment).expect("appending to a known segment");
+                let block_start = *offset / *block * *block;
+                assert!(
+                    block_start >= *synced,
+                    "{segment}: an append at {offset} writes the block at {block_start}, which holds data synced up \
+                     to {synced}"
+                );
+                *end = offset + written.min(bytes.len()) as u64;
+            }
+            _ if written == 0 => {}
+            WalAction::Sync { segments, .. } => {
+                for segment in segments {
+                    let (block, end, synced) = self.segments.get_mut(segment).expect("syncing a known segment");
+                    assert_eq!(*end % *block, 0, "{segment}: a sync at {end} does not end on a block boundary");
+                    *synced = *end;
+                }
+            }
+            WalAction::TruncateSegment { segment, len } => {
+                let (_, end, synced) = self.segments.get_mut(segment).expect("cutting a known segment");
+                assert!(*len >= *synced, "{segment}: cut to {len}, below the synced end {synced}");
+                *end = *len;
+            }
+            WalAction::DeleteSegments { segments } => {
+                for segment in segments {
+                    self.segments.remove(segment);
+                }
+            }
+            WalAction::WriteSnapshot { .. } => {}
+        }
+    }
+
+    /// After recovery the data of each segment ends where recovery says (a padding
+    /// record cut short in preallocated space reads as whole: its body is zeroes).
+    fn recovered(&mut self, report: &RecoveryReport) {
+        for summary in &report.segments {
+            if let Some((_, end, synced)) = self.segments.get_mut(&summary.id) {
+                assert!(summary.valid_len >= *synced, "{}: recovery lost synced data", summary.id);
+                *end = summary.valid_len;
+            }
+        }
+    }
 }
 
 /// Runs `ops` from `model` through `writer` into `dir`; returns the commands.
-fn run(model: &mut Model, writer: &mut WalWriter, dir: &mut MemDir, ops: &[Op]) -> Vec<Command> {
-    let mut commands = Vec::new();
+fn run(model: &mut Model, writer: &mut WalWriter, dir: &mut MemDir, check: &mut SyncedBlocks, ops: &[Op]) {
     for op in ops {
         for command in model.commands(op) {
             for action in writer.handle(&command) {
+                check.observe(&action);
                 dir.apply(&action);
             }
-            commands.push(command);
         }
     }
-    commands
 }
 
-fn restart(dir: &mut MemDir, config: WalConfig) -> (Recovered, WalWriter) {
+fn restart(dir: &mut MemDir, check: &mut SyncedBlocks, config: WalConfig) -> (Recovered, WalWriter) {
     let report = dir.recover(&ID).unwrap_or_else(|e| panic!("recovery failed: {e}"));
+    check.recovered(&report);
     let (writer, actions) = WalWriter::resume(ID, config, &report);
     for action in &actions {
+        check.observe(action);
         dir.apply(action);
     }
     (report.recovered, writer)
@@ -207,20 +284,22 @@ proptest! {
         batches in proptest::collection::vec(proptest::collection::vec(op(), 0..25), 1..5),
         segment_size_max in 150u64..3_000,
         preallocate in any::<bool>(),
+        block_size in block_size(),
     ) {
-        let config = config(segment_size_max, preallocate);
+        let config = config(segment_size_max, preallocate, block_size);
         let mut dir = MemDir::new(preallocate);
+        let mut check = SyncedBlocks::default();
         let mut writer = WalWriter::new(ID, config);
         let mut model = Model::default();
         for batch in &batches {
-            run(&mut model, &mut writer, &mut dir, batch);
+            run(&mut model, &mut writer, &mut dir, &mut check, batch);
             let ids: Vec<_> = dir.segment_files().iter().map(|(name, _)| name.clone()).collect();
             prop_assert_eq!(ids, writer.segments().iter().map(|s| s.file_name()).collect::<Vec<_>>());
             let report = dir.recover(&ID).unwrap_or_else(|e| panic!("recovery failed: {e}"));
             prop_assert_eq!(&report.recovered, &model.expected());
             prop_assert_eq!(report.next_index, model.next());
             prop_assert!(report.torn_tail.is_none() && report.torn_segment.is_none());
-            let (recovered, resumed) = restart(&mut dir, config);
+            let (recovered, resumed) = restart(&mut dir, &mut check, config);
             prop_assert_eq!(recovered, model.expected());
             writer = resumed;
         }
@@ -232,25 +311,82 @@ proptest! {
         more in proptest::collection::vec(op(), 0..15),
         segment_size_max in 150u64..2_000,
         preallocate in any::<bool>(),
+        block_size in block_size(),
         cut_permille in 0u64..=1000,
     ) {
-        let config = config(segment_size_max, preallocate);
+        let config = config(segment_size_max, preallocate, block_size);
         let history = History::record(&ops, config);
         let total = history.total();
         let cut = total * cut_permille / 1000;
-        let mut dir = history.crash_at(cut, preallocate);
+        let (mut dir, mut check) = history.crash_at_checked(cut, preallocate);
         let report = dir.recover(&ID).unwrap_or_else(|e| panic!("cut at {cut} of {total}: recovery failed: {e}"));
         let candidates = history.candidates_at(cut);
         prop_assert!(
             candidates.contains(&report.recovered),
             "cut at {} of {}: recovered {:?}, expected one of {:?}", cut, total, report.recovered, candidates
         );
-        // The member restarts on what it recovered, writes more, and recovers again.
-        let (recovered, mut writer) = restart(&mut dir, config);
+        // The member restarts on what it recovered, writes more, and recovers again;
+        // no write before or after the crash touches a block holding synced data.
+        let (recovered, mut writer) = restart(&mut dir, &mut check, config);
         let mut model = Model::from_recovered(&recovered);
-        run(&mut model, &mut writer, &mut dir, &more);
+        run(&mut model, &mut writer, &mut dir, &mut check, &more);
         let report = dir.recover(&ID).unwrap_or_else(|e| panic!("second recovery failed: {e}"));
         prop_assert_eq!(report.recovered, model.expected());
+    }
+
+    /// The failure the padding exists for: a power cut tears the writes that
+    /// followed a sync, and the device leaves every block they touched zeroed
+    /// (with `O_DIRECT` each write covers whole blocks). What that sync covered
+    /// is recovered exactly: those blocks never hold synced data.
+    #[test]
+    fn blocks_torn_after_a_sync_never_lose_what_it_covered(
+        ops in proptest::collection::vec(op(), 1..30),
+        segment_size_max in 150u64..2_000,
+        preallocate in any::<bool>(),
+        block_size in block_size(),
+        which in any::<prop::sample::Index>(),
+        written_permille in 0u64..=1000,
+    ) {
+        let config = config(segment_size_max, preallocate, block_size);
+        let history = History::record(&ops, config);
+        let syncs: Vec<usize> =
+            history.actions.iter().enumerate().filter(|(_, (_, a))| matches!(a, WalAction::Sync { .. })).map(|(i, _)| i).collect();
+        prop_assume!(!syncs.is_empty());
+        let sync = syncs[which.index(syncs.len())];
+        let durable = history.crash_at(history.start_of(sync + 1), preallocate);
+        let expected = durable.recover(&ID).unwrap_or_else(|e| panic!("recovery after a sync failed: {e}"));
+        // The appends up to the next action that is not one (a sync, or a snapshot
+        // file, which the writer puts only after a sync), some of them written.
+        let window: Vec<&WalAction> = history.actions[sync + 1..]
+            .iter()
+            .map(|(_, a)| a)
+            .take_while(|a| matches!(a, WalAction::Append { .. }))
+            .collect();
+        let bytes: u64 = window.iter().map(|a| weight(a)).sum();
+        let mut left = bytes * written_permille / 1000;
+        let mut torn = durable.clone();
+        let mut blocks = Vec::new();
+        for action in &window {
+            let WalAction::Append { segment, offset, bytes } = action else { unreachable!() };
+            if left > 0 {
+                let written = left.min(bytes.len() as u64);
+                torn.apply_prefix(action, written as usize);
+                // A write cut short ends the stream: nothing after it was written.
+                left = if written < bytes.len() as u64 { 0 } else { left - written };
+            }
+            let block = u64::from(block_size);
+            blocks.push((*segment, *offset / block * block, (*offset + bytes.len() as u64).div_ceil(block) * block));
+        }
+        for (segment, from, to) in blocks {
+            let file = torn.segment_mut(&segment).expect("appended to");
+            let end = (to as usize).min(file.len());
+            if (from as usize) < end {
+                file[from as usize..end].fill(0);
+            }
+        }
+        let report = torn.recover(&ID).unwrap_or_else(|e| panic!("recovery after torn blocks failed: {e}"));
+        prop_assert_eq!(report.recovered, expected.recovered);
+        prop_assert_eq!(report.next_index, expected.next_index);
     }
 }
 
@@ -298,19 +434,27 @@ impl History {
 
     /// The directory after the first `cut` bytes of the write stream reached the disk.
     fn crash_at(&self, cut: u64, preallocate: bool) -> MemDir {
+        self.crash_at_checked(cut, preallocate).0
+    }
+
+    /// [`History::crash_at`], with the synced-block check of every action carried out.
+    fn crash_at_checked(&self, cut: u64, preallocate: bool) -> (MemDir, SyncedBlocks) {
         let mut dir = MemDir::new(preallocate);
+        let mut check = SyncedBlocks::default();
         let mut left = cut;
         for (_, action) in &self.actions {
             let w = weight(action);
             if left >= w {
+                check.observe(action);
                 dir.apply(action);
                 left -= w;
             } else {
+                check.observe_prefix(action, left as usize);
                 dir.apply_prefix(action, left as usize);
                 break;
             }
         }
-        dir
+        (dir, check)
     }
 
     /// The command being carried out when the stream was cut at `cut`, and whether
@@ -368,11 +512,15 @@ fn a_crash_at_every_byte_of_a_fixed_run_recovers_a_prefix() {
         Op::HardState { bump: true, vote: None },
         Op::Sync,
     ];
-    for preallocate in [false, true] {
-        let config = config(400, preallocate);
+    for (preallocate, block_size) in [(false, 64), (true, 64), (false, 512), (true, 512)] {
+        let config = config(400, preallocate, block_size);
         let history = History::record(&ops, config);
         let total = history.total();
         assert!(total > 1_000, "the run is long enough to roll segments ({total} bytes)");
+        let mut check = SyncedBlocks::default();
+        for (_, action) in &history.actions {
+            check.observe(action);
+        }
         let mut torn = 0;
         for cut in 0..=total {
             let dir = history.crash_at(cut, preallocate);
@@ -405,7 +553,7 @@ fn a_checkpoint_cut_off_by_a_crash_is_restated_before_compaction() {
         Op::LocalSnapshot { back: 0 },
         Op::Append { back: 0, count: 3, bump: false, len: 30 },
     ];
-    let config = config(200, false);
+    let config = config(200, false, 64);
     let history = History::record(&ops, config);
     let mut meaningful = 0;
     for (i, (_, action)) in history.actions.iter().enumerate() {
@@ -413,13 +561,13 @@ fn a_checkpoint_cut_off_by_a_crash_is_restated_before_compaction() {
         if bytes.len() <= 64 + 5 {
             continue;
         }
-        let mut dir = history.crash_at(history.start_of(i) + 64 + 5, false);
+        let (mut dir, mut check) = history.crash_at_checked(history.start_of(i) + 64 + 5, false);
         let torn = dir.recover(&ID).expect("a torn checkpoint is a torn tail").torn_tail.expect("torn");
         assert_eq!(torn.offset, 64);
-        let (recovered, mut writer) = restart(&mut dir, config);
+        let (recovered, mut writer) = restart(&mut dir, &mut check, config);
         let mut model = Model::from_recovered(&recovered);
         let segments_before = dir.segment_files().len();
-        run(&mut model, &mut writer, &mut dir, &[Op::Compact { back: 0 }, Op::Sync]);
+        run(&mut model, &mut writer, &mut dir, &mut check, &[Op::Compact { back: 0 }, Op::Sync]);
         meaningful += usize::from(dir.segment_files().len() == 1 && segments_before > 1);
         let report = dir.recover(&ID).expect("recovers after compaction");
         assert_eq!(report.recovered, model.expected(), "crash inside action {i}");
@@ -440,19 +588,20 @@ fn resuming_after_a_lost_marker_does_not_start_a_segment_first() {
         Op::Append { back: 0, count: 2, bump: false, len: 4 },
     ];
     // So small that every record after the first of a segment starts a new one.
-    let config = config(100, false);
+    let config = config(100, false, 64);
     let history = History::record(&ops, config);
     let write = history
         .actions
         .iter()
         .position(|(_, a)| matches!(a, WalAction::WriteSnapshot { .. }))
         .expect("a snapshot is written");
-    let mut dir = history.crash_at(history.start_of(write + 1), false);
+    let (mut dir, mut check) = history.crash_at_checked(history.start_of(write + 1), false);
     let report = dir.recover(&ID).expect("recovers");
     assert!(report.snapshot_ahead.is_some(), "{report}");
-    let (recovered, mut writer) = restart(&mut dir, config);
+    let (recovered, mut writer) = restart(&mut dir, &mut check, config);
     let mut model = Model::from_recovered(&recovered);
-    run(&mut model, &mut writer, &mut dir, &[Op::Append { back: 0, count: 2, bump: false, len: 4 }, Op::Sync]);
+    let ops = [Op::Append { back: 0, count: 2, bump: false, len: 4 }, Op::Sync];
+    run(&mut model, &mut writer, &mut dir, &mut check, &ops);
     let report = dir.recover(&ID).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.recovered, model.expected());
     assert!(report.snapshot_ahead.is_none());

@@ -529,7 +529,7 @@ mod tests {
         let root = tmp.path().join("member");
         let dir = DataDir::create(&root, ID).expect("create");
         let segment = SegmentId { seq: 1, first_index: 1 };
-        let header = SegmentHeader { identity: ID, id: segment }.encode().to_vec();
+        let header = SegmentHeader { identity: ID, id: segment, block_size: 4096 }.encode().to_vec();
         dir.apply(&WalAction::CreateSegment { segment, bytes: header, preallocate_len: 0 }).expect("create segment");
         std::fs::remove_file(root.join(IDENTITY_FILE_NAME)).expect("rm");
         match DataDir::open(&root) {

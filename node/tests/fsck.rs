@@ -128,7 +128,7 @@ fn snapshot_of_all(dir: &DataDir) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-const SMALL_SEGMENTS: WalConfig = WalConfig { segment_size_max: 1024, preallocate: false };
+const SMALL_SEGMENTS: WalConfig = WalConfig { segment_size_max: 1024, preallocate: false, block_size: 64 };
 
 #[test]
 fn a_clean_directory_exits_0_and_a_check_writes_nothing() {
@@ -183,7 +183,7 @@ fn a_flipped_byte_mid_segment_exits_1_naming_file_and_offset() {
 fn a_torn_tail_is_reported_repaired_and_loses_no_acknowledged_entry() {
     for preallocate in [false, true] {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut member = Member::new(tmp.path(), WalConfig { segment_size_max: 4096, preallocate });
+        let mut member = Member::new(tmp.path(), WalConfig { segment_size_max: 4096, preallocate, block_size: 512 });
         member.append_acked(1, 25);
         member.append(26); // Written, never synced: never acknowledged.
         let torn = *member.placed.last().expect("placed");
@@ -362,11 +362,11 @@ fn version_names_the_format_versions() {
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).expect("utf-8");
     assert!(text.starts_with(&format!("lockstep {}", env!("CARGO_PKG_VERSION"))), "{text}");
-    assert!(text.contains("WAL segment format:    1"), "{text}");
+    assert!(text.contains("WAL segment format:    2"), "{text}");
     assert!(text.contains("git commit:"), "{text}");
     let output = lockstep(&["version", "--output", "json"]);
     let doc: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
-    assert_eq!(doc["wal_segment_format"], 1);
+    assert_eq!(doc["wal_segment_format"], 2);
     assert_eq!(doc["snapshot_file_format"], 1);
     assert_eq!(doc["data_dir_layout"], 1);
 }

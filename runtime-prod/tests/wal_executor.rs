@@ -1,7 +1,8 @@
 //! The WAL executor on real files: what is written through `WalWriter` + `Wal`
 //! recovers to what core's in-memory reference directory recovers to, byte for
 //! byte; a cut tail is dropped and reported; a flipped byte stops the member with
-//! the file and offset; concurrent syncs share fsyncs.
+//! the file and offset; concurrent syncs share fsyncs, and no block is written
+//! twice; a block size the device cannot align to is refused.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -12,7 +13,7 @@ use lockstep_core::{Command, Entry, HardState, Membership, Payload, SnapshotMeta
 use lockstep_runtime::{Wal, WalOpenError};
 
 const ID: WalIdentity = WalIdentity { cluster_id: 0xC0FFEE, member_id: 2, group_id: 5 };
-const CONFIG: WalConfig = WalConfig { segment_size_max: 8 << 10, preallocate: true };
+const CONFIG: WalConfig = WalConfig { segment_size_max: 8 << 10, preallocate: true, block_size: 4096 };
 
 /// Runs `future` on a fresh glommio executor on this thread.
 fn run<T>(future: impl std::future::Future<Output = T>) -> T {
@@ -99,6 +100,17 @@ fn segment_paths(dir: &Path) -> Vec<PathBuf> {
     paths
 }
 
+/// Where each record of a segment starts, and its kind, up to the zeroes after the records.
+fn records(bytes: &[u8]) -> Vec<(usize, u8)> {
+    let mut out = Vec::new();
+    let mut at = 64;
+    while at + 16 <= bytes.len() && bytes[at..at + 16].iter().any(|b| *b != 0) {
+        out.push((at, bytes[at + 4]));
+        at += 16 + u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+    }
+    out
+}
+
 fn trim_zeros(bytes: &[u8]) -> &[u8] {
     &bytes[..bytes.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1)]
 }
@@ -156,8 +168,14 @@ fn a_cut_tail_is_dropped_and_reported_and_the_wal_continues() {
     let last = *full.segments.last().expect("segments");
     let path = temp.path().join(last.id.file_name());
 
-    // A crash in the middle of the last record: its last 7 bytes never arrived.
-    std::fs::OpenOptions::new().write(true).open(&path).expect("opens").set_len(last.valid_len - 7).expect("cuts");
+    // A crash in the middle of the last entry and the padding after it (one write):
+    // the entry's last 7 bytes never arrived.
+    let placed = records(&std::fs::read(&path).expect("reads"));
+    let (padding_at, kind) = *placed.last().expect("records");
+    assert_eq!(kind, 5, "a synced segment ends with padding");
+    assert_eq!(last.valid_len % u64::from(CONFIG.block_size), 0);
+    let cut = padding_at as u64 - 7;
+    std::fs::OpenOptions::new().write(true).open(&path).expect("opens").set_len(cut).expect("cuts");
     let report = run(async {
         let (wal, report) = Wal::open(temp.path(), ID, CONFIG).await.expect("a torn tail is not corruption");
         // The log continues where the dropped record was.
@@ -170,7 +188,7 @@ fn a_cut_tail_is_dropped_and_reported_and_the_wal_continues() {
     });
     let torn = report.torn_tail.expect("the torn tail is reported");
     assert_eq!(torn.segment, last.id);
-    assert!(torn.offset < last.valid_len);
+    assert!(torn.offset < cut);
     assert!(report.to_string().contains("dropped an incomplete record"), "{report}");
     let mut expected = full.recovered.entries.clone();
     let dropped = expected.pop().expect("an entry was dropped");
@@ -218,7 +236,7 @@ fn concurrent_syncs_share_fsyncs_and_report_the_highest_id() {
     let proposers = 32u64;
     let rounds = 20u64;
     let (stats, recovered) = run(async {
-        let config = WalConfig { segment_size_max: 1 << 20, preallocate: true };
+        let config = WalConfig { segment_size_max: 1 << 20, preallocate: true, ..WalConfig::default() };
         let (wal, _) = Wal::open(temp.path(), ID, config).await.expect("opens");
         let next = Rc::new(std::cell::Cell::new((1u64, 1u64)));
         let mut tasks = Vec::new();
@@ -245,6 +263,12 @@ fn concurrent_syncs_share_fsyncs_and_report_the_highest_id() {
         (stats, report)
     });
     assert_eq!(stats.syncs_completed, proposers * rounds);
+    // Every round ends with a sync, which the writer padded to a block boundary:
+    // the next round starts on a fresh block, and no block is written twice.
+    let segment = recovered.segments[0];
+    assert_eq!(recovered.segments.len(), 1);
+    assert_eq!(segment.valid_len % u64::from(WalConfig::default().block_size), 0);
+    assert_eq!(stats.bytes_written, segment.valid_len, "every block is written once");
     assert!(
         stats.group_commits < stats.syncs_completed / 4,
         "group commit shares fsyncs: {} rounds for {} syncs",
@@ -252,4 +276,20 @@ fn concurrent_syncs_share_fsyncs_and_report_the_highest_id() {
         stats.syncs_completed
     );
     assert_eq!(recovered.recovered.entries.len() as u64, proposers * rounds);
+}
+
+#[test]
+fn a_block_size_the_device_cannot_align_to_is_refused() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    // 64 bytes is a valid block size for the format, but no O_DIRECT device aligns to it.
+    let config = WalConfig { block_size: 64, ..CONFIG };
+    let failure = run(async {
+        let (wal, _) = Wal::open(temp.path(), ID, config).await.expect("opens an empty directory");
+        wal.submit(&Command::SaveHardState(HardState { term: 1, vote: Some(1) })).expect("accepted");
+        wal.submit(&Command::Sync { id: 1 }).expect("accepted");
+        let failure = wal.wait_persisted(1).await.expect_err("the segment is refused");
+        assert!(wal.close().await.is_err());
+        failure
+    });
+    assert!(failure.to_string().contains("O_DIRECT alignment"), "{failure}");
 }

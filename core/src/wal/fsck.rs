@@ -268,7 +268,7 @@ fn check_segment(identity: &WalIdentity, id: Option<SegmentId>, name: &str, byte
     let mut at = SEGMENT_HEADER_LEN;
     let mut first_problem = None;
     loop {
-        let (records, stop) = scan(bytes, at);
+        let (records, stop) = scan(bytes, at, header.map(|h| h.block_size));
         file.records += to_u64(records.len());
         holds_hard_state |= records.iter().any(|r| matches!(r.record, Record::HardState(_)));
         match stop {

@@ -8,7 +8,7 @@
 //! [`RecoveryReport::recovered`] to `Node::restart`, and continue with
 //! [`WalWriter::resume`]. `lockstep fsck` calls [`fsck`].
 //!
-//! # On-disk format, version 1
+//! # On-disk format, version 2
 //!
 //! A member's data directory holds WAL segments `{seq:016x}-{first_index:016x}.wal`
 //! ([`SegmentId`]) and at most one snapshot file, `snapshot.snap`
@@ -23,16 +23,19 @@
 //! ```text
 //! offset size field
 //!      0    8 magic        "LKSPWAL\0"
-//!      8    4 version      u32 = 1
+//!      8    4 version      u32 = 2
 //!     12    4 flags        u32 = 0
 //!     16    8 cluster_id   u64
 //!     24    8 member_id    u64
 //!     32    8 group_id     u64
 //!     40    8 seq          u64   (also in the file name)
 //!     48    8 first_index  u64   (also in the file name)
-//!     56    4 reserved     u32 = 0
+//!     56    4 block_size   u32   (a power of two, 64 to 1 MiB; WalConfig::block_size)
 //!     60    4 header_crc   u32, over bytes 0..60
 //! ```
+//!
+//! Version 1 (no block size, no padding record) is refused with
+//! [`HeaderProblem::UnsupportedVersion`]; no version 1 data was ever deployed.
 //!
 //! `seq` increases by one per segment. `first_index` is the index after the last
 //! log entry when the segment was created: every live entry of earlier segments
@@ -60,6 +63,15 @@
 //! | 2 | hard state | `codec::encode_hard_state` frame | replaces the hard state |
 //! | 3 | truncate-from | `from: u64` (≥ 1) | remove entries `>= from` |
 //! | 4 | snapshot marker | `index: u64, term: u64, flags: u8` | drop entries `<= index`; flag bit 0 (`discard_after`): drop all entries, the log continues at `index + 1` |
+//! | 5 | padding | `len` zero bytes | nothing |
+//!
+//! A padding record fills the rest of a block: it ends on the first multiple of
+//! the segment's `block_size` that is at least a record header (16 bytes) after
+//! its start, so its body is shorter than one block. The writer appends one before
+//! every `Sync` whose data would otherwise end inside a block. Recovery checks its
+//! checksums, that its body is zero and where it ends (any other padding record is
+//! corruption), and replays it as nothing; one torn at the very end of the last
+//! segment is a torn tail like any other record.
 //!
 //! Core's commands map onto records: `SaveHardState` → hard state;
 //! `AppendLog(entries)` → one entry record each (replaying the first removes what
@@ -68,7 +80,8 @@
 //! `discard_after` says whether core's log kept the entries after the snapshot
 //! (it does only if it holds the snapshot's index with the snapshot's term).
 //! `CompactLog { up_to }` deletes the segments `i` with
-//! `segments[i + 1].first_index - 1 <= up_to` (never the last). `Sync` syncs.
+//! `segments[i + 1].first_index - 1 <= up_to` (never the last). `Sync` pads the
+//! current segment to its next block boundary, then syncs.
 //!
 //! ## Snapshot file
 //!
@@ -99,7 +112,15 @@
 //!    dropped, then makes the last segment hold the hard state and snapshot marker
 //!    again if a torn tail cut off the copies it started with, and records a
 //!    snapshot file that was newer than the WAL's last marker; these records go
-//!    into the last segment whatever its size.
+//!    into the last segment whatever its size. Then it pads and syncs the last
+//!    segment, so that what recovery read is durable before the node acts on it.
+//! 6. Every sync ends on a block boundary (a padding record fills the rest of the
+//!    block), so every write after it starts on a fresh block: **a block that
+//!    holds synced data is never written again**, even by a runtime that writes
+//!    whole blocks (`O_DIRECT`). A write torn by a power cut (a block left with
+//!    any content at all) can only damage data that no sync covered, never an
+//!    acknowledged record. The one block written again is the partial last block
+//!    after recovery (rule 5), which holds only data no sync covered.
 //!
 //! # Recovery rules
 //!
@@ -107,6 +128,8 @@
 //!   cluster, member or group, a header that disagrees with its file name, an
 //!   unknown version, or a segment that does not start where the previous one
 //!   ended is an error.
+//! - Padding records are checked (checksums, zero body, ending on the first block
+//!   boundary after their header) and skipped; they are never data.
 //! - Zeroes after the last record are preallocated space. An incomplete record at
 //!   the very end of the **last** segment (a partial header, a body running past
 //!   the end of the file, or a checksum failure followed only by zeroes) is a
@@ -154,7 +177,9 @@ pub use mem_dir::MemDir;
 pub use record::{Record, RecordProblem, TornReason, RECORD_BODY_LEN_MAX, RECORD_HEADER_LEN};
 pub use recover::{recover, RecoveryReport, SegmentSummary, SnapshotAhead, TornSegment, TornTail};
 pub use roll::{roll_decision, Roll};
-pub use segment::{HeaderProblem, SegmentHeader, SegmentId, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN};
+pub use segment::{
+    HeaderProblem, SegmentHeader, SegmentId, BLOCK_SIZE_MAX, BLOCK_SIZE_MIN, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN,
+};
 pub use snapshot_file::{
     decode_snapshot_file, encode_snapshot_file, SnapshotFile, SnapshotProblem, SNAPSHOT_FILE_NAME,
     SNAPSHOT_TEMP_FILE_NAME,

@@ -3,7 +3,7 @@
 //! ```text
 //! offset size field
 //!      0    4 len          u32, body length in bytes
-//!      4    1 kind         u8: 1 entry, 2 hard state, 3 truncate-from, 4 snapshot marker
+//!      4    1 kind         u8: 1 entry, 2 hard state, 3 truncate-from, 4 snapshot marker, 5 padding
 //!      5    3 reserved     = 0
 //!      8    4 body_crc     u32, CRC32C of the body
 //!     12    4 header_crc   u32, CRC32C of bytes 0..12
@@ -13,6 +13,15 @@
 //! The header has its own checksum so that a damaged length is recognised as
 //! damage instead of being followed to a wrong place, and kind 0 is never valid,
 //! so zeroed (preallocated) space never reads as a record.
+//!
+//! A padding record (kind 5) carries no data: its body is zero bytes, and it ends
+//! exactly on a block boundary of the segment's block size (see
+//! [`crate::wal::segment::SegmentHeader::block_size`]). The writer puts one in
+//! front of every sync whose data would otherwise end inside a block, so that the
+//! next write starts on a fresh block and a block that holds synced data is never
+//! written again. Its body is shorter than one block (the record is at least a
+//! header: when less than [`RECORD_HEADER_LEN`] bytes are left in the block, it
+//! runs to the end of the next one).
 
 use crate::codec::{self, decode_entry, decode_hard_state, encode_entry, encode_hard_state};
 use crate::raft::message::{Entry, HardState};
@@ -28,6 +37,7 @@ const KIND_ENTRY: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
 const KIND_TRUNCATE_FROM: u8 = 3;
 const KIND_SNAPSHOT: u8 = 4;
+const KIND_PADDING: u8 = 5;
 const TRUNCATE_BODY_LEN: usize = 8;
 const SNAPSHOT_BODY_LEN: usize = 17;
 
@@ -55,6 +65,14 @@ pub enum Record {
         term: Term,
         /// Whether the entries after `index` are obsolete as well.
         discard_after: bool,
+    },
+    /// No data: `len` zero bytes that fill the rest of a block, so that the next
+    /// record starts on a block boundary. Replaying it changes nothing. Recovery
+    /// checks that the body is zero and that the record ends on a block boundary
+    /// of its segment, less than one block after the header.
+    Padding {
+        /// The body's length.
+        len: u32,
     },
 }
 
@@ -91,6 +109,14 @@ pub enum RecordProblem {
     },
     /// The checksums match but the body is not a valid record of its kind.
     Invalid(String),
+    /// A padding record (checksums and body valid) that does not end on a block
+    /// boundary of its segment, or skips a whole block: not what the writer writes.
+    MisalignedPadding {
+        /// Where the record ends.
+        end: u64,
+        /// The segment's block size.
+        block_size: u32,
+    },
 }
 
 impl std::fmt::Display for RecordProblem {
@@ -116,6 +142,11 @@ impl std::fmt::Display for RecordProblem {
                 write!(f, "zero padding is followed by data at offset {data_at}")
             }
             RecordProblem::Invalid(why) => write!(f, "invalid record body: {why}"),
+            RecordProblem::MisalignedPadding { end, block_size } => write!(
+                f,
+                "padding record ending at offset {end} does not end on the first {block_size}-byte block boundary \
+                 after its header"
+            ),
         }
     }
 }
@@ -186,7 +217,7 @@ impl RecordHeader {
             return Err(RecordProblem::ReservedNotZero);
         }
         let kind = header[4];
-        if !(KIND_ENTRY..=KIND_SNAPSHOT).contains(&kind) {
+        if !(KIND_ENTRY..=KIND_PADDING).contains(&kind) {
             return Err(RecordProblem::UnknownKind(kind));
         }
         if len > RECORD_BODY_LEN_MAX {
@@ -227,6 +258,7 @@ impl Record {
             Record::HardState(_) => "hard state",
             Record::TruncateFrom(_) => "truncate-from",
             Record::Snapshot { .. } => "snapshot marker",
+            Record::Padding { .. } => "padding",
         }
     }
 
@@ -253,6 +285,10 @@ impl Record {
                 body[16] = u8::from(*discard_after);
                 frame(KIND_SNAPSHOT, &body, out);
             }
+            Record::Padding { len } => {
+                let body = vec![0u8; usize::try_from(*len).expect("u32 fits in usize on every supported target")];
+                frame(KIND_PADDING, &body, out);
+            }
         }
     }
 
@@ -277,6 +313,10 @@ impl Record {
                 }
                 _ => Err(RecordProblem::Invalid("a snapshot marker body is index, term and flags 0 or 1".into())),
             },
+            KIND_PADDING if crate::wal::bytes::all_zero(body) => {
+                Ok(Record::Padding { len: u32::try_from(body.len()).expect("record bodies fit in u32") })
+            }
+            KIND_PADDING => Err(RecordProblem::Invalid("a padding body is zero bytes".into())),
             other => Err(RecordProblem::UnknownKind(other)),
         }
     }
@@ -294,6 +334,8 @@ mod tests {
             Record::TruncateFrom(5),
             Record::Snapshot { index: 0, term: 0, discard_after: false },
             Record::Snapshot { index: 7, term: 2, discard_after: true },
+            Record::Padding { len: 0 },
+            Record::Padding { len: 4000 },
         ]
     }
 
@@ -338,6 +380,7 @@ mod tests {
         let huge = Entry { term: 1, index: u64::MAX, payload: Payload::Noop };
         assert!(Record::decode_body(KIND_ENTRY, &crate::codec::encode_entry(&huge)).is_err());
         assert!(Record::decode_body(KIND_ENTRY, b"garbage").is_err());
+        assert!(Record::decode_body(KIND_PADDING, &[0, 0, 1]).is_err(), "padding is zero bytes");
         assert!(Record::decode_body(9, b"").is_err());
     }
 }

@@ -55,6 +55,9 @@ pub struct SegmentSummary {
     pub holds_hard_state: bool,
     /// Whether the segment holds a snapshot marker (see `holds_hard_state`).
     pub holds_snapshot_marker: bool,
+    /// The block size in the segment's header: the writer resumes padding the
+    /// last segment to it.
+    pub block_size: u32,
 }
 
 /// An incomplete record at the very end of the log, dropped by recovery.
@@ -288,7 +291,7 @@ pub fn recover<N: AsRef<str>, B: AsRef<[u8]>>(
                 expected: replay.next,
             });
         }
-        let (records, stop) = scan(segment.bytes, SEGMENT_HEADER_LEN);
+        let (records, stop) = scan(segment.bytes, SEGMENT_HEADER_LEN, Some(header.block_size));
         let count = to_u64(records.len());
         let holds_hard_state = records.iter().any(|r| matches!(r.record, Record::HardState(_)));
         let holds_snapshot_marker = records.iter().any(|r| matches!(r.record, Record::Snapshot { .. }));
@@ -319,6 +322,7 @@ pub fn recover<N: AsRef<str>, B: AsRef<[u8]>>(
             file_len: to_u64(segment.bytes.len()),
             holds_hard_state,
             holds_snapshot_marker,
+            block_size: header.block_size,
         });
     }
     let replay = replay.unwrap_or_else(|| Replay::new(1));

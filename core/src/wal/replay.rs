@@ -60,6 +60,7 @@ impl Replay {
                 self.entries.push_back(entry);
             }
             Record::HardState(hard_state) => self.hard_state = Some(hard_state),
+            Record::Padding { .. } => {}
             Record::TruncateFrom(from) => self.truncate(from),
             Record::Snapshot { index, term, discard_after } => {
                 self.marker = Some((index, term));

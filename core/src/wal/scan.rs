@@ -46,8 +46,11 @@ pub(crate) enum Stop {
     },
 }
 
-/// Reads records from `start` until the data ends or a record is bad.
-pub(crate) fn scan(bytes: &[u8], start: usize) -> (Vec<ScannedRecord>, Stop) {
+/// Reads records from `start` until the data ends or a record is bad. A padding
+/// record must end on the first boundary of `block_size` at least a header after
+/// its start (unchecked when the block size is unknown: fsck reading a segment
+/// whose header is damaged).
+pub(crate) fn scan(bytes: &[u8], start: usize, block_size: Option<u32>) -> (Vec<ScannedRecord>, Stop) {
     let mut records = Vec::new();
     let mut at = start;
     loop {
@@ -92,11 +95,26 @@ pub(crate) fn scan(bytes: &[u8], start: usize) -> (Vec<ScannedRecord>, Stop) {
             return (records, Stop::Damaged { at: offset, problem, resume: Some(to_u64(next)) });
         }
         match Record::decode_body(header.kind, body) {
+            Ok(Record::Padding { .. }) if !padding_fits(offset, to_u64(next), block_size) => {
+                let problem =
+                    RecordProblem::MisalignedPadding { end: to_u64(next), block_size: block_size.unwrap_or(0) };
+                return (records, Stop::Damaged { at: offset, problem, resume: Some(to_u64(next)) });
+            }
             Ok(record) => records.push(ScannedRecord { offset, record }),
             Err(problem) => return (records, Stop::Damaged { at: offset, problem, resume: Some(to_u64(next)) }),
         }
         at = next;
     }
+}
+
+/// Whether a padding record from `start` to `end` ends where the writer ends one:
+/// on the first block boundary at least a record header after `start`.
+fn padding_fits(start: u64, end: u64, block_size: Option<u32>) -> bool {
+    let Some(block) = block_size.map(u64::from) else {
+        return true;
+    };
+    let header = to_u64(RECORD_HEADER_LEN);
+    end.is_multiple_of(block) && end - start >= header && end - start < header + block
 }
 
 /// The body length of a record whose header passed its checksum but was refused
@@ -140,12 +158,12 @@ mod tests {
     #[test]
     fn clean_end_with_and_without_padding() {
         let (bytes, _) = two_records();
-        let (records, stop) = scan(&bytes, 0);
+        let (records, stop) = scan(&bytes, 0, None);
         assert_eq!(records.len(), 2);
         assert_eq!(stop, Stop::End { at: to_u64(bytes.len()) });
         let mut padded = bytes.clone();
         padded.resize(bytes.len() + 100, 0);
-        assert_eq!(scan(&padded, 0), (records, Stop::End { at: to_u64(bytes.len()) }));
+        assert_eq!(scan(&padded, 0, None), (records, Stop::End { at: to_u64(bytes.len()) }));
     }
 
     #[test]
@@ -155,7 +173,7 @@ mod tests {
             for padding in [0, 7, 64] {
                 let mut torn = bytes[..cut].to_vec();
                 torn.resize(cut + padding, 0);
-                let (records, stop) = scan(&torn, 0);
+                let (records, stop) = scan(&torn, 0, None);
                 if torn.get(..bytes.len()) == Some(&bytes[..]) {
                     continue; // The cut-off bytes happened to be zero: the record is whole.
                 }
@@ -176,10 +194,40 @@ mod tests {
         for at in 0..first {
             let mut bad = bytes.clone();
             bad[at] ^= 0x10;
-            let (records, stop) = scan(&bad, 0);
+            let (records, stop) = scan(&bad, 0, None);
             assert!(records.is_empty());
             assert!(matches!(stop, Stop::Damaged { at: 0, .. }), "byte {at}: {stop:?}");
         }
+    }
+
+    #[test]
+    fn padding_must_end_on_the_first_block_boundary_after_its_header() {
+        let mut bytes = Record::TruncateFrom(3).encode();
+        let start = bytes.len(); // 24
+        Record::Padding { len: 64 - 24 - 16 }.encode_into(&mut bytes);
+        Record::TruncateFrom(4).encode_into(&mut bytes);
+        let (records, stop) = scan(&bytes, 0, Some(64));
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[1], ScannedRecord { offset: to_u64(start), record: Record::Padding { len: 24 } });
+        assert_eq!(stop, Stop::End { at: to_u64(bytes.len()) });
+        // The same bytes with a block size they do not fit.
+        let (records, stop) = scan(&bytes, 0, Some(128));
+        assert_eq!(records.len(), 1);
+        let problem = RecordProblem::MisalignedPadding { end: 64, block_size: 128 };
+        assert_eq!(stop, Stop::Damaged { at: to_u64(start), problem, resume: Some(64) });
+        // A padding record that skips a whole block is not what the writer writes.
+        let mut long = Record::TruncateFrom(3).encode();
+        Record::Padding { len: 64 + 24 }.encode_into(&mut long);
+        assert!(matches!(scan(&long, 0, Some(64)).1, Stop::Damaged { .. }));
+        // A padding record that ends short of the boundary.
+        let tight = Record::Padding { len: 64 - 16 - 8 }.encode();
+        assert!(matches!(scan(&tight, 0, Some(64)).1, Stop::Damaged { .. }), "ends at 56");
+        // Less than a header left in the block: the padding runs to the next boundary.
+        assert!(padding_fits(60, 128, Some(64)));
+        assert!(!padding_fits(60, 64, Some(64)), "4 bytes cannot hold a header");
+        assert!(!padding_fits(0, 128, Some(64)));
+        assert!(padding_fits(0, 64, Some(64)));
+        assert!(padding_fits(3, 65, None));
     }
 
     #[test]
@@ -187,7 +235,7 @@ mod tests {
         let (bytes, _) = two_records();
         let mut bad = vec![0u8; 40];
         bad.extend_from_slice(&bytes);
-        let (_, stop) = scan(&bad, 0);
+        let (_, stop) = scan(&bad, 0, None);
         assert_eq!(
             stop,
             Stop::Damaged { at: 0, problem: RecordProblem::DataAfterPadding { data_at: 40 }, resume: None }

@@ -6,8 +6,13 @@ use crate::wal::identity::WalIdentity;
 
 /// The first eight bytes of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"LKSPWAL\0";
-/// The segment format this build writes and reads.
-pub const SEGMENT_FORMAT_VERSION: u32 = 1;
+/// The segment format this build writes and reads. Version 2 added the block
+/// size to the header and the padding record; version 1 segments are refused.
+pub const SEGMENT_FORMAT_VERSION: u32 = 2;
+/// The smallest block size a segment may declare.
+pub const BLOCK_SIZE_MIN: u32 = 64;
+/// The largest block size a segment may declare.
+pub const BLOCK_SIZE_MAX: u32 = 1 << 20;
 /// Length of a segment header in bytes; records start right after it.
 pub const SEGMENT_HEADER_LEN: usize = 64;
 /// The suffix of every segment file name.
@@ -60,14 +65,14 @@ fn parse_hex16(text: &str) -> Option<u64> {
 /// ```text
 /// offset size field
 ///      0    8 magic        "LKSPWAL\0"
-///      8    4 version      u32 = 1
+///      8    4 version      u32 = 2
 ///     12    4 flags        u32 = 0 (reserved)
 ///     16    8 cluster_id   u64
 ///     24    8 member_id    u64
 ///     32    8 group_id     u64
 ///     40    8 seq          u64
 ///     48    8 first_index  u64
-///     56    4 reserved     u32 = 0
+///     56    4 block_size   u32, a power of two in BLOCK_SIZE_MIN..=BLOCK_SIZE_MAX
 ///     60    4 header_crc   u32, CRC32C of bytes 0..60
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,6 +81,15 @@ pub struct SegmentHeader {
     pub identity: WalIdentity,
     /// The segment's sequence number and first index (also in its file name).
     pub id: SegmentId,
+    /// The block size the segment's syncs are aligned to: every padding record in
+    /// it ends on a multiple of it. A power of two in
+    /// [`BLOCK_SIZE_MIN`]`..=`[`BLOCK_SIZE_MAX`].
+    pub block_size: u32,
+}
+
+/// Whether `block_size` is one a segment may declare.
+pub fn block_size_is_valid(block_size: u32) -> bool {
+    block_size.is_power_of_two() && (BLOCK_SIZE_MIN..=BLOCK_SIZE_MAX).contains(&block_size)
 }
 
 /// Why a segment header was refused.
@@ -99,6 +113,8 @@ pub enum HeaderProblem {
     },
     /// A reserved field is not zero: written by a newer format this build cannot read.
     UnsupportedFlags,
+    /// The block size is not a power of two in [`BLOCK_SIZE_MIN`]`..=`[`BLOCK_SIZE_MAX`].
+    BadBlockSize(u32),
 }
 
 impl HeaderProblem {
@@ -122,6 +138,12 @@ impl std::fmt::Display for HeaderProblem {
                 write!(f, "the file is {len} bytes long, shorter than the {SEGMENT_HEADER_LEN}-byte segment header")
             }
             HeaderProblem::BadMagic => write!(f, "it does not start with the segment magic {SEGMENT_MAGIC:?}"),
+            HeaderProblem::UnsupportedVersion(v) if *v < SEGMENT_FORMAT_VERSION => write!(
+                f,
+                "segment format version {v} is not supported (this build reads version {SEGMENT_FORMAT_VERSION}, \
+                 and does not convert older segments); run the lockstep release that wrote it, or remove this \
+                 member, wipe its data directory and add it back (it rejoins from a snapshot)"
+            ),
             HeaderProblem::UnsupportedVersion(v) => write!(
                 f,
                 "segment format version {v} is not supported (this build reads version {SEGMENT_FORMAT_VERSION}); \
@@ -133,6 +155,9 @@ impl std::fmt::Display for HeaderProblem {
             HeaderProblem::UnsupportedFlags => {
                 write!(f, "reserved header fields are set: written by a newer lockstep this build cannot read")
             }
+            HeaderProblem::BadBlockSize(size) => {
+                write!(f, "block size {size} is not a power of two between {BLOCK_SIZE_MIN} and {BLOCK_SIZE_MAX} bytes")
+            }
         }
     }
 }
@@ -140,6 +165,7 @@ impl std::fmt::Display for HeaderProblem {
 impl SegmentHeader {
     /// The header's bytes.
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
+        assert!(block_size_is_valid(self.block_size), "segment block size {} is invalid", self.block_size);
         let mut out = [0u8; SEGMENT_HEADER_LEN];
         out[0..8].copy_from_slice(&SEGMENT_MAGIC);
         out[8..12].copy_from_slice(&SEGMENT_FORMAT_VERSION.to_le_bytes());
@@ -148,13 +174,14 @@ impl SegmentHeader {
         out[32..40].copy_from_slice(&self.identity.group_id.to_le_bytes());
         out[40..48].copy_from_slice(&self.id.seq.to_le_bytes());
         out[48..56].copy_from_slice(&self.id.first_index.to_le_bytes());
+        out[56..60].copy_from_slice(&self.block_size.to_le_bytes());
         let crc = crc32c::crc32c(&out[0..60]);
         out[60..64].copy_from_slice(&crc.to_le_bytes());
         out
     }
 
     /// Reads the header at the start of `bytes` (the rest of the file is ignored).
-    /// Checks, in order: length, magic, version, checksum, reserved fields.
+    /// Checks, in order: length, magic, version, checksum, reserved fields, block size.
     pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, HeaderProblem> {
         let Some(header) = bytes.get(..SEGMENT_HEADER_LEN) else {
             return Err(HeaderProblem::Short { len: to_u64(bytes.len()) });
@@ -173,12 +200,17 @@ impl SegmentHeader {
         if stored != actual {
             return Err(HeaderProblem::BadChecksum { stored, actual });
         }
-        if field32(12) != 0 || field32(56) != 0 {
+        if field32(12) != 0 {
             return Err(HeaderProblem::UnsupportedFlags);
+        }
+        let block_size = field32(56);
+        if !block_size_is_valid(block_size) {
+            return Err(HeaderProblem::BadBlockSize(block_size));
         }
         Ok(SegmentHeader {
             identity: WalIdentity { cluster_id: field64(16), member_id: field64(24), group_id: field64(32) },
             id: SegmentId { seq: field64(40), first_index: field64(48) },
+            block_size,
         })
     }
 }
@@ -191,7 +223,16 @@ mod tests {
         SegmentHeader {
             identity: WalIdentity { cluster_id: 0xC1, member_id: 2, group_id: 3 },
             id: SegmentId { seq: 7, first_index: 0x401 },
+            block_size: 4096,
         }
+    }
+
+    fn with_field(bytes: [u8; SEGMENT_HEADER_LEN], at: usize, value: u32) -> [u8; SEGMENT_HEADER_LEN] {
+        let mut out = bytes;
+        out[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        let crc = crc32c::crc32c(&out[0..60]);
+        out[60..64].copy_from_slice(&crc.to_le_bytes());
+        out
     }
 
     #[test]
@@ -228,11 +269,24 @@ mod tests {
         let mut bad = bytes;
         bad[20] ^= 1;
         assert!(matches!(SegmentHeader::decode(&bad), Err(HeaderProblem::BadChecksum { .. })));
-        let mut bad = bytes;
-        bad[12] = 1;
-        let crc = crc32c::crc32c(&bad[0..60]);
-        bad[60..64].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(SegmentHeader::decode(&bad), Err(HeaderProblem::UnsupportedFlags));
+        assert_eq!(SegmentHeader::decode(&with_field(bytes, 12, 1)), Err(HeaderProblem::UnsupportedFlags));
+        for size in [0, 32, 100, 4097, 2 << 20] {
+            assert_eq!(SegmentHeader::decode(&with_field(bytes, 56, size)), Err(HeaderProblem::BadBlockSize(size)));
+        }
+        for size in [64, 512, 4096, 1 << 20] {
+            assert_eq!(SegmentHeader::decode(&with_field(bytes, 56, size)).map(|h| h.block_size), Ok(size));
+        }
+    }
+
+    #[test]
+    fn a_version_1_segment_is_refused_with_what_to_do() {
+        let old = with_field(header().encode(), 8, 1);
+        let problem = SegmentHeader::decode(&old).expect_err("version 1 is refused");
+        assert_eq!(problem, HeaderProblem::UnsupportedVersion(1));
+        assert!(!problem.could_be_torn());
+        let message = problem.to_string();
+        assert!(message.contains("version 1") && message.contains("reads version 2"), "{message}");
+        assert!(message.contains("wipe its data directory"), "{message}");
     }
 
     #[test]

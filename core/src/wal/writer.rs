@@ -6,6 +6,13 @@
 //! the syncs that the format's safety depends on between them (the previous
 //! segment is synced before a new one is created, earlier writes are synced before
 //! a snapshot file replaces the old one and before segments are deleted).
+//!
+//! Every sync ends on a block boundary: before each [`WalAction::Sync`] the writer
+//! pads the current segment with a [`Record::Padding`] up to the next multiple of
+//! the segment's block size, so the next write starts on a fresh block and **no
+//! block that holds synced data is ever written again**. A runtime that writes
+//! whole blocks (`O_DIRECT`) therefore never rewrites a synced block, and a write
+//! torn by a power cut can only damage data that no sync covered.
 
 use crate::io::Command;
 use crate::raft::message::{Entry, HardState, SnapshotMeta};
@@ -13,10 +20,10 @@ use crate::types::{LogIndex, Term};
 use crate::wal::bytes::to_u64;
 use crate::wal::identity::WalIdentity;
 use crate::wal::log_shape::LogShape;
-use crate::wal::record::{encode_entry_record, Record};
+use crate::wal::record::{encode_entry_record, Record, RECORD_HEADER_LEN};
 use crate::wal::recover::RecoveryReport;
 use crate::wal::roll::{roll_decision, Roll};
-use crate::wal::segment::{SegmentHeader, SegmentId};
+use crate::wal::segment::{block_size_is_valid, SegmentHeader, SegmentId, BLOCK_SIZE_MAX, BLOCK_SIZE_MIN};
 use crate::wal::snapshot_file::encode_snapshot_file;
 
 /// Limits and options of the writer.
@@ -28,11 +35,18 @@ pub struct WalConfig {
     /// Ask the runtime to preallocate each new segment to `segment_size_max`
     /// (zero-filled space, which recovery reads as the end of the records).
     pub preallocate: bool,
+    /// Every sync ends on a multiple of this many bytes (a padding record fills
+    /// the rest of the block), so that a block holding synced data is never
+    /// written again. A power of two in [`BLOCK_SIZE_MIN`]`..=`[`BLOCK_SIZE_MAX`],
+    /// at least the device's physical block (its unit of atomic writes) and a
+    /// multiple of the runtime's `O_DIRECT` alignment. Recorded in each segment's
+    /// header when the segment is created; a resumed segment keeps its own.
+    pub block_size: u32,
 }
 
 impl Default for WalConfig {
     fn default() -> Self {
-        WalConfig { segment_size_max: 64 << 20, preallocate: true }
+        WalConfig { segment_size_max: 64 << 20, preallocate: true, block_size: 4096 }
     }
 }
 
@@ -51,7 +65,9 @@ pub enum WalAction {
         /// The length to preallocate, 0 for none.
         preallocate_len: u64,
     },
-    /// Write `bytes` at `offset` of the segment (always its current end of data).
+    /// Write `bytes` at `offset` of the segment (always its current end of data,
+    /// which never lies in a block that a `Sync` covered: every sync ends on a
+    /// block boundary).
     Append {
         /// The segment.
         segment: SegmentId,
@@ -61,7 +77,8 @@ pub enum WalAction {
         bytes: Vec<u8>,
     },
     /// Make durable: fsync every listed segment, then the directory if `directory`
-    /// (a segment was created, deleted or truncated since the last sync). With
+    /// (a segment was created, deleted or truncated since the last sync). The
+    /// data of every segment ends on a multiple of its block size here. With
     /// `id: Some(id)` this answers `Command::Sync { id }`: report
     /// `Event::Persisted { up_to: id }` when done.
     Sync {
@@ -110,6 +127,8 @@ pub struct WalWriter {
     config: WalConfig,
     segments: Vec<SegmentId>,
     segment_len: u64,
+    /// The current segment's block size (from its header).
+    block_size: u32,
     segment_fresh: bool,
     log: LogShape,
     hard_state: Option<HardState>,
@@ -124,11 +143,17 @@ impl WalWriter {
     /// A writer for an empty data directory; the first write creates segment 1.
     pub fn new(identity: WalIdentity, config: WalConfig) -> WalWriter {
         assert!(config.segment_size_max > 0, "segment_size_max must be positive");
+        assert!(
+            block_size_is_valid(config.block_size),
+            "block_size {} is not a power of two in {BLOCK_SIZE_MIN}..={BLOCK_SIZE_MAX}",
+            config.block_size
+        );
         WalWriter {
             identity,
             config,
             segments: Vec::new(),
             segment_len: 0,
+            block_size: config.block_size,
             segment_fresh: true,
             log: LogShape::new((0, 0), [], 1),
             hard_state: None,
@@ -143,7 +168,10 @@ impl WalWriter {
     /// A writer that continues the WAL that `report` describes. The actions
     /// returned come first: they drop what recovery dropped (an incomplete record or
     /// segment at the end) and, if the snapshot file was newer than the WAL's last
-    /// snapshot marker, append that marker so that the WAL says what recovery decided.
+    /// snapshot marker, append that marker so that the WAL says what recovery
+    /// decided. They end with a sync of the last segment (padded to its block
+    /// size): what recovery read may never have been synced (the node stopped
+    /// between a write and its fsync), and the node will treat it as durable.
     #[must_use]
     pub fn resume(identity: WalIdentity, config: WalConfig, report: &RecoveryReport) -> (WalWriter, Vec<WalAction>) {
         let mut writer = WalWriter::new(identity, config);
@@ -160,6 +188,7 @@ impl WalWriter {
         }
         if let Some(last) = report.segments.last() {
             writer.segment_len = last.valid_len;
+            writer.block_size = last.block_size;
             writer.segment_fresh = false;
             writer.pending_offset = last.valid_len;
             if let Some(torn) = &report.torn_tail {
@@ -186,8 +215,11 @@ impl WalWriter {
             if let Some((index, term, discard_after)) = marker {
                 writer.push_into_current(&Record::Snapshot { index, term, discard_after }.encode());
             }
+            writer.mark_unsynced();
         }
-        writer.flush(&mut out);
+        if !writer.unsynced.is_empty() || writer.directory_dirty {
+            writer.sync(None, &mut out);
+        }
         (writer, out)
     }
 
@@ -229,10 +261,7 @@ impl WalWriter {
             }
             Command::SaveSnapshot { meta, data } => self.save_snapshot(meta, data, &mut out),
             Command::CompactLog { up_to } => self.compact(*up_to, &mut out),
-            Command::Sync { id } => {
-                self.flush(&mut out);
-                self.sync(Some(*id), &mut out);
-            }
+            Command::Sync { id } => self.sync(Some(*id), &mut out),
             Command::Send(_) | Command::Reply { .. } | Command::SetTimer { .. } => {}
         }
         self.flush(&mut out);
@@ -263,7 +292,6 @@ impl WalWriter {
         assert_eq!(meta.group, self.identity.group_id, "snapshot of another group");
         // Every earlier write is durable before the new snapshot replaces the old
         // one, so the snapshot never gets ahead of the hard state and log before it.
-        self.flush(out);
         if !self.unsynced.is_empty() || self.directory_dirty {
             self.sync(None, out);
         }
@@ -291,7 +319,6 @@ impl WalWriter {
         );
         // The later segments (with the hard state and snapshot marker they start
         // with) are durable before the older ones disappear.
-        self.flush(out);
         if !self.unsynced.is_empty() || self.directory_dirty {
             self.sync(None, out);
         }
@@ -311,7 +338,6 @@ impl WalWriter {
         {
             // The old segment is durable before the new one exists: recovery treats
             // damage in any segment but the last as corruption.
-            self.flush(out);
             self.sync(None, out);
             self.create_segment(out);
         }
@@ -332,7 +358,8 @@ impl WalWriter {
         assert!(self.pending.is_empty(), "pending bytes belong to the previous segment");
         let seq = self.segments.last().map_or(1, |s| s.seq.checked_add(1).expect("segment sequence numbers last"));
         let segment = SegmentId { seq, first_index: self.log.next() };
-        let mut bytes = SegmentHeader { identity: self.identity, id: segment }.encode().to_vec();
+        let block_size = self.config.block_size;
+        let mut bytes = SegmentHeader { identity: self.identity, id: segment, block_size }.encode().to_vec();
         if let Some(hard_state) = self.hard_state {
             Record::HardState(hard_state).encode_into(&mut bytes);
         }
@@ -345,10 +372,36 @@ impl WalWriter {
         out.push(WalAction::CreateSegment { segment, bytes, preallocate_len });
         self.segments.push(segment);
         self.segment_len = len;
+        self.block_size = block_size;
         self.segment_fresh = true;
         self.pending_offset = len;
         self.mark_unsynced();
         self.directory_dirty = true;
+    }
+
+    /// Appends a padding record that ends on the current segment's next block
+    /// boundary (the one after, when less than a record header is left), unless the
+    /// segment already ends on one. The segment stays fresh: padding is no record
+    /// of the log.
+    fn pad_to_block(&mut self) {
+        if self.segments.is_empty() {
+            return;
+        }
+        let block = u64::from(self.block_size);
+        let used = self.segment_len % block;
+        if used == 0 {
+            return;
+        }
+        let header = to_u64(RECORD_HEADER_LEN);
+        let mut gap = block - used;
+        if gap < header {
+            gap += block;
+        }
+        let len = u32::try_from(gap - header).expect("padding is shorter than a block");
+        self.pending.extend_from_slice(&Record::Padding { len }.encode());
+        self.segment_len += gap;
+        self.mark_unsynced();
+        assert_eq!(self.segment_len % block, 0, "padding ends on a block boundary");
     }
 
     fn mark_unsynced(&mut self) {
@@ -370,8 +423,11 @@ impl WalWriter {
         out.push(WalAction::Append { segment, offset, bytes });
     }
 
+    /// Pads the current segment to its next block boundary and emits everything
+    /// written so far, then the sync.
     fn sync(&mut self, id: Option<u64>, out: &mut Vec<WalAction>) {
-        assert!(self.pending.is_empty(), "flush before sync");
+        self.pad_to_block();
+        self.flush(out);
         let segments = std::mem::take(&mut self.unsynced);
         let directory = std::mem::replace(&mut self.directory_dirty, false);
         out.push(WalAction::Sync { id, segments, directory });
@@ -396,7 +452,17 @@ mod tests {
     }
 
     fn header(segment: SegmentId) -> Vec<u8> {
-        SegmentHeader { identity: ID, id: segment }.encode().to_vec()
+        SegmentHeader { identity: ID, id: segment, block_size: 4096 }.encode().to_vec()
+    }
+
+    fn config(segment_size_max: u64, preallocate: bool) -> WalConfig {
+        WalConfig { segment_size_max, preallocate, ..WalConfig::default() }
+    }
+
+    /// The padding record from `offset` to the next 4096-byte boundary.
+    fn padding(offset: u64) -> Vec<u8> {
+        let len = 4096 - offset % 4096 - to_u64(RECORD_HEADER_LEN);
+        Record::Padding { len: u32::try_from(len).expect("short") }.encode()
     }
 
     fn snapshot(index: LogIndex, term: Term) -> Command {
@@ -416,7 +482,7 @@ mod tests {
 
     #[test]
     fn the_first_write_creates_segment_one_and_a_sync_covers_it() {
-        let mut writer = WalWriter::new(ID, WalConfig { segment_size_max: 1 << 20, preallocate: true });
+        let mut writer = WalWriter::new(ID, config(1 << 20, true));
         assert_eq!(
             writer.handle(&Command::SaveHardState(HS)),
             vec![
@@ -430,10 +496,15 @@ mod tests {
             writer.handle(&Command::AppendLog(vec![e.clone()])),
             vec![WalAction::Append { segment: SEG1, offset, bytes: entry_record(&e) }]
         );
+        let end = offset + to_u64(entry_record(&e).len());
         assert_eq!(
             writer.handle(&Command::Sync { id: 7 }),
-            vec![WalAction::Sync { id: Some(7), segments: vec![SEG1], directory: true }]
+            vec![
+                WalAction::Append { segment: SEG1, offset: end, bytes: padding(end) },
+                WalAction::Sync { id: Some(7), segments: vec![SEG1], directory: true },
+            ]
         );
+        assert_eq!(writer.segment_len(), 4096, "the sync ends on a block boundary");
         assert_eq!(
             writer.handle(&Command::Sync { id: 8 }),
             vec![WalAction::Sync { id: Some(8), segments: vec![], directory: false }]
@@ -447,19 +518,19 @@ mod tests {
         let (e1, e2) = (entry(1, 1), entry(2, 1));
         let hs = Record::HardState(HS).encode();
         let limit = to_u64(SEGMENT_HEADER_LEN + hs.len() + entry_record(&e1).len());
-        let mut writer = WalWriter::new(ID, WalConfig { segment_size_max: limit, preallocate: false });
+        let mut writer = WalWriter::new(ID, config(limit, false));
         let _ = writer.handle(&Command::SaveHardState(HS));
         let seg2 = SegmentId { seq: 2, first_index: 2 };
         let mut seg2_bytes = header(seg2);
         seg2_bytes.extend_from_slice(&hs);
+        let offset = to_u64(SEGMENT_HEADER_LEN + hs.len());
+        let mut bytes = entry_record(&e1);
+        bytes.extend_from_slice(&padding(offset + to_u64(bytes.len())));
         assert_eq!(
             writer.handle(&Command::AppendLog(vec![e1.clone(), e2.clone()])),
             vec![
-                WalAction::Append {
-                    segment: SEG1,
-                    offset: to_u64(SEGMENT_HEADER_LEN + hs.len()),
-                    bytes: entry_record(&e1)
-                },
+                // The old segment is padded too: whatever follows, its synced block is never written again.
+                WalAction::Append { segment: SEG1, offset, bytes },
                 WalAction::Sync { id: None, segments: vec![SEG1], directory: true },
                 WalAction::CreateSegment { segment: seg2, bytes: seg2_bytes.clone(), preallocate_len: 0 },
                 WalAction::Append { segment: seg2, offset: to_u64(seg2_bytes.len()), bytes: entry_record(&e2) },
@@ -470,7 +541,7 @@ mod tests {
 
     #[test]
     fn a_record_larger_than_a_segment_gets_a_segment_of_its_own() {
-        let mut writer = WalWriter::new(ID, WalConfig { segment_size_max: 10, preallocate: false });
+        let mut writer = WalWriter::new(ID, config(10, false));
         for i in 1..=3 {
             let _ = writer.handle(&Command::AppendLog(vec![entry(i, 1)]));
         }
@@ -484,9 +555,14 @@ mod tests {
         let actions = writer.handle(&snapshot(3, 1));
         assert!(matches!(
             &actions[..],
-            [WalAction::Sync { id: None, .. }, WalAction::WriteSnapshot { .. }, WalAction::Append { .. }]
+            [
+                WalAction::Append { .. },
+                WalAction::Sync { id: None, .. },
+                WalAction::WriteSnapshot { .. },
+                WalAction::Append { .. }
+            ]
         ));
-        let WalAction::Append { bytes, .. } = &actions[2] else { unreachable!() };
+        let WalAction::Append { bytes, .. } = &actions[3] else { unreachable!() };
         assert_eq!(bytes, &Record::Snapshot { index: 3, term: 1, discard_after: false }.encode());
         assert_eq!(writer.next_index(), 6);
         // Nothing unsynced: no sync first. A conflicting term discards the log.
@@ -500,7 +576,7 @@ mod tests {
 
     #[test]
     fn compaction_deletes_covered_segments_after_a_sync_and_keeps_the_last() {
-        let mut writer = WalWriter::new(ID, WalConfig { segment_size_max: 10, preallocate: false });
+        let mut writer = WalWriter::new(ID, config(10, false));
         for i in 1..=4 {
             let _ = writer.handle(&Command::AppendLog(vec![entry(i, 1)]));
         }
@@ -523,6 +599,86 @@ mod tests {
         );
         assert_eq!(writer.segments(), &before[4..]);
         assert!(writer.handle(&Command::CompactLog { up_to: 100 }).is_empty(), "never the last segment");
+    }
+
+    #[test]
+    fn with_less_than_a_header_left_the_padding_runs_to_the_block_after() {
+        let small_blocks = WalConfig { block_size: 64, ..config(1 << 20, false) };
+        // An entry whose record leaves 8 bytes of a 64-byte block: too few for a header.
+        let e = (0..64)
+            .map(|len| Entry { index: 1, term: 1, payload: Payload::Command(vec![1; len]) })
+            .find(|e| entry_record(e).len() % 64 == 56)
+            .expect("some payload length fits");
+        for (payload, gap) in [(None, 40), (Some(e), 8 + 64)] {
+            let mut writer = WalWriter::new(ID, small_blocks);
+            let _ = writer.handle(&Command::SaveHardState(HS));
+            let _ = writer.handle(&Command::Sync { id: 1 });
+            let start = writer.segment_len();
+            assert_eq!(start % 64, 0);
+            let record = match payload {
+                // A truncate-from record is 24 bytes: 40 are left.
+                None => Command::TruncateLog { from: 1 },
+                Some(e) => Command::AppendLog(vec![e]),
+            };
+            let written: u64 = writer
+                .handle(&record)
+                .iter()
+                .map(|a| match a {
+                    WalAction::Append { bytes, .. } => to_u64(bytes.len()),
+                    other => panic!("{other:?}"),
+                })
+                .sum();
+            let actions = writer.handle(&Command::Sync { id: 2 });
+            let WalAction::Append { offset, bytes, .. } = &actions[0] else { panic!("{actions:?}") };
+            assert_eq!(*offset, start + written);
+            assert_eq!(to_u64(bytes.len()), gap);
+            assert_eq!(bytes[..16], Record::Padding { len: u32::try_from(gap - 16).expect("short") }.encode()[..16]);
+            assert_eq!((offset + gap) % 64, 0);
+            assert!(matches!(actions[1], WalAction::Sync { id: Some(2), .. }));
+        }
+    }
+
+    #[test]
+    fn resume_pads_and_syncs_the_last_segment_with_its_own_block_size() {
+        let mut dir = crate::wal::MemDir::new(false);
+        let mut writer = WalWriter::new(ID, WalConfig { block_size: 128, ..config(1 << 20, false) });
+        for command in [Command::SaveHardState(HS), Command::AppendLog(vec![entry(1, 1)])] {
+            for action in writer.handle(&command) {
+                dir.apply(&action);
+            }
+        }
+        // Stopped before any sync: the end of the data is inside a block.
+        let report = dir.recover(&ID).expect("recovers");
+        let last = report.segments[0];
+        assert_ne!(last.valid_len % 128, 0);
+        assert_eq!(last.block_size, 128);
+        // Resumed with another block size: the last segment keeps its own.
+        let (writer, actions) = WalWriter::resume(ID, config(1 << 20, false), &report);
+        let padding = Record::Padding { len: u32::try_from(128 - last.valid_len % 128 - 16).expect("short") };
+        assert_eq!(
+            actions,
+            vec![
+                WalAction::Append { segment: SEG1, offset: last.valid_len, bytes: padding.encode() },
+                WalAction::Sync { id: None, segments: vec![SEG1], directory: false },
+            ]
+        );
+        assert_eq!(writer.segment_len() % 128, 0);
+        // Even an aligned end is synced: the data may never have been.
+        for action in &actions {
+            dir.apply(action);
+        }
+        let report = dir.recover(&ID).expect("recovers");
+        let (_, actions) = WalWriter::resume(ID, config(1 << 20, false), &report);
+        assert_eq!(actions, vec![WalAction::Sync { id: None, segments: vec![SEG1], directory: false }]);
+        // A blank directory needs nothing.
+        let blank = crate::wal::MemDir::new(false).recover(&ID).expect("blank");
+        assert!(WalWriter::resume(ID, config(1 << 20, false), &blank).1.is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "not a power of two")]
+    fn a_bad_block_size_is_a_bug() {
+        let _ = WalWriter::new(ID, WalConfig { block_size: 1000, ..WalConfig::default() });
     }
 
     #[test]

@@ -128,6 +128,7 @@ struct WalRun {
     fsyncs_per_s: f64,
     payload_mib_per_s: f64,
     written_mib_per_s: f64,
+    written_bytes_per_fsync: f64,
     latency_us_p50: u32,
     latency_us_p99: u32,
 }
@@ -136,7 +137,7 @@ struct WalRun {
 /// sync, then waiting for it, until `duration` has passed.
 fn wal_run(dir: &Path, proposers: u64, entries_per_sync: u64, duration: Duration) -> WalRun {
     let path = dir.join(format!("wal-{proposers}-{entries_per_sync}"));
-    let config = WalConfig { segment_size_max: 64 << 20, preallocate: true };
+    let config = WalConfig { segment_size_max: 64 << 20, preallocate: true, ..WalConfig::default() };
     let run = LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(4 << 20)
         .make()
@@ -187,6 +188,7 @@ fn wal_run(dir: &Path, proposers: u64, entries_per_sync: u64, duration: Duration
                 fsyncs_per_s: stats.group_commits as f64 / elapsed,
                 payload_mib_per_s: mib((syncs as u64) * entries_per_sync * ENTRY_PAYLOAD_LEN as u64) / elapsed,
                 written_mib_per_s: mib(stats.bytes_written) / elapsed,
+                written_bytes_per_fsync: stats.bytes_written as f64 / stats.group_commits.max(1) as f64,
                 latency_us_p50: percentile(&latencies, 0.5),
                 latency_us_p99: percentile(&latencies, 0.99),
             }
@@ -303,7 +305,7 @@ fn main() {
         "\nWAL, 256 B entries, each proposer waits for its sync; every row is preceded by its own raw baseline \
          (O_DIRECT|O_DSYNC 4 KiB appends, like dd oflag=direct,dsync) on the same disk, and the ratios are \
          against it\n\
-         {:>4} {:>9} {:>8} {:>9} {:>10} {:>11} {:>10} {:>7} {:>10} {:>10} {:>8} {:>8} {:>7} {:>8}",
+         {:>4} {:>9} {:>8} {:>9} {:>10} {:>11} {:>10} {:>7} {:>10} {:>10} {:>10} {:>8} {:>8} {:>7} {:>8}",
         "rep",
         "proposers",
         "ent/sync",
@@ -314,6 +316,7 @@ fn main() {
         "ent/fs",
         "data MiB/s",
         "disk MiB/s",
+        "disk B/fs",
         "p50 us",
         "p99 us",
         "fs/raw",
@@ -324,7 +327,7 @@ fn main() {
             let raw = raw_dsync_writes(dir, Duration::from_secs_f64(raw_s), false);
             let r = wal_run(dir, proposers, entries_per_sync, Duration::from_secs_f64(wal_s));
             println!(
-                "{:>4} {:>9} {:>8} {:>9.0} {:>10.0} {:>11.0} {:>10.0} {:>7.1} {:>10.2} {:>10.2} {:>8} {:>8} {:>7.2} {:>8.2}",
+                "{:>4} {:>9} {:>8} {:>9.0} {:>10.0} {:>11.0} {:>10.0} {:>7.1} {:>10.2} {:>10.2} {:>10.0} {:>8} {:>8} {:>7.2} {:>8.2}",
                 rep,
                 r.proposers,
                 r.entries_per_sync,
@@ -335,6 +338,7 @@ fn main() {
                 r.entries_per_s / r.fsyncs_per_s,
                 r.payload_mib_per_s,
                 r.written_mib_per_s,
+                r.written_bytes_per_fsync,
                 r.latency_us_p50,
                 r.latency_us_p99,
                 r.fsyncs_per_s / raw,

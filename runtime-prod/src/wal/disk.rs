@@ -33,6 +33,12 @@ fn to_u64(n: usize) -> u64 {
 /// block, which must be written again with the block, and the new bytes. Writes
 /// cover whole blocks; the bytes after the data in the last block are zero, which
 /// recovery reads as the end of the records.
+///
+/// The writer pads every sync to a block boundary, so after a `Sync` the stage is
+/// empty and the next write starts on a fresh block: `synced_end` (always on a
+/// block boundary) only grows, and no write ever starts below it. Only data that
+/// no `Sync` covered (appends staged after the last `Sync` of a round) is ever
+/// written twice.
 struct SegmentFile {
     file: DmaFile,
     path: PathBuf,
@@ -41,6 +47,12 @@ struct SegmentFile {
     stage_pos: u64,
     /// The end of the data that has reached the file (written, maybe not synced).
     written_end: u64,
+    /// The end of the data that a `Sync` action covered and an fsync made durable.
+    /// No write starts below it.
+    synced_end: u64,
+    /// The end of the data when the last `Sync` action of the round being carried
+    /// out was reached; it becomes `synced_end` once the segment is fsynced.
+    sync_point: Option<u64>,
 }
 
 impl SegmentFile {
@@ -50,6 +62,10 @@ impl SegmentFile {
 
     fn dirty(&self) -> bool {
         self.stage.is_some() && self.end() > self.written_end
+    }
+
+    fn open(file: DmaFile, path: PathBuf, stage: Option<Vec<u8>>) -> SegmentFile {
+        SegmentFile { file, path, stage, stage_pos: 0, written_end: 0, synced_end: 0, sync_point: None }
     }
 }
 
@@ -67,12 +83,33 @@ pub(crate) struct Disk {
     segments: BTreeMap<SegmentId, SegmentFile>,
     /// Preallocate a truncated segment back to this length (0: do not).
     preallocate_len: u64,
+    /// The block sizes the writer pads syncs to (the configured one, and the
+    /// last recovered segment's): each must be a multiple of the DMA alignment.
+    block_sizes: Vec<u32>,
 }
 
 impl Disk {
-    pub(crate) async fn open(dir: &Path, preallocate_len: u64) -> Result<Disk, WalFailure> {
+    pub(crate) async fn open(dir: &Path, preallocate_len: u64, block_sizes: Vec<u32>) -> Result<Disk, WalFailure> {
         let directory = Directory::open(dir).await.map_err(|e| failure("open directory", dir, e))?;
-        Ok(Disk { dir: dir.to_path_buf(), directory, segments: BTreeMap::new(), preallocate_len })
+        Ok(Disk { dir: dir.to_path_buf(), directory, segments: BTreeMap::new(), preallocate_len, block_sizes })
+    }
+
+    /// Refuses a block size that is not a multiple of the file's DMA alignment:
+    /// a sync padded to it could end inside a DMA block, which the next write
+    /// would write again.
+    fn check_alignment(&self, file: &DmaFile, path: &Path) -> Result<(), WalFailure> {
+        let alignment = file.alignment();
+        match self.block_sizes.iter().find(|b| !u64::from(**b).is_multiple_of(alignment)) {
+            None => Ok(()),
+            Some(block_size) => Err(failure(
+                "open segment",
+                path,
+                format!(
+                    "the WAL block size ({block_size} bytes) is not a multiple of the device's O_DIRECT alignment \
+                     ({alignment} bytes); configure a block size that is (at least the device's physical block)"
+                ),
+            )),
+        }
     }
 
     fn segment_path(&self, segment: &SegmentId) -> PathBuf {
@@ -89,7 +126,8 @@ impl Disk {
                 .dma_open(&path)
                 .await
                 .map_err(|e| failure("open segment", &path, e))?;
-            self.segments.insert(segment, SegmentFile { file, path, stage: None, stage_pos: 0, written_end: 0 });
+            self.check_alignment(&file, &path)?;
+            self.segments.insert(segment, SegmentFile::open(file, path, None));
         }
         Ok(self.segments.get_mut(&segment).expect("just inserted"))
     }
@@ -110,11 +148,11 @@ impl Disk {
             .dma_open(&path)
             .await
             .map_err(|e| failure("create segment", &path, e))?;
+        self.check_alignment(&file, &path)?;
         if preallocate_len > to_u64(bytes.len()) {
             file.pre_allocate(preallocate_len, false).await.map_err(|e| failure("preallocate", &path, e))?;
         }
-        self.segments
-            .insert(segment, SegmentFile { file, path, stage: Some(bytes.to_vec()), stage_pos: 0, written_end: 0 });
+        self.segments.insert(segment, SegmentFile::open(file, path, Some(bytes.to_vec())));
         Ok(())
     }
 
@@ -124,6 +162,9 @@ impl Disk {
         if file.stage.is_none() {
             // First append to a segment that existed before: read back the written
             // part of the block the data ends in, since writes cover whole blocks.
+            // Only after recovery can the data end inside a block (the node stopped
+            // before a sync, or while writing); nothing in that block was ever
+            // covered by a sync, which always ends on a block boundary.
             let alignment = file.file.alignment();
             let block = offset / alignment * alignment;
             let keep = to_usize(offset - block);
@@ -135,10 +176,31 @@ impl Disk {
             file.stage = Some(stage);
             file.stage_pos = block;
             file.written_end = offset;
+            file.synced_end = file.synced_end.max(block);
         }
         assert_eq!(file.end(), offset, "{}: append at {offset} is not at the end of the data", file.path.display());
         file.stage.as_mut().expect("staged").extend_from_slice(bytes);
         Ok(())
+    }
+
+    /// A `Sync` action lists `segment`: the data staged so far is what it covers,
+    /// durable once the segment is fsynced. The writer padded it to a block
+    /// boundary, so nothing will be written into its last block again.
+    pub(crate) fn sync_point(&mut self, segment: SegmentId) {
+        let Some(file) = self.segments.get_mut(&segment) else { return };
+        if file.stage.is_none() {
+            // Opened for the sync only: nothing was written through this handle.
+            return;
+        }
+        let end = file.end();
+        let alignment = file.file.alignment();
+        assert!(
+            end.is_multiple_of(alignment),
+            "{}: a sync at {end} ends inside a {alignment}-byte block; the next write would rewrite synced data \
+             (the WAL writer pads every sync to a block boundary)",
+            file.path.display()
+        );
+        file.sync_point = Some(end);
     }
 
     /// The segments with staged bytes not yet written.
@@ -157,6 +219,13 @@ impl Disk {
         let stage = file.stage.take().expect("dirty means staged");
         // Whole blocks before `written_end` are on the file already.
         let skip = to_usize(file.written_end - file.stage_pos) / alignment * alignment;
+        let first = file.stage_pos + to_u64(skip);
+        assert!(
+            first >= file.synced_end,
+            "{}: a write at {first} would rewrite a block of data synced up to {}",
+            file.path.display(),
+            file.synced_end
+        );
         let mut written = Written::default();
         let mut at = skip;
         while at < stage.len() {
@@ -184,10 +253,15 @@ impl Disk {
         Ok(written)
     }
 
-    /// `fdatasync` of one segment.
+    /// `fdatasync` of one segment; what a `Sync` action covered is now durable.
     pub(crate) async fn sync_segment(&mut self, segment: SegmentId) -> Result<(), WalFailure> {
         let file = self.segment(segment).await?;
-        file.file.fdatasync().await.map_err(|e| failure("fdatasync", &file.path, e))
+        file.file.fdatasync().await.map_err(|e| failure("fdatasync", &file.path, e))?;
+        if let Some(point) = file.sync_point.take() {
+            assert!(point <= file.written_end, "{}: synced data was not written", file.path.display());
+            file.synced_end = file.synced_end.max(point);
+        }
+        Ok(())
     }
 
     /// `fsync` of the directory, for created, deleted and renamed files.
@@ -251,6 +325,7 @@ impl Disk {
         let preallocate_len = self.preallocate_len;
         let file = self.segment(segment).await?;
         assert!(!file.dirty(), "{segment} is cut with unwritten bytes");
+        assert!(len >= file.synced_end, "{segment} is cut to {len} bytes, below its synced data");
         file.stage = None;
         file.file.truncate(len).await.map_err(|e| failure("truncate segment", &file.path, e))?;
         if preallocate_len > len {
@@ -284,4 +359,63 @@ fn read_exact_at(path: &Path, pos: u64, buffer: &mut [u8]) -> Result<(), WalFail
 /// Reads a whole file (see [`read_exact_at`] for why not with DMA).
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, WalFailure> {
     std::fs::read(path).map_err(|e| failure("read", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glommio::{LocalExecutorBuilder, Placement};
+
+    const SEGMENT: SegmentId = SegmentId { seq: 1, first_index: 1 };
+    const BLOCK: usize = 4096;
+
+    fn run<T>(future: impl std::future::Future<Output = T>) -> T {
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(1 << 20)
+            .make()
+            .expect("a glommio executor starts")
+            .run(future)
+    }
+
+    #[test]
+    fn after_a_sync_the_next_round_starts_on_a_fresh_block() {
+        let temp = tempfile::tempdir().expect("temp dir");
+        run(async {
+            let mut disk = Disk::open(temp.path(), 0, vec![4096]).await.expect("opens");
+            disk.create_segment(SEGMENT, &[1; 100], 0).await.expect("creates");
+            disk.append(SEGMENT, 100, &[2; BLOCK - 100]).await.expect("stages");
+            disk.sync_point(SEGMENT);
+            // Staged after the sync: written with the round, not covered by it.
+            disk.append(SEGMENT, to_u64(BLOCK), &[3; 10]).await.expect("stages");
+            let written = disk.write_out(SEGMENT).await.expect("writes");
+            disk.sync_segment(SEGMENT).await.expect("syncs");
+            let alignment = to_usize(disk.segments[&SEGMENT].file.alignment());
+            assert_eq!(written.bytes, to_u64(BLOCK + alignment));
+            assert_eq!(disk.segments[&SEGMENT].synced_end, to_u64(BLOCK));
+            // The next round writes the block of the uncovered append again, never a synced one.
+            disk.append(SEGMENT, to_u64(BLOCK + 10), &[4; 10]).await.expect("stages");
+            let written = disk.write_out(SEGMENT).await.expect("writes");
+            assert_eq!(written.bytes, to_u64(alignment));
+            disk.close().await.expect("closes");
+        });
+        let bytes = std::fs::read(temp.path().join(SEGMENT.file_name())).expect("reads");
+        let mut expected = vec![1; 100];
+        expected.extend_from_slice(&[2; BLOCK - 100]);
+        expected.extend_from_slice(&[3; 10]);
+        expected.extend_from_slice(&[4; 10]);
+        assert_eq!(bytes[..expected.len()], expected[..]);
+        assert!(bytes[expected.len()..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    #[should_panic(expected = "ends inside a")]
+    fn a_sync_that_ends_inside_a_block_is_a_bug() {
+        let temp = tempfile::tempdir().expect("temp dir");
+        run(async {
+            let mut disk = Disk::open(temp.path(), 0, vec![4096]).await.expect("opens");
+            disk.create_segment(SEGMENT, &[1; 100], 0).await.expect("creates");
+            // Without the writer's padding the next round would rewrite this block.
+            disk.sync_point(SEGMENT);
+        });
+    }
 }

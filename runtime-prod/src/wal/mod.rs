@@ -3,8 +3,12 @@
 //!
 //! # How actions are carried out
 //!
-//! [`Wal::submit`] runs the writer at once and queues its actions; a driver task
-//! takes everything queued and carries it out in order. A maximal run of
+//! [`Wal::submit`] runs the writer at once and queues its actions, except for
+//! `Command::Sync`: the driver hands the writer one `Sync`, with the highest id
+//! submitted, when it starts its next round (so every sync submitted while an
+//! fsync runs becomes one writer `Sync` and one padding record; a sync handed
+//! over after later writes covers them too, which only makes it report later).
+//! A driver task takes everything queued and carries it out in order. A maximal run of
 //! `Append` and `Sync` actions is grouped: the appends are staged in memory, then
 //! every staged byte is written with whole-block DMA writes and **one**
 //! `fdatasync` per touched segment (plus the directory, if any sync asked for it)
@@ -21,23 +25,29 @@
 //! finished) is safe: a sync promises that earlier writes are durable, never
 //! that later ones are not. Reporting a sync id late is safe: the node waits.
 //!
-//! # Writes cover whole blocks
+//! # Writes cover whole blocks; synced blocks are never written again
 //!
-//! `O_DIRECT` writes are aligned to the device's block (`DmaFile::alignment`),
-//! so the block the data ends in is written again, with more records, by the
-//! next flush. The bytes after the data are zeroes, which recovery reads as the
-//! end of the records. This relies on the device writing a block it is asked to
-//! write either whole or not at all (an NVMe device's atomic write unit is at
-//! least one logical block): a torn rewrite of the last block could damage
-//! records an earlier fsync made durable, and if only zeroes follow, recovery
-//! would take them for a torn tail. A padding record in core's format would let
-//! each group start on a fresh block instead (see docs/storage-benchmarks.md).
+//! `O_DIRECT` writes are aligned to the device's block (`DmaFile::alignment`);
+//! the bytes after the data in the last block are zeroes, which recovery reads
+//! as the end of the records. Core's writer ends every `Sync` on a multiple of
+//! [`WalConfig::block_size`] (a padding record fills the rest of the block), and
+//! a block size that is not a multiple of the alignment is refused when a
+//! segment file is opened or created (a [`WalFailure`]).
+//! So each group commit starts on a fresh block, and **a block that an fsync
+//! made durable is never written again**: a write torn by a power cut, whatever
+//! it leaves in the blocks it was writing, cannot damage an acknowledged record.
+//! The executor asserts this: a `Sync` must leave every segment it covers on a
+//! block boundary, and no write may start below the end of the synced data. Only
+//! blocks that no `Sync` covered are written twice: appends queued after the
+//! last `Sync` of a round are written with it and written again (with more
+//! records) by the next round, and after recovery the block that the recovered
+//! data ends in (written but never covered by a sync) gets the writer's padding.
 
 mod disk;
 mod error;
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -62,7 +72,8 @@ pub struct WalStats {
     pub segment_fsyncs: u64,
     /// Group commits: rounds of writes that ended in fsyncs.
     pub group_commits: u64,
-    /// Bytes written with DMA writes (whole blocks, so rewritten last blocks count again).
+    /// Bytes written with DMA writes (whole blocks; a block holding appends that
+    /// no `Sync` covered yet counts again when the next round rewrites it).
     pub bytes_written: u64,
     /// DMA write calls.
     pub writes: u64,
@@ -74,6 +85,12 @@ struct Shared {
     queue: Vec<WalAction>,
     /// The highest sync id submitted.
     submitted: u64,
+    /// The highest sync id submitted but not yet handed to the writer, and how
+    /// many `Command::Sync`s it stands for.
+    sync_pending: Option<(u64, u64)>,
+    /// Sync ids handed to the writer and not yet durable, with how many
+    /// `Command::Sync`s each stands for, in order.
+    syncs_handed: VecDeque<(u64, u64)>,
     /// The highest sync id known durable.
     persisted: u64,
     failure: Option<WalFailure>,
@@ -129,7 +146,11 @@ impl Wal {
     /// dropped), cuts what recovery dropped, and starts the driver task.
     ///
     /// Refuses to start ([`WalOpenError::Recovery`], naming the file and offset)
-    /// on damage a crash cannot explain. Must be called inside a glommio executor.
+    /// on damage a crash cannot explain. A `config.block_size` (or last segment's
+    /// block size) that is not a multiple of the device's `O_DIRECT` alignment
+    /// fails here ([`WalOpenError::Io`]) when there is a segment to resume, and
+    /// otherwise at the first segment's creation (a [`WalFailure`]). Must be
+    /// called inside a glommio executor.
     pub async fn open(
         dir: impl AsRef<Path>,
         identity: WalIdentity,
@@ -148,7 +169,9 @@ impl Wal {
             tracing::warn!(dir = %dir.display(), "WAL recovery: {torn}");
         }
         let preallocate_len = if config.preallocate { config.segment_size_max } else { 0 };
-        let mut disk = Disk::open(&dir, preallocate_len).await?;
+        let mut block_sizes = vec![config.block_size];
+        block_sizes.extend(report.segments.last().map(|s| s.block_size));
+        let mut disk = Disk::open(&dir, preallocate_len, block_sizes).await?;
         let (writer, actions) = WalWriter::resume(identity, config, &report);
         let mut stats = WalStats::default();
         execute(&mut disk, &actions, &mut stats, &mut |_| {}).await?;
@@ -156,6 +179,8 @@ impl Wal {
             writer,
             queue: Vec::new(),
             submitted: 0,
+            sync_pending: None,
+            syncs_handed: VecDeque::new(),
             persisted: 0,
             failure: None,
             closing: false,
@@ -167,22 +192,28 @@ impl Wal {
         Ok((Wal { shared, driver: Rc::new(RefCell::new(Some(task))) }, report))
     }
 
-    /// Hands one command to the writer and queues the file actions it decides.
-    /// `Command::Sync { id }` ids must increase. Returns the WAL's failure if it
-    /// has stopped.
+    /// Hands one command to the writer and queues the file actions it decides;
+    /// a `Command::Sync` is handed over by the driver when it starts its next
+    /// round (see the module doc). `Command::Sync { id }` ids must increase.
+    /// Returns the WAL's failure if it has stopped.
     pub fn submit(&self, command: &Command) -> Result<(), WalFailure> {
         let mut shared = self.shared.borrow_mut();
         if let Some(failure) = &shared.failure {
             return Err(failure.clone());
         }
         assert!(!shared.closing, "a command submitted to a closed WAL");
-        if let Command::Sync { id } = command {
-            assert!(*id > shared.submitted, "sync id {id} after sync id {}", shared.submitted);
-            shared.submitted = *id;
-        }
-        let actions = shared.writer.handle(command);
-        if !actions.is_empty() {
-            shared.queue.extend(actions);
+        let actions = match command {
+            Command::Sync { id } => {
+                assert!(*id > shared.submitted, "sync id {id} after sync id {}", shared.submitted);
+                shared.submitted = *id;
+                let covered = shared.sync_pending.map_or(0, |(_, n)| n);
+                shared.sync_pending = Some((*id, covered + 1));
+                Vec::new()
+            }
+            _ => shared.writer.handle(command),
+        };
+        shared.queue.extend(actions);
+        if !shared.queue.is_empty() || shared.sync_pending.is_some() {
             if let Some(waker) = shared.driver.take() {
                 waker.wake();
             }
@@ -278,6 +309,13 @@ async fn drive(mut disk: Disk, dir: PathBuf, shared: Rc<RefCell<Shared>>) {
     loop {
         let batch = future::poll_fn(|cx| {
             let mut state = shared.borrow_mut();
+            let state = &mut *state;
+            if let Some((id, covered)) = state.sync_pending.take() {
+                // One writer `Sync` (and one padding record) for every sync
+                // submitted since the last round.
+                state.queue.extend(state.writer.handle(&Command::Sync { id }));
+                state.syncs_handed.push_back((id, covered));
+            }
             if !state.queue.is_empty() {
                 return Poll::Ready(Some(std::mem::take(&mut state.queue)));
             }
@@ -294,6 +332,10 @@ async fn drive(mut disk: Disk, dir: PathBuf, shared: Rc<RefCell<Shared>>) {
         let mut report = |id: u64| {
             let mut state = shared.borrow_mut();
             state.persisted = state.persisted.max(id);
+            while let Some((_, covered)) = state.syncs_handed.front().copied().filter(|(handed, _)| *handed <= id) {
+                state.stats.syncs_completed += covered;
+                state.syncs_handed.pop_front();
+            }
             state.wake_waiters();
         };
         let mut result = execute(&mut disk, &batch, &mut stats, &mut report).await;
@@ -344,17 +386,18 @@ async fn execute(
                 let mut directory = false;
                 let mut synced = false;
                 let mut id_max = None;
-                let mut syncs = 0;
                 while let Some(action) = actions.get(at) {
                     match action {
                         WalAction::Append { segment, offset, bytes } => disk.append(*segment, *offset, bytes).await?,
                         WalAction::Sync { id, segments: listed, directory: dir } => {
                             synced = true;
+                            for segment in listed {
+                                disk.sync_point(*segment);
+                            }
                             segments.extend(listed.iter().copied());
                             directory |= dir;
                             if let Some(id) = id {
                                 id_max = Some(id_max.map_or(*id, |m: u64| m.max(*id)));
-                                syncs += 1;
                             }
                         }
                         _ => break,
@@ -364,7 +407,6 @@ async fn execute(
                 if synced {
                     flush_and_sync(disk, &segments, directory, stats).await?;
                     if let Some(id) = id_max {
-                        stats.syncs_completed += syncs;
                         report(id);
                     }
                 } else if at < actions.len() {
