@@ -10,7 +10,6 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use lockstep_core::codec::{decode_message, encode_message};
-use lockstep_core::register::Register;
 use lockstep_core::{
     Command, Config, Event, GroupId, LogIndex, Membership, MessageBody, Millis, Node, NodeId, Raft, Reply, Request,
     RequestId, Response, Role, Term,
@@ -23,13 +22,14 @@ use crate::clock::{Clock, Ppm};
 use crate::dice::Dice;
 use crate::disk::{Disk, DiskConfig, DiskError};
 use crate::invariants::{lock, Invariants, Observed, Violation};
+use crate::machine::{MachineKind, SimMachine};
 use crate::net::{NetConfig, NetStats, Network};
 use crate::oneshot;
 use crate::trace::{Trace, TraceRecord};
 use lockstep_core::wal::WalIdentity;
 
 /// The state machine every simulated member runs.
-pub type SimNode = Node<Observed<Register>>;
+pub type SimNode = Node<Observed<SimMachine>>;
 
 /// How to build a cluster.
 #[derive(Clone)]
@@ -68,6 +68,8 @@ pub struct ClusterConfig {
     pub crash_point_delay_us: u64,
     /// How long a member crashed at a crash point stays down, ms.
     pub crash_point_down_ms: (u64, u64),
+    /// The state machine every member runs.
+    pub state_machine: MachineKind,
     /// Adjusts each member's core configuration (timeouts, limits, mutations).
     pub tune: Arc<dyn Fn(&mut Config) + Send + Sync>,
 }
@@ -78,6 +80,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("nodes", &self.nodes)
             .field("group", &self.group)
             .field("seed", &self.seed)
+            .field("state_machine", &self.state_machine)
             .field("net", &self.net)
             .field("disk", &self.disk)
             .finish_non_exhaustive()
@@ -101,6 +104,7 @@ impl Default for ClusterConfig {
             crash_after_commit_ppm: 0,
             crash_point_delay_us: 5_000,
             crash_point_down_ms: (20, 300),
+            state_machine: MachineKind::Register,
             tune: Arc::new(|_| {}),
         }
     }
@@ -554,7 +558,7 @@ impl Inner {
         member.woken = false;
         member.waker = None;
         let local = member.clock.now_ms(now_us);
-        let machine = Observed::new(Register::new(), id, apply_log);
+        let machine = Observed::new(self.config.state_machine.build(), id, apply_log);
         let initial = member.initial;
         let mut recovery = None;
         if fresh {
@@ -803,6 +807,11 @@ impl Cluster {
     /// Simulated µs since the cluster started.
     pub fn now_us(&self) -> u64 {
         lock(&self.inner).now_us()
+    }
+
+    /// The state machine the members run.
+    pub fn state_machine(&self) -> MachineKind {
+        lock(&self.inner).config.state_machine
     }
 
     /// Records a scenario action in the trace.

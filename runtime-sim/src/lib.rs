@@ -15,10 +15,11 @@
 //!   and an exact check of every recovery;
 //! - [`clock`]: per-member local clocks with offset, drift and forward jumps;
 //! - [`invariants`]: Raft's safety properties, checked after every step;
+//! - [`machine`]: the state machines a member can run (register or MVCC KV);
 //! - [`trace`]: the hash of every event stepped and command emitted, the
 //!   fingerprint of a run, and a ring buffer of its latest records.
 //!
-//! The pure parts (net, disk, clock, invariants, trace) build everywhere; the
+//! The pure parts (net, disk, clock, invariants, machine, trace) build everywhere; the
 //! madsim driver, [`Cluster`], only with `RUSTFLAGS="--cfg madsim"`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod dice;
 pub mod disk;
 pub mod invariants;
+pub mod machine;
 pub mod net;
 pub mod oneshot;
 pub mod trace;

@@ -33,7 +33,6 @@
 
 use std::time::Duration;
 
-use lockstep_core::register::RegisterCommand;
 use lockstep_core::{LogIndex, NodeId, Request, Role, Term};
 use lockstep_sim::dice::Dice;
 use lockstep_sim::{Cluster, ClusterView, MemberStatus};
@@ -119,7 +118,7 @@ async fn run(cluster: &Cluster, latency_max: Duration) -> Result<(), String> {
     cluster.note(format!("figure8: n{a} (term {t}) cut off to strand {writes} writes after index {before}"));
     for k in 0..writes {
         let cluster = cluster.clone();
-        let write = RegisterCommand::Write { key: "figure8".into(), value: k as i64 }.encode();
+        let write = cluster.state_machine().write_command("figure8", k as i64);
         madsim::task::spawn(async move {
             let _ = cluster.request(a, Request::Write(write), Duration::from_secs(1)).await;
         });

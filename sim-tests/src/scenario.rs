@@ -7,12 +7,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lockstep_core::kv::{
+    decode_reply, Compare, CompareResult, CompareTarget, KvCommand, KvQuery, KvResponse, PutRequest, RangeRequest,
+    RequestOp, TxnRequest,
+};
 use lockstep_core::register::{RegisterCommand, RegisterQuery, RegisterResult};
 use lockstep_core::{ClientError, Config, Membership, NodeId, Request, Response};
 use lockstep_jepsen::{check, CheckConfig, History, HistoryRecorder, OpType, Value, F};
 use lockstep_sim::dice::Dice;
 use lockstep_sim::disk::DiskConfig;
 use lockstep_sim::invariants::lock;
+use lockstep_sim::machine::MachineKind;
 use lockstep_sim::net::NetConfig;
 use lockstep_sim::{ClientOutcome, Cluster, ClusterConfig, MemberStatus, SimStats};
 use madsim::rand::thread_rng;
@@ -45,6 +50,8 @@ pub struct RunOptions {
     pub trace_tail: usize,
     /// Run the linearizability checker.
     pub check_linearizability: bool,
+    /// The state machine the members run.
+    pub state_machine: MachineKind,
 }
 
 impl Default for RunOptions {
@@ -60,6 +67,7 @@ impl Default for RunOptions {
             think_ms_max: 30,
             trace_tail: 50,
             check_linearizability: true,
+            state_machine: MachineKind::Register,
         }
     }
 }
@@ -269,6 +277,7 @@ fn cluster_config(options: &RunOptions, spec: &ProfileSpec, lease_reads: bool) -
         crash_after_commit_ppm: spec.crash_after_commit_ppm,
         crash_point_delay_us: spec.crash_point_delay_us,
         crash_point_down_ms: (20, 300),
+        state_machine: options.state_machine,
         tune: core_tune(options.mutation.clone(), spec, lease_reads),
     }
 }
@@ -386,6 +395,9 @@ async fn scenario(options: RunOptions, slot: Arc<Mutex<Option<Cluster>>>) -> Don
         "seed {} nodes {} spare {} faults {} lease_reads {lease_reads} mutation {:?}",
         options.seed, options.nodes, spec.spare_members, options.faults, options.mutation
     ));
+    if options.state_machine != MachineKind::Register {
+        cluster.note(format!("state machine {}", options.state_machine));
+    }
     let shared = Arc::new(Shared {
         cluster: cluster.clone(),
         spec: spec.clone(),
@@ -538,7 +550,7 @@ async fn liveness(shared: &Shared, options: &RunOptions) {
 async fn commit_probe(cluster: &Cluster, deadline_us: u64) -> Option<u64> {
     while cluster.now_us() < deadline_us {
         if let Some((leader, _)) = cluster.leader() {
-            let probe = RegisterCommand::Write { key: "probe".into(), value: 0 }.encode();
+            let probe = cluster.state_machine().write_command("probe", 0);
             if let ClientOutcome::Reply(Ok(Response::Written { index, .. })) =
                 cluster.request(leader, Request::Write(probe), CLIENT_TIMEOUT).await
             {
@@ -706,17 +718,8 @@ async fn client_op_hinted(
     value: Value,
 ) -> (OpType, Option<NodeId>) {
     let cluster = &shared.cluster;
-    let request = match (f, value) {
-        (F::Read, _) => Request::Read(RegisterQuery { key: key.into() }.encode()),
-        (F::Write, Value::Int(v)) => Request::Write(RegisterCommand::Write { key: key.into(), value: v }.encode()),
-        (F::Cas, Value::Cas { expected, new }) => {
-            // The register has no "never written" sentinel: a cas expecting nil is
-            // sent as a cas expecting a value no client ever writes.
-            let expected = expected.unwrap_or(i64::MIN);
-            Request::Write(RegisterCommand::Cas { key: key.into(), expected, new }.encode())
-        }
-        _ => unreachable!("op shapes are built above"),
-    };
+    let machine = cluster.state_machine();
+    let request = encode_op(machine, key, f, value);
     let op = {
         let mut history = lock(&shared.history);
         history.invoke(process, f, Some(key), value, shared.now_ns()).expect("one op per process at a time")
@@ -724,18 +727,18 @@ async fn client_op_hinted(
     let outcome = cluster.request(target, request, CLIENT_TIMEOUT).await;
     let mut hint = Some(target);
     let (op_type, result) = match outcome {
-        ClientOutcome::Reply(Ok(Response::Read(bytes))) if f == F::Read => match RegisterResult::decode(&bytes) {
-            Ok(RegisterResult::Value(Some(v))) => (OpType::Ok, Value::Int(v)),
-            Ok(RegisterResult::Value(None)) => (OpType::Ok, Value::Nil),
-            other => {
-                cluster.fail("client protocol", format!("read of {key} answered {other:?}"));
+        ClientOutcome::Reply(Ok(Response::Read(bytes))) if f == F::Read => match decode_read(machine, key, &bytes) {
+            Ok(Some(v)) => (OpType::Ok, Value::Int(v)),
+            Ok(None) => (OpType::Ok, Value::Nil),
+            Err(why) => {
+                cluster.fail("client protocol", format!("read of {key} answered {why}"));
                 (OpType::Info, value)
             }
         },
         ClientOutcome::Reply(Ok(Response::Written { result, .. })) if f != F::Read => {
-            match RegisterResult::decode(&result) {
-                Ok(RegisterResult::Ok) => (OpType::Ok, value),
-                Ok(RegisterResult::CasFailed { .. }) if f == F::Cas => (OpType::Fail, value),
+            match decode_write(machine, f, &result) {
+                Ok(true) => (OpType::Ok, value),
+                Ok(false) if f == F::Cas => (OpType::Fail, value),
                 other => {
                     cluster.fail("client protocol", format!("{f:?} of {key} answered {other:?}"));
                     (OpType::Info, value)
@@ -790,6 +793,99 @@ async fn client_op_hinted(
         _ => ops.info += 1,
     }
     (op_type, hint)
+}
+
+/// The request for a client operation on `machine`. On the KV store: a write is
+/// a put of the decimal string, a read a linearizable range of the one key, a
+/// cas a txn that puts the new value if the stored one equals the expected one
+/// (or, expecting nil, if the key is absent: version 0).
+fn encode_op(machine: MachineKind, key: &str, f: F, value: Value) -> Request {
+    match (machine, f, value) {
+        (MachineKind::Register, F::Read, _) => Request::Read(RegisterQuery { key: key.into() }.encode()),
+        (MachineKind::Register, F::Write, Value::Int(v)) => {
+            Request::Write(RegisterCommand::Write { key: key.into(), value: v }.encode())
+        }
+        (MachineKind::Register, F::Cas, Value::Cas { expected, new }) => {
+            // The register has no "never written" sentinel: a cas expecting nil is
+            // sent as a cas expecting a value no client ever writes.
+            let expected = expected.unwrap_or(i64::MIN);
+            Request::Write(RegisterCommand::Cas { key: key.into(), expected, new }.encode())
+        }
+        (MachineKind::Kv, F::Read, _) => Request::Read(
+            KvQuery::Range(RangeRequest {
+                key: key.as_bytes().to_vec(),
+                serializable: false,
+                ..RangeRequest::default()
+            })
+            .encode(),
+        ),
+        (MachineKind::Kv, F::Write, Value::Int(v)) => Request::Write(machine.write_command(key, v)),
+        (MachineKind::Kv, F::Cas, Value::Cas { expected, new }) => {
+            let target = match expected {
+                Some(expected) => CompareTarget::Value(expected.to_string().into_bytes()),
+                None => CompareTarget::Version(0),
+            };
+            let put = PutRequest {
+                key: key.as_bytes().to_vec(),
+                value: new.to_string().into_bytes(),
+                ..PutRequest::default()
+            };
+            let txn = TxnRequest {
+                compare: vec![Compare {
+                    result: CompareResult::Equal,
+                    target,
+                    key: key.as_bytes().to_vec(),
+                    range_end: Vec::new(),
+                }],
+                success: vec![RequestOp::Put(put)],
+                failure: Vec::new(),
+            };
+            Request::Write(KvCommand::Txn(txn).encode())
+        }
+        _ => unreachable!("op shapes are built by the client"),
+    }
+}
+
+/// The value a read reply holds (`None`: the key is absent), or why the reply
+/// makes no sense.
+fn decode_read(machine: MachineKind, key: &str, bytes: &[u8]) -> Result<Option<i64>, String> {
+    match machine {
+        MachineKind::Register => match RegisterResult::decode(bytes) {
+            Ok(RegisterResult::Value(v)) => Ok(v),
+            other => Err(format!("{other:?}")),
+        },
+        MachineKind::Kv => match decode_reply(bytes) {
+            Ok(Ok(KvResponse::Range(range))) => match range.kvs.as_slice() {
+                [] if range.count == 0 => Ok(None),
+                [kv] if kv.key == key.as_bytes() && range.count == 1 => std::str::from_utf8(&kv.value)
+                    .ok()
+                    .and_then(|text| text.parse().ok())
+                    .map(Some)
+                    .ok_or_else(|| format!("{range:?} (not a decimal value)")),
+                _ => Err(format!("{range:?} (not one key)")),
+            },
+            other => Err(format!("{other:?}")),
+        },
+    }
+}
+
+/// Whether a write or cas took effect (`false`: the cas did not match), or why
+/// the reply makes no sense.
+fn decode_write(machine: MachineKind, f: F, bytes: &[u8]) -> Result<bool, String> {
+    match machine {
+        MachineKind::Register => match RegisterResult::decode(bytes) {
+            Ok(RegisterResult::Ok) => Ok(true),
+            Ok(RegisterResult::CasFailed { .. }) if f == F::Cas => Ok(false),
+            other => Err(format!("{other:?}")),
+        },
+        MachineKind::Kv => match (f, decode_reply(bytes)) {
+            (F::Write, Ok(Ok(KvResponse::Put(_)))) => Ok(true),
+            (F::Cas, Ok(Ok(KvResponse::Txn(txn)))) if txn.responses.len() == usize::from(txn.succeeded) => {
+                Ok(txn.succeeded)
+            }
+            (_, other) => Err(format!("{other:?}")),
+        },
+    }
 }
 
 async fn run_nemesis(shared: Arc<Shared>, spec: ProfileSpec) {

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use lockstep_sim::machine::MachineKind;
 use sim_tests::profile::FaultProfile;
 use sim_tests::scenario::{install_panic_hook, run_seed, RunOptions, RunReport};
 
@@ -114,6 +115,27 @@ fn lease_reads_under_chaos() {
         assert!(report.lease_reads, "seed {}: lease reads off", report.seed);
         assert!(report.stats.lease_reads > 0, "seed {}: no read was served from a lease", report.seed);
     }
+}
+
+#[test]
+fn kv_store_under_chaos() {
+    // The MVCC KV store as the state machine: puts, linearizable ranges and
+    // txn compare-and-sets, under every fault of `all`, checked as registers.
+    install_panic_hook();
+    let kv = |seed| RunOptions { state_machine: MachineKind::Kv, ..options(seed, FaultProfile::All, 15) };
+    let reports: Vec<RunReport> = (0..20)
+        .map(|seed| {
+            let report = run_seed(&kv(seed));
+            assert!(report.failure.is_none(), "kv: {}", describe(&report));
+            assert!(report.ops.ok >= 100, "kv seed {seed}: only {} operations succeeded", report.ops.ok);
+            report
+        })
+        .collect();
+    let ok: u64 = reports.iter().map(|r| r.ops.ok).sum();
+    assert!(ok >= 5_000, "kv: only {ok} operations succeeded in 20 seeds");
+    // Deterministic, and not the register run under another name.
+    assert_eq!(run_seed(&kv(0)).trace_hash, reports[0].trace_hash, "kv: same seed, different runs");
+    assert_ne!(run_seed(&options(0, FaultProfile::All, 15)).trace_hash, reports[0].trace_hash);
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod cli {
     use std::time::Duration;
 
     use clap::Parser;
+    use lockstep_sim::machine::MachineKind;
     use sim_tests::profile::FaultProfile;
     use sim_tests::scenario::{install_panic_hook, run_seed, validate_mutation, RunOptions, RunReport};
 
@@ -46,6 +47,10 @@ mod cli {
         /// Registers the clients use.
         #[arg(long, default_value_t = 3)]
         keys: u64,
+        /// The state machine the members run: `register` (core's register) or
+        /// `kv` (the etcd-style MVCC store; reads are ranges, cas is a txn).
+        #[arg(long, default_value = "register", value_parser = parse_machine)]
+        state_machine: MachineKind,
         /// Trace records to print for a failing seed (the latest ones).
         #[arg(long, default_value_t = 50)]
         trace_tail: usize,
@@ -73,6 +78,10 @@ mod cli {
         }
     }
 
+    fn parse_machine(text: &str) -> Result<MachineKind, String> {
+        MachineKind::from_name(text).ok_or_else(|| format!("unknown state machine {text:?}: use register or kv"))
+    }
+
     fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
         let bad = || format!("bad seed range {text:?}: use FIRST..END or FIRST..=LAST");
         if let Some((first, last)) = text.split_once("..=") {
@@ -87,9 +96,13 @@ mod cli {
     fn replay_command(args: &Args, options: &RunOptions) -> String {
         let features = if options.mutation.is_some() { " --features mutations" } else { "" };
         let mutation = options.mutation.as_ref().map(|m| format!(" --mutation {m}")).unwrap_or_default();
+        let machine = match options.state_machine {
+            MachineKind::Register => String::new(),
+            kind => format!(" --state-machine {kind}"),
+        };
         format!(
             "RUSTFLAGS=\"--cfg madsim\" cargo run --release -p sim-tests --bin simulate --target-dir target/madsim{features} -- \
-             --seed {} --nodes {} --duration {}ms --faults {} --clients {} --keys {}{mutation}",
+             --seed {} --nodes {} --duration {}ms --faults {} --clients {} --keys {}{machine}{mutation}",
             options.seed,
             options.nodes,
             options.duration.as_millis(),
@@ -193,6 +206,7 @@ mod cli {
             keys: args.keys,
             check_linearizability: !args.no_linearizability,
             trace_tail: args.trace_tail,
+            state_machine: args.state_machine,
             ..RunOptions::default()
         };
         if args.bench {
