@@ -52,8 +52,8 @@ macro_rules! mutated {
 pub mod codec;
 pub mod config;
 pub mod io;
-/// The etcd v3 MVCC key-value state machine (rkyv derives undocumented resolver
-/// types; every item in the module is documented by hand).
+// The etcd v3 MVCC key-value state machine (documented in the module itself; rkyv
+// derives undocumented resolver types, every item in the module is documented by hand).
 #[allow(missing_docs)]
 pub mod kv;
 pub mod node;
@@ -64,8 +64,7 @@ pub mod register;
 pub mod rng;
 pub mod state_machine;
 pub mod types;
-/// The write-ahead log and snapshot file: on-disk format, writer decisions, recovery and fsck,
-/// as pure code over bytes that the runtimes drive.
+// The write-ahead log and snapshot file (documented in the module itself).
 pub mod wal;
 
 pub use config::Config;

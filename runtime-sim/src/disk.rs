@@ -4,7 +4,7 @@
 //! Core's write commands go through [`lockstep_core::wal::WalWriter::handle`]; the
 //! [`WalAction`]s it returns are carried out on an in-memory directory of byte
 //! buffers (segment files and the snapshot file). Recovery at restart is
-//! [`lockstep_core::wal::recover`] over those bytes, and the writer continues with
+//! [`lockstep_core::wal::recover()`] over those bytes, and the writer continues with
 //! [`WalWriter::resume`], as in production.
 //!
 //! Durability is tracked per file, in bytes. A `Sync { id }` starts an fsync of
@@ -647,7 +647,7 @@ impl Disk {
         Some(format!("{} byte {byte} bit {bit}", segment.file_name()))
     }
 
-    /// Reads the disk back after a crash with [`recover`], checks the result
+    /// Reads the disk back after a crash with [`recover()`], checks the result
     /// against the records that survived, and readies the WAL writer to continue
     /// (carrying out what [`WalWriter::resume`] asks: cutting a torn tail).
     pub fn recover(&mut self) -> Result<Recovery, Refusal> {

@@ -20,7 +20,7 @@
 //!   fingerprint of a run, and a ring buffer of its latest records.
 //!
 //! The pure parts (net, disk, clock, invariants, machine, trace) build everywhere; the
-//! madsim driver, [`Cluster`], only with `RUSTFLAGS="--cfg madsim"`.
+//! madsim driver, `Cluster`, only with `RUSTFLAGS="--cfg madsim"`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -98,7 +98,7 @@ impl MemDir {
         self.snapshot.as_mut()
     }
 
-    /// Runs [`recover`] over the directory's files.
+    /// Runs [`recover()`](super::recover()) over the directory's files.
     pub fn recover(&self, identity: &WalIdentity) -> Result<RecoveryReport, WalError> {
         recover(identity, &self.segment_files(), self.snapshot())
     }

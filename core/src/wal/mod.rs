@@ -4,9 +4,9 @@
 //! Runtimes (glommio DMA files in production, the simulated disk under madsim)
 //! only read and write bytes: they feed core's [`crate::io::Command`]s to a
 //! [`WalWriter`] and carry out the [`WalAction`]s it returns; on restart they read
-//! every segment and the snapshot file and call [`recover`], hand
+//! every segment and the snapshot file and call [`recover()`], hand
 //! [`RecoveryReport::recovered`] to `Node::restart`, and continue with
-//! [`WalWriter::resume`]. `lockstep fsck` calls [`fsck`].
+//! [`WalWriter::resume`]. `lockstep fsck` calls [`fsck()`].
 //!
 //! # On-disk format, version 2
 //!
