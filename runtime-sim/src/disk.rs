@@ -290,8 +290,6 @@ pub struct Disk {
     /// What the next recovery must return (set by a crash).
     expected: Option<Model>,
     corrupted: bool,
-    /// The index of the latest snapshot the member saved.
-    snapshot_index: LogIndex,
 }
 
 /// Not a record kind: marks that the snapshot file was written.
@@ -325,7 +323,6 @@ impl Disk {
             ops: Vec::new(),
             expected: None,
             corrupted: false,
-            snapshot_index: 0,
         }
     }
 
@@ -371,22 +368,6 @@ impl Disk {
     /// Carries out one command of the running member (commands that are not
     /// storage do nothing). An error means the member must stop at once.
     pub fn execute(&mut self, command: &Command, now_us: u64, dice: &mut impl Dice) -> Result<(), DiskError> {
-        // Core follows a snapshot that drops its log with `TruncateLog { from:
-        // meta.index }`, which the WAL writer refuses (it may not remove the
-        // snapshot's index); everything up to the snapshot is gone anyway, so it
-        // means "from the snapshot's next index".
-        let clamped;
-        let command = match command {
-            Command::TruncateLog { from } if *from <= self.snapshot_index => {
-                clamped = Command::TruncateLog { from: self.snapshot_index + 1 };
-                &clamped
-            }
-            Command::SaveSnapshot { meta, .. } => {
-                self.snapshot_index = meta.index;
-                command
-            }
-            _ => command,
-        };
         let actions = self.writer.as_mut().expect("a running member has a WAL writer").handle(command);
         let mut records = Vec::new();
         let mut result = Ok(());
@@ -670,7 +651,6 @@ impl Disk {
         let (writer, actions) = WalWriter::resume(self.identity, self.config.wal_config(), &report);
         self.writer = Some(writer);
         self.base = Model::from_report(&report);
-        self.snapshot_index = report.recovered.snapshot.as_ref().map_or(0, |(meta, _)| meta.index);
         self.ops.clear();
         let mut records = Vec::new();
         let mut dice = crate::dice::SplitMix(0);
