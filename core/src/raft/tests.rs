@@ -10,17 +10,26 @@ fn config(id: NodeId) -> Config {
     c
 }
 
-fn raft(id: NodeId, voters: &[NodeId], hard_state: HardState, entries: Vec<Entry>) -> Raft {
-    let meta = SnapshotMeta {
+/// A snapshot of `data` at `(index, term)` for a group of `voters`.
+fn snapshot_meta(index: LogIndex, term: Term, voters: &[NodeId], data: &[u8]) -> SnapshotMeta {
+    SnapshotMeta {
         group: 1,
-        index: 0,
-        term: 0,
+        index,
+        term,
         membership: Membership::with_voters(voters.iter().copied()),
-        size: 0,
-        checksum: crc32c::crc32c(&[]),
-    };
-    let snapshot = Snapshot { meta, data: Arc::new(Vec::new()) };
-    Raft::new(config(id), hard_state, Some(snapshot), entries, 0).expect("valid state")
+        size: data.len() as u64,
+        checksum: crc32c::crc32c(data),
+    }
+}
+
+/// Member `id` of a group bootstrapped with `voters`, restarted with `hard_state` and `entries`.
+fn raft_with(config: Config, voters: &[NodeId], hard_state: HardState, entries: Vec<Entry>) -> Raft {
+    let snapshot = Snapshot { meta: snapshot_meta(0, 0, voters, &[]), data: Arc::new(Vec::new()) };
+    Raft::new(config, hard_state, Some(snapshot), entries, 0).expect("valid state")
+}
+
+fn raft(id: NodeId, voters: &[NodeId], hard_state: HardState, entries: Vec<Entry>) -> Raft {
+    raft_with(config(id), voters, hard_state, entries)
 }
 
 fn msg(from: NodeId, to: NodeId, term: Term, body: MessageBody) -> Message {
@@ -163,14 +172,7 @@ fn recovery_rejects_a_log_with_a_gap() {
 #[test]
 fn recovery_drops_a_log_that_does_not_continue_the_snapshot() {
     let data = b"state".to_vec();
-    let meta = SnapshotMeta {
-        group: 1,
-        index: 2,
-        term: 3,
-        membership: Membership::with_voters([1, 2, 3]),
-        size: data.len() as u64,
-        checksum: crc32c::crc32c(&data),
-    };
+    let meta = snapshot_meta(2, 3, &[1, 2, 3], &data);
     let snapshot = Snapshot { meta, data: Arc::new(data) };
     let entries = vec![entry(1, 1), entry(2, 2), entry(3, 2)];
     let r = Raft::new(config(1), HardState::default(), Some(snapshot), entries, 0).expect("valid");
@@ -181,14 +183,7 @@ fn recovery_drops_a_log_that_does_not_continue_the_snapshot() {
 fn installing_a_snapshot_over_a_divergent_log_drops_the_entry_at_its_index() {
     let mut r = raft(2, &[1, 2, 3], HardState { term: 1, vote: Some(1) }, vec![entry(1, 1), entry(2, 1), entry(3, 1)]);
     let data = b"state".to_vec();
-    let meta = SnapshotMeta {
-        group: 1,
-        index: 3,
-        term: 2,
-        membership: Membership::with_voters([1, 2, 3]),
-        size: data.len() as u64,
-        checksum: crc32c::crc32c(&data),
-    };
+    let meta = snapshot_meta(3, 2, &[1, 2, 3], &data);
     let chunk = MessageBody::InstallSnapshot { meta: meta.clone(), offset: 0, data: data.clone(), done: true };
     r.step(0, msg(1, 2, 2, chunk));
     r.end_step(0);
@@ -206,14 +201,7 @@ fn a_leader_that_sent_timeout_now_takes_no_more_leases_in_its_term() {
     let mut c = config(1);
     c.lease_reads = true;
     c.clock_drift_max_ms = 10;
-    let meta = SnapshotMeta {
-        group: 1,
-        membership: Membership::with_voters([1, 2, 3]),
-        checksum: crc32c::crc32c(&[]),
-        ..SnapshotMeta::default()
-    };
-    let snapshot = Snapshot { meta, data: Arc::new(Vec::new()) };
-    let mut r = Raft::new(c, HardState::default(), Some(snapshot), vec![], 0).expect("valid");
+    let mut r = raft_with(c, &[1, 2, 3], HardState::default(), vec![]);
     elect(&mut r, 0);
     r.persisted(0, r.sync_issued);
     for peer in [2, 3] {
