@@ -38,6 +38,9 @@ struct PendingRead {
     deadline: Millis,
     /// Known once leadership was confirmed.
     index: Option<LogIndex>,
+    /// When a follower last asked the leader for a read index (the request or
+    /// its answer may be lost; it asks again after a heartbeat interval).
+    asked_at: Millis,
 }
 
 /// One member: a Raft actor composed with a state machine and client requests.
@@ -126,6 +129,13 @@ impl<S: StateMachine> Node<S> {
         &self.sm
     }
 
+    /// The state machine, for its local, unreplicated parts (a KV store's watch
+    /// hub). A driver must never change replicated state through it: that would
+    /// make this member diverge from the others.
+    pub fn state_machine_mut(&mut self) -> &mut S {
+        &mut self.sm
+    }
+
     /// Client requests waiting for an answer.
     pub fn pending_requests(&self) -> usize {
         self.writes.len()
@@ -186,14 +196,14 @@ impl<S: StateMachine> Node<S> {
                 }
             }
             Request::Read(query) => {
-                self.reads.insert(id, PendingRead { query, leader_only: false, deadline, index: None });
+                self.reads.insert(id, PendingRead { query, leader_only: false, deadline, index: None, asked_at: now });
                 self.raft.read_index(now, id);
             }
             Request::LeaderRequest(query) => {
                 if self.raft.role() != Role::Leader {
                     return self.reply(id, Err(ClientError::NotLeader { leader: self.raft.leader() }));
                 }
-                self.reads.insert(id, PendingRead { query, leader_only: true, deadline, index: None });
+                self.reads.insert(id, PendingRead { query, leader_only: true, deadline, index: None, asked_at: now });
                 self.raft.read_index(now, id);
             }
             Request::ChangeMembership { voters, learners } => {
@@ -372,6 +382,7 @@ impl<S: StateMachine> Node<S> {
             self.reads.remove(&id);
             self.reply(id, Err(ClientError::Timeout));
         }
+        self.reask_read_indexes(now);
         if self.membership_change.is_some_and(|(_, _, _, deadline)| deadline <= now) {
             let (id, _, _, _) = self.membership_change.take().expect("checked");
             self.reply(id, Err(ClientError::Timeout));
@@ -379,6 +390,26 @@ impl<S: StateMachine> Node<S> {
         if self.transfer.is_some_and(|(_, deadline)| deadline <= now) {
             let (id, _) = self.transfer.take().expect("checked");
             self.reply(id, Err(ClientError::Timeout));
+        }
+    }
+
+    /// On a follower, asks the leader again for the read index of reads that
+    /// have waited a heartbeat interval: the request or its answer may have been
+    /// lost, and nothing else would resend it before the read times out.
+    fn reask_read_indexes(&mut self, now: Millis) {
+        if self.raft.role() == Role::Leader || self.raft.leader().is_none() {
+            return;
+        }
+        let interval = self.raft.config().heartbeat_interval_ms;
+        let due: Vec<RequestId> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.index.is_none() && r.asked_at + interval <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            self.reads.get_mut(&id).expect("listed above").asked_at = now;
+            self.raft.read_index(now, id);
         }
     }
 
@@ -390,6 +421,11 @@ impl<S: StateMachine> Node<S> {
             Some(self.raft.next_deadline()),
             self.writes.values().next().map(|w| w.deadline),
             self.reads.values().next().map(|r| r.deadline),
+            self.reads
+                .values()
+                .next()
+                .filter(|r| r.index.is_none() && self.raft.role() != Role::Leader)
+                .map(|r| r.asked_at + self.raft.config().heartbeat_interval_ms),
             self.membership_change.map(|(_, _, _, d)| d),
             self.transfer.map(|(_, d)| d),
             if self.sm_leader { self.sm.next_deadline() } else { None },

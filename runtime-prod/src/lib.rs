@@ -35,7 +35,15 @@
 #![deny(missing_docs)]
 
 mod fjall_storage;
+pub mod local;
+pub mod member;
+pub mod metrics;
+pub mod transport;
 mod wal;
+pub mod wire;
 
 pub use fjall_storage::{FjallStorage, StorageOpenError};
+pub use member::{Member, MemberOptions, MemberStatus, StartError, StartMode};
+pub use metrics::Metrics;
+pub use transport::{Transport, TransportOptions};
 pub use wal::{Wal, WalFailure, WalOpenError, WalStats};

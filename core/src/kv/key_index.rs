@@ -120,6 +120,12 @@ impl KeyIndex {
         self.entries += 1;
     }
 
+    /// Keys with history in the index (live keys and deleted keys whose
+    /// tombstone is not compacted yet): etcd's `keys_total`.
+    pub fn key_count(&self) -> u64 {
+        self.keys.len() as u64
+    }
+
     /// The revision of `key`'s value as of `at`, `None` if absent then.
     pub fn get(&self, key: &[u8], at: Revision) -> Option<Rev> {
         let entry = at_revision(self.keys.get(key)?, at)?;
