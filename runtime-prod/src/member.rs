@@ -82,6 +82,9 @@ pub struct MemberOptions {
     pub state_dir: PathBuf,
     /// Where to accept peer connections.
     pub peer_listen: SocketAddr,
+    /// The peer address other members dial (`host:port`), told to peers in
+    /// handshakes so that they learn where a new member listens.
+    pub peer_advertise: String,
     /// Peer addresses (`host:port`) by member id; this member's own entry is ignored.
     pub peers: BTreeMap<NodeId, String>,
     /// What to do with an empty data directory.
@@ -275,7 +278,7 @@ impl Member {
             Node::restart(options.raft.clone(), store, report.recovered, 0)
         }
         .map_err(|e| StartError::Recovery(format!("{e:?}")))?;
-        let transport = Transport::new(id, options.cluster_id, options.transport);
+        let transport = Transport::new(id, options.cluster_id, options.peer_advertise.clone(), options.transport);
         for (peer, address) in &options.peers {
             transport.set_peer(*peer, address.clone());
         }
@@ -501,7 +504,14 @@ impl Member {
 
     /// Sets a peer's address (for members added after start).
     pub fn set_peer(&self, id: NodeId, address: String) {
-        self.inner.borrow().transport.set_peer(id, address);
+        let transport = self.inner.borrow().transport.clone();
+        transport.set_peer(id, address);
+    }
+
+    /// Every peer address this member knows (configured, set, or learned from
+    /// handshakes).
+    pub fn peer_addresses(&self) -> BTreeMap<NodeId, String> {
+        self.inner.borrow().transport.peer_addresses()
     }
 
     /// The current state.

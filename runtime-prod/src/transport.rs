@@ -33,7 +33,7 @@ use lockstep_core::codec::{decode_message, encode_message, frame_len, MAGIC};
 use lockstep_core::{Message, NodeId};
 
 use crate::local::Notify;
-use crate::wire::{Forward, Handshake, FORWARD_MAGIC, FRAME_HEADER_LEN, HANDSHAKE_LEN, PROTOCOL_VERSION};
+use crate::wire::{Forward, Handshake, FORWARD_MAGIC, FRAME_HEADER_LEN, HANDSHAKE_FIXED_LEN, PROTOCOL_VERSION};
 
 /// How long frames for an unreachable peer are kept before they are dropped.
 const STALE_AFTER: Duration = Duration::from_secs(2);
@@ -111,6 +111,8 @@ struct Shared {
     peers: BTreeMap<NodeId, Rc<RefCell<Peer>>>,
     /// Bytes received per sending member.
     received: BTreeMap<NodeId, u64>,
+    /// This member's advertised peer address, sent in handshakes.
+    advertise: String,
     closed: bool,
 }
 
@@ -121,8 +123,9 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// A transport for member `local` of cluster `cluster_id`, with no peers yet.
-    pub fn new(local: NodeId, cluster_id: u64, options: TransportOptions) -> Transport {
+    /// A transport for member `local` of cluster `cluster_id`, advertising
+    /// `advertise` as its peer address, with no peers yet.
+    pub fn new(local: NodeId, cluster_id: u64, advertise: String, options: TransportOptions) -> Transport {
         Transport {
             shared: Rc::new(RefCell::new(Shared {
                 local,
@@ -130,6 +133,7 @@ impl Transport {
                 options,
                 peers: BTreeMap::new(),
                 received: BTreeMap::new(),
+                advertise,
                 closed: false,
             })),
         }
@@ -158,7 +162,8 @@ impl Transport {
         }));
         shared.peers.insert(id, peer.clone());
         let (local, cluster_id, options) = (shared.local, shared.cluster_id, shared.options);
-        glommio::spawn_local(write_to_peer(local, cluster_id, id, options, peer)).detach();
+        let advertise = shared.advertise.clone();
+        glommio::spawn_local(write_to_peer(local, cluster_id, id, options, advertise, peer)).detach();
     }
 
     /// Stops sending to a peer.
@@ -174,6 +179,11 @@ impl Transport {
     /// The address of a peer.
     pub fn peer_address(&self, id: NodeId) -> Option<String> {
         self.shared.borrow().peers.get(&id).map(|p| p.borrow().address.clone())
+    }
+
+    /// Every peer's address.
+    pub fn peer_addresses(&self) -> BTreeMap<NodeId, String> {
+        self.shared.borrow().peers.iter().map(|(id, p)| (*id, p.borrow().address.clone())).collect()
     }
 
     /// Queues a Raft message for its receiver (dropped when the receiver is
@@ -254,9 +264,7 @@ impl Transport {
             (shared.local, shared.cluster_id, shared.options.max_frame_bytes)
         };
         stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-        let mut hello = [0u8; HANDSHAKE_LEN];
-        stream.read_exact(&mut hello).await.map_err(|e| format!("reading the handshake: {e}"))?;
-        let hello = Handshake::decode(&hello).map_err(|e| e.to_string())?;
+        let hello = read_handshake(&mut stream).await?;
         let decision = hello.check_dialer(cluster_id, local);
         let answer = Handshake {
             version: PROTOCOL_VERSION,
@@ -264,6 +272,7 @@ impl Transport {
             cluster_id,
             from: local,
             to: hello.from,
+            address: self.shared.borrow().advertise.clone(),
         };
         stream.write_all(&answer.encode()).await.map_err(|e| e.to_string())?;
         if let Err(refusal) = decision {
@@ -277,6 +286,12 @@ impl Transport {
         }
         stream.set_read_timeout(None).map_err(|e| e.to_string())?;
         let from = hello.from;
+        // A member this one does not know yet (one just added) tells where it
+        // listens: learn it, so this member can reach it if it leads later.
+        if !hello.address.is_empty() && !self.shared.borrow().peers.contains_key(&from) {
+            tracing::info!(peer = from, address = %hello.address, "learned a new peer's address from its handshake");
+            self.set_peer(from, hello.address.clone());
+        }
         let mut reader = futures_lite::io::BufReader::with_capacity(64 << 10, stream);
         let mut header = [0u8; FRAME_HEADER_LEN];
         let mut body = Vec::new();
@@ -322,6 +337,17 @@ impl Transport {
     }
 }
 
+/// Reads one handshake (fixed part, then the announced rest).
+async fn read_handshake(stream: &mut TcpStream) -> Result<Handshake, String> {
+    let mut fixed = [0u8; HANDSHAKE_FIXED_LEN];
+    stream.read_exact(&mut fixed).await.map_err(|e| format!("reading the handshake: {e}"))?;
+    let rest = Handshake::rest_len(&fixed).map_err(|e| e.to_string())?;
+    let mut bytes = fixed.to_vec();
+    bytes.resize(HANDSHAKE_FIXED_LEN + rest, 0);
+    stream.read_exact(&mut bytes[HANDSHAKE_FIXED_LEN..]).await.map_err(|e| format!("reading the handshake: {e}"))?;
+    Handshake::decode(&bytes).map_err(|e| e.to_string())
+}
+
 /// A jittered exponential backoff; the jitter comes from a xorshift seeded by
 /// the peer ids (the runtime may use any randomness; this keeps it dependency-free).
 struct Backoff {
@@ -357,6 +383,7 @@ async fn dial(
     cluster_id: u64,
     id: NodeId,
     address: &str,
+    advertise: &str,
     timeout: Duration,
 ) -> Result<(TcpStream, u64), String> {
     let target: SocketAddr = address
@@ -367,12 +394,11 @@ async fn dial(
     let started = std::time::Instant::now();
     let mut stream = TcpStream::connect_timeout(target, timeout).await.map_err(|e| format!("connect: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let hello = Handshake { version: PROTOCOL_VERSION, status: 0, cluster_id, from: local, to: id };
+    let hello =
+        Handshake { version: PROTOCOL_VERSION, status: 0, cluster_id, from: local, to: id, address: advertise.into() };
     stream.write_all(&hello.encode()).await.map_err(|e| format!("handshake: {e}"))?;
     stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    let mut answer = [0u8; HANDSHAKE_LEN];
-    stream.read_exact(&mut answer).await.map_err(|e| format!("reading the handshake answer: {e}"))?;
-    let answer = Handshake::decode(&answer).map_err(|e| e.to_string())?;
+    let answer = read_handshake(&mut stream).await?;
     answer.check_answer(cluster_id, id)?;
     let rtt_us = started.elapsed().as_micros() as u64;
     Ok((stream, rtt_us))
@@ -380,7 +406,14 @@ async fn dial(
 
 /// The writer task of one peer: dial, then write batches of queued frames,
 /// redialling with backoff after any failure, until the peer is removed.
-async fn write_to_peer(local: NodeId, cluster_id: u64, id: NodeId, options: TransportOptions, peer: Rc<RefCell<Peer>>) {
+async fn write_to_peer(
+    local: NodeId,
+    cluster_id: u64,
+    id: NodeId,
+    options: TransportOptions,
+    advertise: String,
+    peer: Rc<RefCell<Peer>>,
+) {
     let mut backoff = Backoff::new(
         options.reconnect_backoff_min_ms,
         options.reconnect_backoff_max_ms,
@@ -395,7 +428,7 @@ async fn write_to_peer(local: NodeId, cluster_id: u64, id: NodeId, options: Tran
         }
         let address = peer.borrow().address.clone();
         let timeout = Duration::from_millis(options.dial_timeout_ms);
-        let mut stream = match dial(local, cluster_id, id, &address, timeout).await {
+        let mut stream = match dial(local, cluster_id, id, &address, &advertise, timeout).await {
             Ok((stream, rtt_us)) => {
                 let mut p = peer.borrow_mut();
                 p.stats.connected = true;

@@ -4,7 +4,8 @@
 //! does the I/O.
 //!
 //! ```text
-//! handshake (36 bytes): "LKHS" | version u16 | status u16 | cluster u64 | from u64 | to u64 | crc32c u32
+//! handshake:     "LKHS" | version u16 | status u16 | cluster u64 | from u64 | to u64
+//!                | address len u16 | address (the sender's advertised peer address) | crc32c u32
 //! forward frame:        "LKFW" | version u8 | kind u8 | 0u16 | body len u32 | body crc32c u32 | body
 //! ```
 //!
@@ -19,8 +20,10 @@ use lockstep_core::{ClientError, LogIndex, NodeId, Reply, Request, Response};
 pub const PROTOCOL_VERSION: u16 = 1;
 /// Magic bytes of a handshake.
 pub const HANDSHAKE_MAGIC: [u8; 4] = *b"LKHS";
-/// Length of a handshake.
-pub const HANDSHAKE_LEN: usize = 36;
+/// Length of a handshake's fixed part (up to and including the address length).
+pub const HANDSHAKE_FIXED_LEN: usize = 34;
+/// The longest advertised address a handshake carries.
+pub const HANDSHAKE_ADDRESS_MAX: usize = 256;
 /// Magic bytes of a forward frame.
 pub const FORWARD_MAGIC: [u8; 4] = *b"LKFW";
 /// Length of a frame header (forward frames and core's frames alike).
@@ -32,7 +35,7 @@ const KIND_REPLY: u8 = 2;
 /// The first thing each side of a peer connection sends. The dialer says who
 /// it is and whom it wants; the acceptor answers with its own identity and a
 /// status (0 = accepted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handshake {
     /// The sender's protocol version.
     pub version: u16,
@@ -44,6 +47,9 @@ pub struct Handshake {
     pub from: NodeId,
     /// The member the sender wants to talk to.
     pub to: NodeId,
+    /// The sender's advertised peer address (`host:port`), so that members learn
+    /// where a newly added member listens; empty if unknown.
+    pub address: String,
 }
 
 /// Why an acceptor refused a connection.
@@ -83,6 +89,12 @@ pub enum HandshakeError {
     BadMagic,
     /// The checksum does not match.
     BadChecksum,
+    /// Fewer or more bytes than the handshake announces.
+    Truncated,
+    /// The advertised address is longer than [`HANDSHAKE_ADDRESS_MAX`].
+    AddressTooLong(usize),
+    /// The advertised address is not UTF-8.
+    BadAddress,
 }
 
 impl std::fmt::Display for HandshakeError {
@@ -92,36 +104,69 @@ impl std::fmt::Display for HandshakeError {
                 f.write_str("not a lockstep peer handshake (another protocol on the peer port?)")
             }
             HandshakeError::BadChecksum => f.write_str("handshake checksum mismatch"),
+            HandshakeError::Truncated => f.write_str("truncated handshake"),
+            HandshakeError::AddressTooLong(n) => write!(f, "handshake address of {n} bytes is too long"),
+            HandshakeError::BadAddress => f.write_str("handshake address is not UTF-8"),
         }
     }
 }
 
 impl Handshake {
-    /// Encodes the handshake.
-    pub fn encode(&self) -> [u8; HANDSHAKE_LEN] {
-        let mut out = [0u8; HANDSHAKE_LEN];
-        out[0..4].copy_from_slice(&HANDSHAKE_MAGIC);
-        out[4..6].copy_from_slice(&self.version.to_le_bytes());
-        out[6..8].copy_from_slice(&self.status.to_le_bytes());
-        out[8..16].copy_from_slice(&self.cluster_id.to_le_bytes());
-        out[16..24].copy_from_slice(&self.from.to_le_bytes());
-        out[24..32].copy_from_slice(&self.to.to_le_bytes());
-        let crc = crc32c::crc32c(&out[..32]);
-        out[32..36].copy_from_slice(&crc.to_le_bytes());
+    /// Encodes the handshake. An address longer than [`HANDSHAKE_ADDRESS_MAX`]
+    /// is a configuration bug and panics.
+    pub fn encode(&self) -> Vec<u8> {
+        assert!(self.address.len() <= HANDSHAKE_ADDRESS_MAX, "advertised peer address too long");
+        let mut out = Vec::with_capacity(HANDSHAKE_FIXED_LEN + self.address.len() + 4);
+        out.extend_from_slice(&HANDSHAKE_MAGIC);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&self.status.to_le_bytes());
+        out.extend_from_slice(&self.cluster_id.to_le_bytes());
+        out.extend_from_slice(&self.from.to_le_bytes());
+        out.extend_from_slice(&self.to.to_le_bytes());
+        out.extend_from_slice(&(self.address.len() as u16).to_le_bytes());
+        out.extend_from_slice(self.address.as_bytes());
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
         out
     }
 
-    /// Decodes a handshake; never panics.
-    pub fn decode(bytes: &[u8; HANDSHAKE_LEN]) -> Result<Handshake, HandshakeError> {
-        if bytes[0..4] != HANDSHAKE_MAGIC {
+    /// Reads the fixed part: checks the magic and returns how many more bytes
+    /// (address and checksum) follow.
+    pub fn rest_len(fixed: &[u8; HANDSHAKE_FIXED_LEN]) -> Result<usize, HandshakeError> {
+        if fixed[0..4] != HANDSHAKE_MAGIC {
             return Err(HandshakeError::BadMagic);
         }
-        if crc32c::crc32c(&bytes[..32]).to_le_bytes() != bytes[32..36] {
+        let len = u16::from_le_bytes([fixed[32], fixed[33]]) as usize;
+        if len > HANDSHAKE_ADDRESS_MAX {
+            return Err(HandshakeError::AddressTooLong(len));
+        }
+        Ok(len + 4)
+    }
+
+    /// Decodes a whole handshake (fixed part, address, checksum); never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Handshake, HandshakeError> {
+        let fixed: &[u8; HANDSHAKE_FIXED_LEN] =
+            bytes.get(..HANDSHAKE_FIXED_LEN).and_then(|b| b.try_into().ok()).ok_or(HandshakeError::Truncated)?;
+        let rest = Handshake::rest_len(fixed)?;
+        if bytes.len() != HANDSHAKE_FIXED_LEN + rest {
+            return Err(HandshakeError::Truncated);
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32c::crc32c(body).to_le_bytes() != crc {
             return Err(HandshakeError::BadChecksum);
         }
         let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-        Ok(Handshake { version: u16_at(4), status: u16_at(6), cluster_id: u64_at(8), from: u64_at(16), to: u64_at(24) })
+        let address =
+            std::str::from_utf8(&body[HANDSHAKE_FIXED_LEN..]).map_err(|_| HandshakeError::BadAddress)?.to_string();
+        Ok(Handshake {
+            version: u16_at(4),
+            status: u16_at(6),
+            cluster_id: u64_at(8),
+            from: u64_at(16),
+            to: u64_at(24),
+            address,
+        })
     }
 
     /// The acceptor's decision on a dialer's handshake: `Ok` or why not.
@@ -370,19 +415,33 @@ mod tests {
     use super::*;
 
     fn hello() -> Handshake {
-        Handshake { version: PROTOCOL_VERSION, status: 0, cluster_id: 0xabc, from: 2, to: 1 }
+        Handshake {
+            version: PROTOCOL_VERSION,
+            status: 0,
+            cluster_id: 0xabc,
+            from: 2,
+            to: 1,
+            address: "10.0.0.2:2380".into(),
+        }
     }
 
     #[test]
     fn handshake_round_trips_and_rejects_damage() {
         let bytes = hello().encode();
         assert_eq!(Handshake::decode(&bytes), Ok(hello()));
-        let mut bad = bytes;
+        let mut bad = bytes.clone();
         bad[10] ^= 1;
         assert_eq!(Handshake::decode(&bad), Err(HandshakeError::BadChecksum));
-        let mut http = [0u8; HANDSHAKE_LEN];
+        let mut http = [0u8; HANDSHAKE_FIXED_LEN];
         http[..4].copy_from_slice(b"GET ");
-        assert_eq!(Handshake::decode(&http), Err(HandshakeError::BadMagic));
+        assert_eq!(Handshake::rest_len(&http), Err(HandshakeError::BadMagic));
+        assert_eq!(Handshake::decode(&bytes[..bytes.len() - 1]), Err(HandshakeError::Truncated));
+        let mut long = bytes.clone();
+        long[32..34].copy_from_slice(&1000u16.to_le_bytes());
+        assert_eq!(Handshake::decode(&long), Err(HandshakeError::AddressTooLong(1000)));
+        for cut in 0..bytes.len() {
+            assert!(Handshake::decode(&bytes[..cut]).is_err());
+        }
     }
 
     #[test]
@@ -396,15 +455,21 @@ mod tests {
 
     #[test]
     fn dialer_reads_refusals() {
-        let answer =
-            Handshake { version: PROTOCOL_VERSION, status: Refusal::Cluster as u16, cluster_id: 9, from: 1, to: 2 };
+        let answer = Handshake {
+            version: PROTOCOL_VERSION,
+            status: Refusal::Cluster as u16,
+            cluster_id: 9,
+            from: 1,
+            to: 2,
+            address: String::new(),
+        };
         assert_eq!(
             answer.check_answer(0xabc, 1),
             Err("member 1 refused the connection: it belongs to another cluster (check cluster.token and \
                  cluster.initial_members)"
                 .into())
         );
-        let ok = Handshake { status: 0, cluster_id: 0xabc, ..answer };
+        let ok = Handshake { status: 0, cluster_id: 0xabc, ..answer.clone() };
         assert_eq!(ok.check_answer(0xabc, 1), Ok(()));
         assert_eq!(ok.check_answer(0xabc, 3), Err("the member at this address is member 1, not 3".into()));
     }

@@ -31,6 +31,7 @@ fn options(id: NodeId, root: &Path, peers: &BTreeMap<NodeId, SocketAddr>) -> Mem
         wal_dir: root.join(format!("m{id}/wal")),
         state_dir: root.join(format!("m{id}/state")),
         peer_listen: peers[&id],
+        peer_advertise: peers[&id].to_string(),
         peers: peers.iter().map(|(id, a)| (*id, a.to_string())).collect(),
         start: StartMode::Bootstrap(Membership { voters: vec![1, 2, 3], outgoing: vec![], learners: vec![] }),
         transport: TransportOptions::default(),
