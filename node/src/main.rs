@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lockstep::config::{lockstep_env, parse_overrides, ConfigError, MemberConfig, Origin};
 use lockstep::{fsck_data_dir, FsckOptions, ProgressEvent, VersionInfo};
 
 /// Exit code: fsck could not run (and the default for usage errors, as clap does).
@@ -24,7 +25,8 @@ const PROGRESS_FILES_MIN: u64 = 32;
     version,
     about = "lockstep: an etcd-compatible, Raft-replicated key-value store",
     long_about = "lockstep: an etcd-compatible, Raft-replicated key-value store.\n\n\
-                  The server subcommands are not here yet; this build has the offline tools."
+                  The server subcommands are not here yet; this build has the offline tools \
+                  (fsck, config check)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,6 +40,46 @@ enum Command {
     Fsck(FsckArgs),
     /// Print the version, the git commit, and the on-disk format versions this build reads and writes.
     Version(VersionArgs),
+    /// Check a member's config file, or print a default one.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Validate a config file, with the LOCKSTEP_* environment and --set flags applied, without starting anything.
+    #[command(long_about = CONFIG_CHECK_ABOUT, after_help = CONFIG_CHECK_AFTER_HELP)]
+    Check(ConfigCheckArgs),
+    /// Print a complete, commented config file for member 1 of a one-member cluster.
+    Default,
+}
+
+const CONFIG_CHECK_ABOUT: &str = "Validate a member's config file without starting anything.\n\n\
+Reads FILE, applies the LOCKSTEP_* environment variables and the --set flags on top of it (as the member would), \
+and checks every key: unknown keys, values out of range, relations between keys, the initial member list. Every \
+problem is printed on its own line, naming the file and line (or the variable, or the flag), the key, the value \
+and what is accepted. The keys are listed in docs/config.md.";
+
+const CONFIG_CHECK_AFTER_HELP: &str = "Exit status:\n  \
+0  valid\n  \
+1  problems found (printed on stderr, one per line)\n  \
+2  the file could not be read\n\n\
+Examples:\n  \
+lockstep config check /etc/lockstep/member.yaml\n  \
+lockstep config check member.yaml --set raft.election_timeout_ms=2000\n  \
+lockstep config check member.yaml --output json | jq .problems";
+
+#[derive(clap::Args, Debug)]
+struct ConfigCheckArgs {
+    /// The config file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Override a key, as `lockstep serve` would (repeatable; a dotted key, like raft.election_timeout_ms=2000).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Report format: `human` text, or one `json` document on stdout.
+    #[arg(long, value_enum, default_value_t = Output::Human)]
+    output: Output,
 }
 
 const FSCK_ABOUT: &str = "Check a stopped member's data directory.\n\n\
@@ -93,7 +135,93 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Fsck(args) => run_fsck(&args),
         Command::Version(args) => run_version(&args),
+        Command::Config(ConfigCommand::Check(args)) => run_config_check(&args),
+        Command::Config(ConfigCommand::Default) => run_config_default(),
     }
+}
+
+/// Exit code of `lockstep config check` when the config has problems.
+const EXIT_CONFIG_INVALID: u8 = 1;
+
+fn run_config_check(args: &ConfigCheckArgs) -> ExitCode {
+    let loaded = parse_overrides(&args.set)
+        .and_then(|overrides| MemberConfig::load(Some(&args.file), &lockstep_env(), &overrides));
+    let file = args.file.display().to_string();
+    let exit_code = match &loaded {
+        Ok(_) => 0,
+        Err(ConfigError::Read { .. }) => EXIT_CANNOT_RUN,
+        Err(ConfigError::Invalid(_)) => EXIT_CONFIG_INVALID,
+    };
+    match (args.output, &loaded) {
+        (Output::Human, Ok(config)) => print_stdout(&format!("{file}: ok ({})\n", config_summary(config))),
+        (Output::Human, Err(error @ ConfigError::Read { .. })) => eprintln!("lockstep config check: {error}"),
+        (Output::Human, Err(error)) => eprintln!("{error}"),
+        (Output::Json, _) => {
+            let mut document = serde_json::json!({ "file": file, "exit_code": exit_code });
+            match &loaded {
+                Ok(config) => {
+                    document["status"] = "ok".into();
+                    document["member_id"] = config.member_id.into();
+                    document["name"] = config.name.clone().into();
+                    document["cluster_id"] = format!("{:016x}", config.cluster_id()).into();
+                    document["initial_members"] = config.cluster.initial_members.len().into();
+                    document["join"] = config.cluster.join.clone().into();
+                }
+                Err(error @ ConfigError::Read { .. }) => {
+                    document["status"] = "error".into();
+                    document["error"] = error.to_string().into();
+                }
+                Err(error) => {
+                    document["status"] = "invalid".into();
+                    let problems: Vec<serde_json::Value> = error
+                        .problems()
+                        .iter()
+                        .map(|p| {
+                            let (line, env) = match &p.origin {
+                                Some(Origin::File { line, .. }) => (Some(*line), None),
+                                Some(Origin::Env { var }) => (None, Some(var.clone())),
+                                _ => (None, None),
+                            };
+                            serde_json::json!({
+                                "text": p.to_string(),
+                                "line": line,
+                                "env": env,
+                                "flag": matches!(p.origin, Some(Origin::Flag)),
+                                "key": p.key,
+                                "value": p.value,
+                                "message": p.message,
+                            })
+                        })
+                        .collect();
+                    document["problems"] = problems.into();
+                }
+            }
+            print_stdout(&to_json(&document));
+        }
+    }
+    ExitCode::from(exit_code)
+}
+
+/// What `config check` says about a valid config: who the member is and how it
+/// finds its cluster.
+fn config_summary(config: &MemberConfig) -> String {
+    match &config.cluster.join {
+        Some(url) => format!("member {}, joining the cluster of {url}", config.member_id),
+        None => {
+            let n = config.cluster.initial_members.len();
+            format!(
+                "member {} of cluster {:016x}, {n} initial member{}",
+                config.member_id,
+                config.cluster_id(),
+                if n == 1 { "" } else { "s" }
+            )
+        }
+    }
+}
+
+fn run_config_default() -> ExitCode {
+    print_stdout(&MemberConfig::single(1, PathBuf::from("/var/lib/lockstep")).to_yaml());
+    ExitCode::SUCCESS
 }
 
 fn run_version(args: &VersionArgs) -> ExitCode {
