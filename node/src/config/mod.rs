@@ -906,6 +906,28 @@ fn check_relations(config: &MemberConfig, sources: &Sources, file: Option<&Path>
         _ => {}
     }
 
+    // Other members dial the address in the list; it must be where this member is.
+    let own = config.cluster.initial_members.iter().find(|m| m.id == id);
+    let peer_derivable = config.advertise.peer.is_some() || !config.listen.peer.ip().is_unspecified();
+    if let (Some(own), None, true) = (own, &config.cluster.join, peer_derivable) {
+        let advertised = config.advertise_peer();
+        if own.peer != advertised {
+            match later("cluster.initial_members", "advertise.peer") {
+                "advertise.peer" => blame(
+                    "advertise.peer",
+                    format!("must be this member's peer address in cluster.initial_members ({})", own.peer),
+                ),
+                _ => blame(
+                    "cluster.initial_members",
+                    format!(
+                        "lists this member (id {id}) with peer {}, but it advertises {advertised} (advertise.peer, or listen.peer when that is unset): other members would dial the wrong address",
+                        own.peer
+                    ),
+                ),
+            }
+        }
+    }
+
     let addresses = [
         (
             "listen.client",

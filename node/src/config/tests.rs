@@ -9,7 +9,7 @@ member_id: 1
 data_dir: /var/lib/lockstep
 cluster:
   initial_members:
-    - {id: 1, peer: \"10.0.0.1:2380\", client: \"http://10.0.0.1:2379\", admin: \"http://10.0.0.1:8080\"}
+    - {id: 1, peer: \"127.0.0.1:2380\", client: \"http://127.0.0.1:2379\", admin: \"http://127.0.0.1:8080\"}
 ";
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -50,9 +50,9 @@ fn minimal_file_gets_the_defaults() {
         c.cluster.initial_members,
         vec![InitialMember {
             id: 1,
-            peer: "10.0.0.1:2380".into(),
-            client: "http://10.0.0.1:2379".into(),
-            admin: "http://10.0.0.1:8080".into()
+            peer: "127.0.0.1:2380".into(),
+            client: "http://127.0.0.1:2379".into(),
+            admin: "http://127.0.0.1:8080".into()
         }]
     );
     assert_eq!(c.cluster.join, None);
@@ -251,7 +251,7 @@ fn core_configs_carry_the_values() {
 fn cluster_id_is_stable_and_depends_on_token_ids_and_peers() {
     let c = load_ok(MINIMAL);
     // A golden value: changing the derivation would split existing clusters.
-    assert_eq!(format!("{:016x}", c.cluster_id()), "853e65044c6ce72e");
+    assert_eq!(format!("{:016x}", c.cluster_id()), "ae3535ac5b735d81");
     let mut other = c.clone();
     other.cluster.token = "other".into();
     assert_ne!(other.cluster_id(), c.cluster_id());
@@ -265,8 +265,8 @@ fn cluster_id_is_stable_and_depends_on_token_ids_and_peers() {
 
     // Every member of a cluster computes the same id, whatever the list order.
     let three = "cluster:\n  initial_members:\n    - {id: 2, peer: \"b:2380\", client: \"http://b:2379\", admin: \"http://b:8080\"}\n    - {id: 1, peer: \"a:2380\", client: \"http://a:2379\", admin: \"http://a:8080\"}\n";
-    let a = load_ok(&format!("member_id: 1\ndata_dir: /d\n{three}"));
-    let b = load_ok(&format!("member_id: 2\ndata_dir: /d\n{three}"));
+    let a = load_ok(&format!("member_id: 1\ndata_dir: /d\nadvertise:\n  peer: a:2380\n{three}"));
+    let b = load_ok(&format!("member_id: 2\ndata_dir: /d\nadvertise:\n  peer: b:2380\n{three}"));
     let mut reversed = b.clone();
     reversed.cluster.initial_members.reverse();
     assert_eq!(a.cluster_id(), b.cluster_id());
@@ -295,9 +295,9 @@ fn layers_override_in_order_file_env_flags() {
     assert_eq!(c.member_id, 1);
 
     // An empty variable unsets an optional key.
-    let yaml = with("advertise:\n  peer: a.example:2380\n");
-    assert_eq!(load(&yaml, &[], &[]).unwrap().advertise.peer.as_deref(), Some("a.example:2380"));
-    assert_eq!(load(&yaml, &[("LOCKSTEP_ADVERTISE_PEER", "")], &[]).unwrap().advertise.peer, None);
+    let yaml = with("advertise:\n  client: http://a.example:2379\n");
+    assert_eq!(load(&yaml, &[], &[]).unwrap().advertise.client.as_deref(), Some("http://a.example:2379"));
+    assert_eq!(load(&yaml, &[("LOCKSTEP_ADVERTISE_CLIENT", "")], &[]).unwrap().advertise.client, None);
 }
 
 #[test]
@@ -305,6 +305,7 @@ fn no_file_at_all_env_and_flags_only() {
     let env = pairs(&[
         ("LOCKSTEP_MEMBER_ID", "3"),
         ("LOCKSTEP_DATA_DIR", "/d3"),
+        ("LOCKSTEP_ADVERTISE_PEER", "c:2380"),
         (
             "LOCKSTEP_CLUSTER_INITIAL_MEMBERS",
             "[{id: 3, peer: \"c:2380\", client: \"http://c:2379\", admin: \"http://c:8080\"}]",
@@ -470,6 +471,21 @@ fn relations_between_keys_blame_the_key_set_last() {
 }
 
 #[test]
+fn this_members_entry_must_match_its_advertised_peer_address() {
+    let yaml = MINIMAL.replace("peer: \"127.0.0.1:2380\"", "peer: \"10.0.0.1:2380\"");
+    assert_eq!(
+        load_err(&yaml),
+        "config.yaml:4: cluster.initial_members: lists this member (id 1) with peer 10.0.0.1:2380, but it advertises 127.0.0.1:2380 (advertise.peer, or listen.peer when that is unset): other members would dial the wrong address"
+    );
+    assert_eq!(
+        load(MINIMAL, &[("LOCKSTEP_ADVERTISE_PEER", "10.0.0.1:2380")], &[]).unwrap_err(),
+        "LOCKSTEP_ADVERTISE_PEER=10.0.0.1:2380: must be this member's peer address in cluster.initial_members (127.0.0.1:2380)"
+    );
+    let c = load(&yaml, &[("LOCKSTEP_ADVERTISE_PEER", "10.0.0.1:2380")], &[]).unwrap();
+    assert_eq!(c.advertise_peer(), "10.0.0.1:2380");
+}
+
+#[test]
 fn addresses_that_bind_everything_need_an_advertised_one() {
     assert_eq!(
         load_err(&with("listen:\n  peer: 0.0.0.0:2380\n")),
@@ -623,7 +639,7 @@ fn initial_members_errors() {
 
 #[test]
 fn initial_members_from_env_and_flags_are_yaml_flow_lists() {
-    let list = "[{id: 1, peer: \"a:2380\", client: \"http://a:2379\", admin: \"http://a:8080\"}, {id: 2, peer: \"b:2380\", client: \"http://b:2379\", admin: \"http://b:8080\"}]";
+    let list = "[{id: 1, peer: \"127.0.0.1:2380\", client: \"http://a:2379\", admin: \"http://a:8080\"}, {id: 2, peer: \"b:2380\", client: \"http://b:2379\", admin: \"http://b:8080\"}]";
     let c = load(MINIMAL, &[("LOCKSTEP_CLUSTER_INITIAL_MEMBERS", list)], &[]).unwrap();
     assert_eq!(c.cluster.initial_members.len(), 2);
     let c = load(MINIMAL, &[], &[("cluster.initial_members", list)]).unwrap();
@@ -773,4 +789,22 @@ fn docs_key_table_matches_the_registry() {
         "docs/config.md's key table is out of date; run `UPDATE_DOCS=1 cargo test -p lockstep docs_key_table` \
          (or paste the table below between the markers):\n{table}"
     );
+}
+
+/// The example in `docs/config.md` is a valid file, and the `config check` line the
+/// docs show for it has its real cluster id.
+#[test]
+fn docs_example_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let example = &text[text.find("## Example").unwrap()..];
+    let start = example.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let yaml = &example[start..start + example[start..].find("```").unwrap()];
+    let c = load(yaml, &[], &[]).unwrap();
+    assert_eq!((c.member_id, c.cluster.initial_members.len(), c.name.as_str()), (1, 3, "meta-1"));
+    let line = format!("member.yaml: ok (member 1 of cluster {:016x}, 3 initial members)", c.cluster_id());
+    assert!(text.contains(&line), "docs/config.md should show `{line}`");
+    // The other members of the example differ only in their own keys.
+    let env = [("LOCKSTEP_MEMBER_ID", "2"), ("LOCKSTEP_ADVERTISE_PEER", "10.0.0.2:2380")];
+    assert_eq!(load(yaml, &env, &[]).unwrap().cluster_id(), c.cluster_id());
 }
