@@ -127,8 +127,8 @@ fn environment_overrides_and_their_errors() {
         (run.code, run.stderr.as_str()),
         (
             1,
-            "LOCKSTEP_RAFT_ELECTION_TIMEOUT: unknown variable: no config key is named so (did you mean \
-             LOCKSTEP_RAFT_ELECTION_TIMEOUT_MS?); see docs/config.md for the names\n"
+            "LOCKSTEP_RAFT_ELECTION_TIMEOUT: unknown variable (did you mean \
+             LOCKSTEP_RAFT_ELECTION_TIMEOUT_MS?); every LOCKSTEP_* variable sets a config key, and docs/config.md lists them\n"
         )
     );
 

@@ -370,7 +370,7 @@ impl MemberConfig {
                         key: None,
                         value: None,
                         message: format!(
-                            "unknown variable: no config key is named so{hint}; see docs/config.md for the names"
+                            "unknown variable{hint}; every LOCKSTEP_* variable sets a config key, and docs/config.md lists them"
                         ),
                     });
                 }

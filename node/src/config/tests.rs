@@ -507,11 +507,11 @@ fn environment_errors_name_the_variable() {
     );
     assert_eq!(
         load(MINIMAL, &[("LOCKSTEP_RAFT_HEARTBEAT_MS", "100")], &[]).unwrap_err(),
-        "LOCKSTEP_RAFT_HEARTBEAT_MS: unknown variable: no config key is named so (did you mean LOCKSTEP_RAFT_HEARTBEAT_INTERVAL_MS?); see docs/config.md for the names"
+        "LOCKSTEP_RAFT_HEARTBEAT_MS: unknown variable (did you mean LOCKSTEP_RAFT_HEARTBEAT_INTERVAL_MS?); every LOCKSTEP_* variable sets a config key, and docs/config.md lists them"
     );
     assert_eq!(
         load(MINIMAL, &[("LOCKSTEP_STORAGE", "x")], &[]).unwrap_err(),
-        "LOCKSTEP_STORAGE: unknown variable: no config key is named so; see docs/config.md for the names"
+        "LOCKSTEP_STORAGE: unknown variable; every LOCKSTEP_* variable sets a config key, and docs/config.md lists them"
     );
     assert_eq!(
         load(MINIMAL, &[("LOCKSTEP_MEMBER_ID", "")], &[]).unwrap_err(),
@@ -807,4 +807,39 @@ fn docs_example_is_valid() {
     // The other members of the example differ only in their own keys.
     let env = [("LOCKSTEP_MEMBER_ID", "2"), ("LOCKSTEP_ADVERTISE_PEER", "10.0.0.2:2380")];
     assert_eq!(load(yaml, &env, &[]).unwrap().cluster_id(), c.cluster_id());
+}
+
+#[test]
+fn unreadable_file_is_a_read_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing.yaml");
+    let err = MemberConfig::load(Some(&path), &[], &[]).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(err.problems().is_empty());
+    assert_eq!(err.to_string(), format!("cannot read {}: No such file or directory (os error 2)", path.display()));
+    // A directory is not a file either.
+    let err = MemberConfig::load(Some(dir.path()), &[], &[]).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+}
+
+#[test]
+fn problems_render_their_origin() {
+    let problem = |origin, key: Option<&str>, value: Option<&str>| Problem {
+        origin,
+        file: Some(PathBuf::from("m.yaml")),
+        key: key.map(str::to_string),
+        value: value.map(str::to_string),
+        message: "msg".into(),
+    };
+    let file = || Some(Origin::File { path: PathBuf::from("m.yaml"), line: 3 });
+    let env = || Some(Origin::Env { var: "LOCKSTEP_K".into() });
+    assert_eq!(problem(file(), Some("k"), Some("v")).to_string(), "m.yaml:3: k = v: msg");
+    assert_eq!(problem(file(), Some("k"), None).to_string(), "m.yaml:3: msg");
+    assert_eq!(problem(env(), Some("k"), Some("v")).to_string(), "LOCKSTEP_K=v: msg");
+    assert_eq!(problem(env(), Some("k"), None).to_string(), "LOCKSTEP_K: msg");
+    assert_eq!(problem(Some(Origin::Flag), Some("k"), Some("v")).to_string(), "--set k=v: msg");
+    assert_eq!(problem(Some(Origin::Flag), Some("k"), None).to_string(), "--set k: msg");
+    assert_eq!(problem(Some(Origin::Default), Some("k"), Some("v")).to_string(), "k = v (default): msg");
+    assert_eq!(problem(None, Some("k"), None).to_string(), "m.yaml: msg");
+    assert_eq!(Problem { file: None, ..problem(None, None, None) }.to_string(), "msg");
 }
