@@ -731,7 +731,17 @@ fn collect_leaves<'n>(
     };
     for entry in entries {
         let path = if prefix.is_empty() { entry.key.clone() } else { format!("{prefix}.{}", entry.key) };
-        if let Some(spec) = find(&path) {
+        if entry.key.contains('.') {
+            // `raft.pre_vote: true`: dotted keys are for the environment and flags;
+            // accepting both forms would let one silently override the other.
+            let message = match path.split_once('.') {
+                Some((head, rest)) if find(&path).is_some() || keys::is_section(&path) => format!(
+                    "unknown key `{path}`: in the file, keys are nested: `{head}:`, then `{rest}: ...` indented below it"
+                ),
+                _ => unknown_key_message(&path),
+            };
+            bad(entry.key_line, Some(path), message);
+        } else if let Some(spec) = find(&path) {
             leaves.push((spec, entry.key_line, &entry.value));
         } else if keys::is_section(&path) {
             if !entry.value.is_null() {

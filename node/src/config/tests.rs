@@ -347,6 +347,10 @@ fn unknown_keys_name_file_line_and_a_suggestion() {
     );
     assert_eq!(load_err(&with("storage:\n  engine: rocksdb\n")), "config.yaml:6: unknown key `storage`");
     assert_eq!(
+        load_err(&with("raft.pre_vote: false\n")),
+        "config.yaml:6: unknown key `raft.pre_vote`: in the file, keys are nested: `raft:`, then `pre_vote: ...` indented below it"
+    );
+    assert_eq!(
         load_err(&with("raft:\n  prevote: true\nkv:\n  max_txn_op: 5\n")),
         "config.yaml:7: unknown key `raft.prevote` (did you mean `raft.pre_vote`?)\n\
          config.yaml:9: unknown key `kv.max_txn_op` (did you mean `kv.max_txn_ops`?)"
