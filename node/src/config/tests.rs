@@ -847,3 +847,36 @@ fn problems_render_their_origin() {
     assert_eq!(problem(None, Some("k"), None).to_string(), "m.yaml: msg");
     assert_eq!(Problem { file: None, ..problem(None, None, None) }.to_string(), "msg");
 }
+
+/// Every key can be set from the environment and from flags: FULL's values,
+/// given as variables (or as flags) without any file, load to the same config.
+#[test]
+fn every_key_can_be_set_by_env_and_by_flag() {
+    let full = load_ok(FULL);
+    let texts: Vec<(&KeySpec, String)> = KEYS
+        .iter()
+        .map(|spec| {
+            let text = match keys::read(&mut full.clone(), spec) {
+                Value::OptStr(None) => String::new(),
+                Value::Members(members) => {
+                    let items: Vec<String> = members
+                        .iter()
+                        .map(|m| {
+                            format!(
+                                "{{id: {}, peer: {:?}, client: {:?}, admin: {:?}}}",
+                                m.id, m.peer, m.client, m.admin
+                            )
+                        })
+                        .collect();
+                    format!("[{}]", items.join(", "))
+                }
+                value => keys::render_plain(&value),
+            };
+            (spec, text)
+        })
+        .collect();
+    let env: Vec<(String, String)> = texts.iter().map(|(spec, text)| (spec.env_var(), text.clone())).collect();
+    assert_eq!(MemberConfig::load(None, &env, &[]).unwrap(), full);
+    let flags: Vec<(String, String)> = texts.iter().map(|(spec, text)| (spec.path.to_string(), text.clone())).collect();
+    assert_eq!(MemberConfig::load(None, &[], &flags).unwrap(), full);
+}
