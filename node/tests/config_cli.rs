@@ -212,3 +212,16 @@ fn other_subcommands_still_work() {
     let run = lockstep(dir.path(), &["fsck", "no-such-dir"], &[]);
     assert_eq!(run.code, 2);
 }
+
+#[test]
+fn set_flags_and_their_errors() {
+    let run = check(THREE, &["--set", "raft.pre_vote", "--set", "kv.max_txn_op=5"], &[]);
+    assert_eq!((run.code, run.stdout.as_str()), (1, ""));
+    assert_eq!(
+        run.stderr,
+        "--set kv.max_txn_op=5: unknown key `kv.max_txn_op` (did you mean `kv.max_txn_ops`?)\n\
+         --set raft.pre_vote: expected KEY=VALUE, like --set raft.election_timeout_ms=2000\n"
+    );
+    let run = check(THREE, &["--set", "raft.pre_vote=false", "--set", "name=beta"], &[]);
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""));
+}

@@ -473,6 +473,35 @@ impl MemberConfig {
         }
     }
 
+    /// [`MemberConfig::load`] with the overrides still as `--set` flag texts
+    /// (`KEY=VALUE`), as a command line has them: a flag without `=` is one more
+    /// problem in the report instead of hiding the others.
+    ///
+    /// # Errors
+    /// As [`MemberConfig::load`].
+    pub fn load_with_set_flags(
+        path: Option<&Path>,
+        env: &[(String, String)],
+        set_flags: &[String],
+    ) -> Result<MemberConfig, ConfigError> {
+        let mut overrides = Vec::new();
+        let mut flag_problems = Vec::new();
+        for flag in set_flags {
+            match parse_overrides(std::slice::from_ref(flag)) {
+                Ok(pairs) => overrides.extend(pairs),
+                Err(error) => flag_problems.extend(error.problems().iter().cloned()),
+            }
+        }
+        match (MemberConfig::load(path, env, &overrides), flag_problems.is_empty()) {
+            (result, true) | (result @ Err(ConfigError::Read { .. }), false) => result,
+            (Ok(_), false) => Err(ConfigError::Invalid(flag_problems)),
+            (Err(ConfigError::Invalid(mut problems)), false) => {
+                problems.extend(flag_problems);
+                Err(ConfigError::Invalid(problems))
+            }
+        }
+    }
+
     /// A complete config file for this configuration, with every key and a
     /// comment with its meaning; [`MemberConfig::load`] reads it back to an equal
     /// config. Optional keys that are not set, and keys whose value is the one

@@ -880,3 +880,24 @@ fn every_key_can_be_set_by_env_and_by_flag() {
     let flags: Vec<(String, String)> = texts.iter().map(|(spec, text)| (spec.path.to_string(), text.clone())).collect();
     assert_eq!(MemberConfig::load(None, &[], &flags).unwrap(), full);
 }
+
+#[test]
+fn set_flag_texts_report_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, MINIMAL).unwrap();
+    let flags = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let c = MemberConfig::load_with_set_flags(Some(&path), &[], &flags(&["name=x", "log.level=debug"])).unwrap();
+    assert_eq!((c.name.as_str(), c.log.level.as_str()), ("x", "debug"));
+    let err = MemberConfig::load_with_set_flags(Some(&path), &[("LOCKSTEP_NAME".into(), "".into())], &flags(&["oops"]))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "LOCKSTEP_NAME=: must be a non-empty string\n--set oops: expected KEY=VALUE, like --set raft.election_timeout_ms=2000"
+    );
+    let err = MemberConfig::load_with_set_flags(Some(&path), &[], &flags(&["oops"])).unwrap_err();
+    assert_eq!(err.to_string(), "--set oops: expected KEY=VALUE, like --set raft.election_timeout_ms=2000");
+    let missing = dir.path().join("missing.yaml");
+    let err = MemberConfig::load_with_set_flags(Some(&missing), &[], &flags(&["oops"])).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+}
