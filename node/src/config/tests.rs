@@ -575,6 +575,13 @@ fn yaml_structure_errors_have_lines() {
         "config.yaml:3: invalid config: more than one YAML document (`---`) in the file"
     );
     assert_eq!(load_err("? [a]\n: 1\n"), "config.yaml:1: invalid config: a mapping key must be a plain name");
+    assert_eq!(
+        load_err("member_id: 1\ndata_dir: /d\nraft:\n\tpre_vote: true\n"),
+        "config.yaml:4: invalid YAML: tabs disallowed within this context (block indentation)"
+    );
+    // A byte order mark and CRLF line ends are fine.
+    let crlf = format!("\u{feff}{}", MINIMAL.replace('\n', "\r\n"));
+    assert_eq!(load_ok(&crlf), load_ok(MINIMAL));
     // An empty section is allowed.
     assert_eq!(load_ok(&with("raft:\n")).raft.heartbeat_interval_ms, 100);
 }
