@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lockstep::config::{lockstep_env, parse_overrides, ConfigError, MemberConfig, Origin};
+use lockstep::config::{lockstep_env, ConfigError, MemberConfig, Origin};
 use lockstep::{fsck_data_dir, FsckOptions, ProgressEvent, VersionInfo};
 
 /// Exit code: fsck could not run (and the default for usage errors, as clap does).
@@ -144,8 +144,7 @@ fn main() -> ExitCode {
 const EXIT_CONFIG_INVALID: u8 = 1;
 
 fn run_config_check(args: &ConfigCheckArgs) -> ExitCode {
-    let loaded = parse_overrides(&args.set)
-        .and_then(|overrides| MemberConfig::load(Some(&args.file), &lockstep_env(), &overrides));
+    let loaded = MemberConfig::load_with_set_flags(Some(&args.file), &lockstep_env(), &args.set);
     let file = args.file.display().to_string();
     let exit_code = match &loaded {
         Ok(_) => 0,

@@ -237,6 +237,108 @@ impl Sources {
     }
 }
 
+/// The configuration being built from its layers, with where each value came
+/// from and every problem found so far.
+struct Layers {
+    config: MemberConfig,
+    sources: Sources,
+    problems: Vec<Problem>,
+}
+
+impl Layers {
+    /// Applies the `LOCKSTEP_*` variables, in name order so that reports do not
+    /// depend on the process's order.
+    fn apply_env(&mut self, env: &[(String, String)]) {
+        let mut env: Vec<&(String, String)> = env
+            .iter()
+            .filter(|(var, _)| var.starts_with(ENV_PREFIX) && !ENV_NOT_KEYS.contains(&var.as_str()))
+            .collect();
+        env.sort();
+        for (var, value) in env {
+            let origin = Origin::Env { var: var.clone() };
+            match find_env(var) {
+                Some(spec) => self.apply(spec, keys::parse_override(spec.kind, spec.relation, value), origin, value),
+                None => {
+                    let guess = var[ENV_PREFIX.len()..].to_ascii_lowercase();
+                    let hint = suggest::suggest(&guess, KEYS.iter().map(|k| k.path))
+                        .map(|p| format!(" (did you mean {}?)", env_var_of(p)))
+                        .unwrap_or_default();
+                    self.problems.push(Problem {
+                        origin: Some(origin),
+                        file: None,
+                        key: None,
+                        value: None,
+                        message: format!(
+                            "unknown variable{hint}; every LOCKSTEP_* variable sets a config key, and docs/config.md lists them"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Applies the `--set` flags, in order.
+    fn apply_flags(&mut self, overrides: &[(String, String)]) {
+        for (key, value) in overrides {
+            match find(key) {
+                Some(spec) => {
+                    self.apply(spec, keys::parse_override(spec.kind, spec.relation, value), Origin::Flag, value);
+                }
+                None => self.problems.push(Problem {
+                    origin: Some(Origin::Flag),
+                    file: None,
+                    key: Some(key.clone()),
+                    value: Some(value.clone()),
+                    message: unknown_key_message(key),
+                }),
+            }
+        }
+    }
+
+    /// Reports the keys without a default that no layer set (and that are not
+    /// already reported as wrong).
+    fn check_required(&mut self, file: Option<&Path>) {
+        for required in ["member_id", "data_dir"] {
+            let reported = self.problems.iter().any(|p| p.key.as_deref() == Some(required));
+            if self.sources.set.contains_key(required) || reported {
+                continue;
+            }
+            let env = env_var_of(required);
+            let message = match file {
+                Some(_) => format!(
+                    "missing required key `{required}` (set it in the file, with {env}, or with --set {required}=...)"
+                ),
+                None => format!(
+                    "missing required key `{required}` (no config file; set it with {env} or --set {required}=...)"
+                ),
+            };
+            self.problems.push(Problem {
+                origin: None,
+                file: file.map(Path::to_path_buf),
+                key: Some(required.into()),
+                value: None,
+                message,
+            });
+        }
+    }
+
+    /// Stores one parsed value, or turns its problems into [`Problem`]s that name
+    /// where it came from.
+    fn apply(&mut self, spec: &'static KeySpec, parsed: Result<Value, Vec<Bad>>, origin: Origin, raw: &str) {
+        match parsed {
+            Ok(value) => {
+                keys::write(&mut self.config, spec, value);
+                self.sources.set.insert(spec.path, (origin, Some(raw.to_string())));
+            }
+            Err(bads) => {
+                for bad in bads {
+                    self.problems.push(problem_of(spec, &origin, raw, bad));
+                }
+            }
+        }
+    }
+}
+
 impl MemberConfig {
     /// The built-in defaults, with the required keys unset (`member_id` 0, empty
     /// `data_dir` and `name`).
@@ -328,92 +430,19 @@ impl MemberConfig {
         env: &[(String, String)],
         overrides: &[(String, String)],
     ) -> Result<MemberConfig, ConfigError> {
-        let mut config = MemberConfig::unset();
-        let mut sources = Sources::default();
-        let mut problems = Vec::new();
-
+        let mut layers = Layers { config: MemberConfig::unset(), sources: Sources::default(), problems: Vec::new() };
         if let Some(path) = path {
             let text =
                 std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })?;
-            if !load_file(path, &text, &mut config, &mut sources, &mut problems) {
-                // A file that is not valid YAML says nothing reliable about keys.
-                return Err(ConfigError::Invalid(problems));
+            if !load_file(path, &text, &mut layers) {
+                // A file that is not YAML, or not a mapping, says nothing reliable about keys.
+                return Err(ConfigError::Invalid(layers.problems));
             }
         }
-        let file = path.map(Path::to_path_buf);
-
-        let mut env: Vec<&(String, String)> = env
-            .iter()
-            .filter(|(var, _)| var.starts_with(ENV_PREFIX) && !ENV_NOT_KEYS.contains(&var.as_str()))
-            .collect();
-        env.sort();
-        for (var, value) in env {
-            let origin = Origin::Env { var: var.clone() };
-            match find_env(var) {
-                Some(spec) => apply(
-                    spec,
-                    keys::parse_override(spec.kind, spec.relation, value),
-                    origin,
-                    value,
-                    &mut config,
-                    &mut sources,
-                    &mut problems,
-                ),
-                None => {
-                    let guess = var[ENV_PREFIX.len()..].to_ascii_lowercase();
-                    let hint = suggest::suggest(&guess, KEYS.iter().map(|k| k.path))
-                        .map(|p| format!(" (did you mean {}?)", env_var_of(p)))
-                        .unwrap_or_default();
-                    problems.push(Problem {
-                        origin: Some(origin),
-                        file: None,
-                        key: None,
-                        value: None,
-                        message: format!(
-                            "unknown variable: no config key is named so{hint}; see docs/config.md for the names"
-                        ),
-                    });
-                }
-            }
-        }
-
-        for (key, value) in overrides {
-            match find(key) {
-                Some(spec) => apply(
-                    spec,
-                    keys::parse_override(spec.kind, spec.relation, value),
-                    Origin::Flag,
-                    value,
-                    &mut config,
-                    &mut sources,
-                    &mut problems,
-                ),
-                None => problems.push(Problem {
-                    origin: Some(Origin::Flag),
-                    file: None,
-                    key: Some(key.clone()),
-                    value: Some(value.clone()),
-                    message: unknown_key_message(key),
-                }),
-            }
-        }
-
-        for required in ["member_id", "data_dir"] {
-            if !sources.set.contains_key(required) && !problems.iter().any(|p| p.key.as_deref() == Some(required)) {
-                let env = env_var_of(required);
-                let message = match &file {
-                    Some(_) => format!("missing required key `{required}` (set it in the file, with {env}, or with --set {required}=...)"),
-                    None => format!("missing required key `{required}` (no config file; set it with {env} or --set {required}=...)"),
-                };
-                problems.push(Problem {
-                    origin: None,
-                    file: file.clone(),
-                    key: Some(required.into()),
-                    value: None,
-                    message,
-                });
-            }
-        }
+        layers.apply_env(env);
+        layers.apply_flags(overrides);
+        layers.check_required(path);
+        let Layers { mut config, sources, mut problems } = layers;
 
         // Relations are checked only between values that are each valid, so that
         // one wrong value does not also show up as a broken relation.
@@ -424,13 +453,13 @@ impl MemberConfig {
             if !sources.set.contains_key("kv.lease_ttl_min_s") {
                 config.kv.lease_ttl_min_s = lease_ttl_min_s_for(config.raft.election_timeout_ms);
             }
-            check_relations(&config, &sources, file.as_deref(), &mut problems);
+            check_relations(&config, &sources, path, &mut problems);
         }
         if problems.is_empty() {
             if let Err(message) = config.raft_config().validate() {
                 problems.push(Problem {
                     origin: None,
-                    file,
+                    file: path.map(Path::to_path_buf),
                     key: None,
                     value: None,
                     message: format!("the raft settings do not fit together: {message}"),
@@ -441,6 +470,35 @@ impl MemberConfig {
             Ok(config)
         } else {
             Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// [`MemberConfig::load`] with the overrides still as `--set` flag texts
+    /// (`KEY=VALUE`), as a command line has them: a flag without `=` is one more
+    /// problem in the report instead of hiding the others.
+    ///
+    /// # Errors
+    /// As [`MemberConfig::load`].
+    pub fn load_with_set_flags(
+        path: Option<&Path>,
+        env: &[(String, String)],
+        set_flags: &[String],
+    ) -> Result<MemberConfig, ConfigError> {
+        let mut overrides = Vec::new();
+        let mut flag_problems = Vec::new();
+        for flag in set_flags {
+            match parse_overrides(std::slice::from_ref(flag)) {
+                Ok(pairs) => overrides.extend(pairs),
+                Err(error) => flag_problems.extend(error.problems().iter().cloned()),
+            }
+        }
+        match (MemberConfig::load(path, env, &overrides), flag_problems.is_empty()) {
+            (result, true) | (result @ Err(ConfigError::Read { .. }), false) => result,
+            (Ok(_), false) => Err(ConfigError::Invalid(flag_problems)),
+            (Err(ConfigError::Invalid(mut problems)), false) => {
+                problems.extend(flag_problems);
+                Err(ConfigError::Invalid(problems))
+            }
         }
     }
 
@@ -646,13 +704,7 @@ fn unknown_key_message(key: &str) -> String {
 
 /// Parses the file and applies each key found in it; false if it is not YAML
 /// or not a mapping, when nothing else about it is worth reporting.
-fn load_file(
-    path: &Path,
-    text: &str,
-    config: &mut MemberConfig,
-    sources: &mut Sources,
-    problems: &mut Vec<Problem>,
-) -> bool {
+fn load_file(path: &Path, text: &str, layers: &mut Layers) -> bool {
     let at = |line: usize, message: String| Problem {
         origin: Some(Origin::File { path: path.to_path_buf(), line }),
         file: Some(path.to_path_buf()),
@@ -664,7 +716,7 @@ fn load_file(
         Ok(Some(root)) => root,
         Ok(None) => return true,
         Err(e) => {
-            problems.push(at(e.line, e.message));
+            layers.problems.push(at(e.line, e.message));
             return false;
         }
     };
@@ -672,12 +724,12 @@ fn load_file(
         return true;
     }
     if !matches!(root, Node::Map { .. }) {
-        problems.push(at(root.line(), "the file must be a mapping of keys, like `member_id: 1`".into()));
+        layers.problems.push(at(root.line(), "the file must be a mapping of keys, like `member_id: 1`".into()));
         return false;
     }
     let mut leaves = Vec::new();
     collect_leaves(&root, "", &mut leaves, &mut |line, key, message| {
-        problems.push(Problem { key, ..at(line, message) });
+        layers.problems.push(Problem { key, ..at(line, message) });
     });
     for (spec, key_line, node) in leaves {
         let origin = Origin::File { path: path.to_path_buf(), line: key_line };
@@ -688,7 +740,7 @@ fn load_file(
         // A key written without a value is reported on its own line, not the next.
         let empty = Node::Scalar { text: String::new(), plain: true, line: key_line };
         let node = if node.is_null() { &empty } else { node };
-        apply(spec, keys::parse(spec.kind, spec.relation, node), origin, &raw, config, sources, problems);
+        layers.apply(spec, keys::parse(spec.kind, spec.relation, node), origin, &raw);
     }
     true
 }
@@ -708,7 +760,17 @@ fn collect_leaves<'n>(
     };
     for entry in entries {
         let path = if prefix.is_empty() { entry.key.clone() } else { format!("{prefix}.{}", entry.key) };
-        if let Some(spec) = find(&path) {
+        if entry.key.contains('.') {
+            // `raft.pre_vote: true`: dotted keys are for the environment and flags;
+            // accepting both forms would let one silently override the other.
+            let message = match path.split_once('.') {
+                Some((head, rest)) if find(&path).is_some() || keys::is_section(&path) => format!(
+                    "unknown key `{path}`: in the file, keys are nested: `{head}:`, then `{rest}: ...` indented below it"
+                ),
+                _ => unknown_key_message(&path),
+            };
+            bad(entry.key_line, Some(path), message);
+        } else if let Some(spec) = find(&path) {
             leaves.push((spec, entry.key_line, &entry.value));
         } else if keys::is_section(&path) {
             if !entry.value.is_null() {
@@ -717,30 +779,6 @@ fn collect_leaves<'n>(
         } else {
             let message = unknown_key_message(&path);
             bad(entry.key_line, Some(path), message);
-        }
-    }
-}
-
-/// Stores one parsed value, or turns its problems into [`Problem`]s that name
-/// where it came from.
-fn apply(
-    spec: &'static KeySpec,
-    parsed: Result<Value, Vec<Bad>>,
-    origin: Origin,
-    raw: &str,
-    config: &mut MemberConfig,
-    sources: &mut Sources,
-    problems: &mut Vec<Problem>,
-) {
-    match parsed {
-        Ok(value) => {
-            keys::write(config, spec, value);
-            sources.set.insert(spec.path, (origin, Some(raw.to_string())));
-        }
-        Err(bads) => {
-            for bad in bads {
-                problems.push(problem_of(spec, &origin, raw, bad));
-            }
         }
     }
 }
@@ -904,6 +942,28 @@ fn check_relations(config: &MemberConfig, sources: &Sources, file: Option<&Path>
             ),
         ),
         _ => {}
+    }
+
+    // Other members dial the address in the list; it must be where this member is.
+    let own = config.cluster.initial_members.iter().find(|m| m.id == id);
+    let peer_derivable = config.advertise.peer.is_some() || !config.listen.peer.ip().is_unspecified();
+    if let (Some(own), None, true) = (own, &config.cluster.join, peer_derivable) {
+        let advertised = config.advertise_peer();
+        if own.peer != advertised {
+            match later("cluster.initial_members", "advertise.peer") {
+                "advertise.peer" => blame(
+                    "advertise.peer",
+                    format!("must be this member's peer address in cluster.initial_members ({})", own.peer),
+                ),
+                _ => blame(
+                    "cluster.initial_members",
+                    format!(
+                        "lists this member (id {id}) with peer {}, but it advertises {advertised} (advertise.peer, or listen.peer when that is unset): other members would dial the wrong address",
+                        own.peer
+                    ),
+                ),
+            }
+        }
     }
 
     let addresses = [

@@ -9,7 +9,7 @@ member_id: 1
 data_dir: /var/lib/lockstep
 cluster:
   initial_members:
-    - {id: 1, peer: \"10.0.0.1:2380\", client: \"http://10.0.0.1:2379\", admin: \"http://10.0.0.1:8080\"}
+    - {id: 1, peer: \"127.0.0.1:2380\", client: \"http://127.0.0.1:2379\", admin: \"http://127.0.0.1:8080\"}
 ";
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -50,9 +50,9 @@ fn minimal_file_gets_the_defaults() {
         c.cluster.initial_members,
         vec![InitialMember {
             id: 1,
-            peer: "10.0.0.1:2380".into(),
-            client: "http://10.0.0.1:2379".into(),
-            admin: "http://10.0.0.1:8080".into()
+            peer: "127.0.0.1:2380".into(),
+            client: "http://127.0.0.1:2379".into(),
+            admin: "http://127.0.0.1:8080".into()
         }]
     );
     assert_eq!(c.cluster.join, None);
@@ -251,7 +251,7 @@ fn core_configs_carry_the_values() {
 fn cluster_id_is_stable_and_depends_on_token_ids_and_peers() {
     let c = load_ok(MINIMAL);
     // A golden value: changing the derivation would split existing clusters.
-    assert_eq!(format!("{:016x}", c.cluster_id()), "853e65044c6ce72e");
+    assert_eq!(format!("{:016x}", c.cluster_id()), "ae3535ac5b735d81");
     let mut other = c.clone();
     other.cluster.token = "other".into();
     assert_ne!(other.cluster_id(), c.cluster_id());
@@ -265,8 +265,8 @@ fn cluster_id_is_stable_and_depends_on_token_ids_and_peers() {
 
     // Every member of a cluster computes the same id, whatever the list order.
     let three = "cluster:\n  initial_members:\n    - {id: 2, peer: \"b:2380\", client: \"http://b:2379\", admin: \"http://b:8080\"}\n    - {id: 1, peer: \"a:2380\", client: \"http://a:2379\", admin: \"http://a:8080\"}\n";
-    let a = load_ok(&format!("member_id: 1\ndata_dir: /d\n{three}"));
-    let b = load_ok(&format!("member_id: 2\ndata_dir: /d\n{three}"));
+    let a = load_ok(&format!("member_id: 1\ndata_dir: /d\nadvertise:\n  peer: a:2380\n{three}"));
+    let b = load_ok(&format!("member_id: 2\ndata_dir: /d\nadvertise:\n  peer: b:2380\n{three}"));
     let mut reversed = b.clone();
     reversed.cluster.initial_members.reverse();
     assert_eq!(a.cluster_id(), b.cluster_id());
@@ -295,9 +295,9 @@ fn layers_override_in_order_file_env_flags() {
     assert_eq!(c.member_id, 1);
 
     // An empty variable unsets an optional key.
-    let yaml = with("advertise:\n  peer: a.example:2380\n");
-    assert_eq!(load(&yaml, &[], &[]).unwrap().advertise.peer.as_deref(), Some("a.example:2380"));
-    assert_eq!(load(&yaml, &[("LOCKSTEP_ADVERTISE_PEER", "")], &[]).unwrap().advertise.peer, None);
+    let yaml = with("advertise:\n  client: http://a.example:2379\n");
+    assert_eq!(load(&yaml, &[], &[]).unwrap().advertise.client.as_deref(), Some("http://a.example:2379"));
+    assert_eq!(load(&yaml, &[("LOCKSTEP_ADVERTISE_CLIENT", "")], &[]).unwrap().advertise.client, None);
 }
 
 #[test]
@@ -305,6 +305,7 @@ fn no_file_at_all_env_and_flags_only() {
     let env = pairs(&[
         ("LOCKSTEP_MEMBER_ID", "3"),
         ("LOCKSTEP_DATA_DIR", "/d3"),
+        ("LOCKSTEP_ADVERTISE_PEER", "c:2380"),
         (
             "LOCKSTEP_CLUSTER_INITIAL_MEMBERS",
             "[{id: 3, peer: \"c:2380\", client: \"http://c:2379\", admin: \"http://c:8080\"}]",
@@ -345,6 +346,10 @@ fn unknown_keys_name_file_line_and_a_suggestion() {
         "config.yaml:6: unknown key `election_timeout_ms` (did you mean `raft.election_timeout_ms`?)"
     );
     assert_eq!(load_err(&with("storage:\n  engine: rocksdb\n")), "config.yaml:6: unknown key `storage`");
+    assert_eq!(
+        load_err(&with("raft.pre_vote: false\n")),
+        "config.yaml:6: unknown key `raft.pre_vote`: in the file, keys are nested: `raft:`, then `pre_vote: ...` indented below it"
+    );
     assert_eq!(
         load_err(&with("raft:\n  prevote: true\nkv:\n  max_txn_op: 5\n")),
         "config.yaml:7: unknown key `raft.prevote` (did you mean `raft.pre_vote`?)\n\
@@ -470,6 +475,21 @@ fn relations_between_keys_blame_the_key_set_last() {
 }
 
 #[test]
+fn this_members_entry_must_match_its_advertised_peer_address() {
+    let yaml = MINIMAL.replace("peer: \"127.0.0.1:2380\"", "peer: \"10.0.0.1:2380\"");
+    assert_eq!(
+        load_err(&yaml),
+        "config.yaml:4: cluster.initial_members: lists this member (id 1) with peer 10.0.0.1:2380, but it advertises 127.0.0.1:2380 (advertise.peer, or listen.peer when that is unset): other members would dial the wrong address"
+    );
+    assert_eq!(
+        load(MINIMAL, &[("LOCKSTEP_ADVERTISE_PEER", "10.0.0.1:2380")], &[]).unwrap_err(),
+        "LOCKSTEP_ADVERTISE_PEER=10.0.0.1:2380: must be this member's peer address in cluster.initial_members (127.0.0.1:2380)"
+    );
+    let c = load(&yaml, &[("LOCKSTEP_ADVERTISE_PEER", "10.0.0.1:2380")], &[]).unwrap();
+    assert_eq!(c.advertise_peer(), "10.0.0.1:2380");
+}
+
+#[test]
 fn addresses_that_bind_everything_need_an_advertised_one() {
     assert_eq!(
         load_err(&with("listen:\n  peer: 0.0.0.0:2380\n")),
@@ -491,11 +511,11 @@ fn environment_errors_name_the_variable() {
     );
     assert_eq!(
         load(MINIMAL, &[("LOCKSTEP_RAFT_HEARTBEAT_MS", "100")], &[]).unwrap_err(),
-        "LOCKSTEP_RAFT_HEARTBEAT_MS: unknown variable: no config key is named so (did you mean LOCKSTEP_RAFT_HEARTBEAT_INTERVAL_MS?); see docs/config.md for the names"
+        "LOCKSTEP_RAFT_HEARTBEAT_MS: unknown variable (did you mean LOCKSTEP_RAFT_HEARTBEAT_INTERVAL_MS?); every LOCKSTEP_* variable sets a config key, and docs/config.md lists them"
     );
     assert_eq!(
         load(MINIMAL, &[("LOCKSTEP_STORAGE", "x")], &[]).unwrap_err(),
-        "LOCKSTEP_STORAGE: unknown variable: no config key is named so; see docs/config.md for the names"
+        "LOCKSTEP_STORAGE: unknown variable; every LOCKSTEP_* variable sets a config key, and docs/config.md lists them"
     );
     assert_eq!(
         load(MINIMAL, &[("LOCKSTEP_MEMBER_ID", "")], &[]).unwrap_err(),
@@ -555,6 +575,13 @@ fn yaml_structure_errors_have_lines() {
         "config.yaml:3: invalid config: more than one YAML document (`---`) in the file"
     );
     assert_eq!(load_err("? [a]\n: 1\n"), "config.yaml:1: invalid config: a mapping key must be a plain name");
+    assert_eq!(
+        load_err("member_id: 1\ndata_dir: /d\nraft:\n\tpre_vote: true\n"),
+        "config.yaml:4: invalid YAML: tabs disallowed within this context (block indentation)"
+    );
+    // A byte order mark and CRLF line ends are fine.
+    let crlf = format!("\u{feff}{}", MINIMAL.replace('\n', "\r\n"));
+    assert_eq!(load_ok(&crlf), load_ok(MINIMAL));
     // An empty section is allowed.
     assert_eq!(load_ok(&with("raft:\n")).raft.heartbeat_interval_ms, 100);
 }
@@ -623,7 +650,7 @@ fn initial_members_errors() {
 
 #[test]
 fn initial_members_from_env_and_flags_are_yaml_flow_lists() {
-    let list = "[{id: 1, peer: \"a:2380\", client: \"http://a:2379\", admin: \"http://a:8080\"}, {id: 2, peer: \"b:2380\", client: \"http://b:2379\", admin: \"http://b:8080\"}]";
+    let list = "[{id: 1, peer: \"127.0.0.1:2380\", client: \"http://a:2379\", admin: \"http://a:8080\"}, {id: 2, peer: \"b:2380\", client: \"http://b:2379\", admin: \"http://b:8080\"}]";
     let c = load(MINIMAL, &[("LOCKSTEP_CLUSTER_INITIAL_MEMBERS", list)], &[]).unwrap();
     assert_eq!(c.cluster.initial_members.len(), 2);
     let c = load(MINIMAL, &[], &[("cluster.initial_members", list)]).unwrap();
@@ -773,4 +800,111 @@ fn docs_key_table_matches_the_registry() {
         "docs/config.md's key table is out of date; run `UPDATE_DOCS=1 cargo test -p lockstep docs_key_table` \
          (or paste the table below between the markers):\n{table}"
     );
+}
+
+/// The example in `docs/config.md` is a valid file, and the `config check` line the
+/// docs show for it has its real cluster id.
+#[test]
+fn docs_example_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let example = &text[text.find("## Example").unwrap()..];
+    let start = example.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let yaml = &example[start..start + example[start..].find("```").unwrap()];
+    let c = load(yaml, &[], &[]).unwrap();
+    assert_eq!((c.member_id, c.cluster.initial_members.len(), c.name.as_str()), (1, 3, "meta-1"));
+    let line = format!("member.yaml: ok (member 1 of cluster {:016x}, 3 initial members)", c.cluster_id());
+    assert!(text.contains(&line), "docs/config.md should show `{line}`");
+    // The other members of the example differ only in their own keys.
+    let env = [("LOCKSTEP_MEMBER_ID", "2"), ("LOCKSTEP_ADVERTISE_PEER", "10.0.0.2:2380")];
+    assert_eq!(load(yaml, &env, &[]).unwrap().cluster_id(), c.cluster_id());
+}
+
+#[test]
+fn unreadable_file_is_a_read_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing.yaml");
+    let err = MemberConfig::load(Some(&path), &[], &[]).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(err.problems().is_empty());
+    assert_eq!(err.to_string(), format!("cannot read {}: No such file or directory (os error 2)", path.display()));
+    // A directory is not a file either.
+    let err = MemberConfig::load(Some(dir.path()), &[], &[]).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+}
+
+#[test]
+fn problems_render_their_origin() {
+    let problem = |origin, key: Option<&str>, value: Option<&str>| Problem {
+        origin,
+        file: Some(PathBuf::from("m.yaml")),
+        key: key.map(str::to_string),
+        value: value.map(str::to_string),
+        message: "msg".into(),
+    };
+    let file = || Some(Origin::File { path: PathBuf::from("m.yaml"), line: 3 });
+    let env = || Some(Origin::Env { var: "LOCKSTEP_K".into() });
+    assert_eq!(problem(file(), Some("k"), Some("v")).to_string(), "m.yaml:3: k = v: msg");
+    assert_eq!(problem(file(), Some("k"), None).to_string(), "m.yaml:3: msg");
+    assert_eq!(problem(env(), Some("k"), Some("v")).to_string(), "LOCKSTEP_K=v: msg");
+    assert_eq!(problem(env(), Some("k"), None).to_string(), "LOCKSTEP_K: msg");
+    assert_eq!(problem(Some(Origin::Flag), Some("k"), Some("v")).to_string(), "--set k=v: msg");
+    assert_eq!(problem(Some(Origin::Flag), Some("k"), None).to_string(), "--set k: msg");
+    assert_eq!(problem(Some(Origin::Default), Some("k"), Some("v")).to_string(), "k = v (default): msg");
+    assert_eq!(problem(None, Some("k"), None).to_string(), "m.yaml: msg");
+    assert_eq!(Problem { file: None, ..problem(None, None, None) }.to_string(), "msg");
+}
+
+/// Every key can be set from the environment and from flags: FULL's values,
+/// given as variables (or as flags) without any file, load to the same config.
+#[test]
+fn every_key_can_be_set_by_env_and_by_flag() {
+    let full = load_ok(FULL);
+    let texts: Vec<(&KeySpec, String)> = KEYS
+        .iter()
+        .map(|spec| {
+            let text = match keys::read(&mut full.clone(), spec) {
+                Value::OptStr(None) => String::new(),
+                Value::Members(members) => {
+                    let items: Vec<String> = members
+                        .iter()
+                        .map(|m| {
+                            format!(
+                                "{{id: {}, peer: {:?}, client: {:?}, admin: {:?}}}",
+                                m.id, m.peer, m.client, m.admin
+                            )
+                        })
+                        .collect();
+                    format!("[{}]", items.join(", "))
+                }
+                value => keys::render_plain(&value),
+            };
+            (spec, text)
+        })
+        .collect();
+    let env: Vec<(String, String)> = texts.iter().map(|(spec, text)| (spec.env_var(), text.clone())).collect();
+    assert_eq!(MemberConfig::load(None, &env, &[]).unwrap(), full);
+    let flags: Vec<(String, String)> = texts.iter().map(|(spec, text)| (spec.path.to_string(), text.clone())).collect();
+    assert_eq!(MemberConfig::load(None, &[], &flags).unwrap(), full);
+}
+
+#[test]
+fn set_flag_texts_report_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, MINIMAL).unwrap();
+    let flags = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let c = MemberConfig::load_with_set_flags(Some(&path), &[], &flags(&["name=x", "log.level=debug"])).unwrap();
+    assert_eq!((c.name.as_str(), c.log.level.as_str()), ("x", "debug"));
+    let err = MemberConfig::load_with_set_flags(Some(&path), &[("LOCKSTEP_NAME".into(), "".into())], &flags(&["oops"]))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "LOCKSTEP_NAME=: must be a non-empty string\n--set oops: expected KEY=VALUE, like --set raft.election_timeout_ms=2000"
+    );
+    let err = MemberConfig::load_with_set_flags(Some(&path), &[], &flags(&["oops"])).unwrap_err();
+    assert_eq!(err.to_string(), "--set oops: expected KEY=VALUE, like --set raft.election_timeout_ms=2000");
+    let missing = dir.path().join("missing.yaml");
+    let err = MemberConfig::load_with_set_flags(Some(&missing), &[], &flags(&["oops"])).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
 }

@@ -54,6 +54,8 @@ pub(crate) struct SyntaxError {
 
 /// Parses `text` into one document; an empty text (or one of only comments) is `None`.
 pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
+    // Editors on some systems start UTF-8 files with a byte order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, true) {
