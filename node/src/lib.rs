@@ -1,5 +1,4 @@
-//! The `lockstep` binary's library: what the command-line tools and (later) the
-//! server share.
+//! The `lockstep` binary's library: the server and the command-line tools.
 //!
 //! - [`config`]: a member's configuration (YAML file, `LOCKSTEP_*` environment
 //!   variables, `--set` flags) and `lockstep config check`.
@@ -9,16 +8,28 @@
 //! - [`identity`]: the checksummed identity file.
 //! - [`fsck`]: `lockstep fsck` over core's pure [`lockstep_core::wal::fsck()`].
 //! - [`version`]: `lockstep version`.
+//! - [`server`]: running one member (data directory, executor, admin and client
+//!   servers, join, shutdown); [`http`] its HTTP endpoints, [`admin`] the pure
+//!   answers of the admin endpoints, [`backend`] the etcd API over a member.
+//! - [`dev`]: `lockstep dev`, a local three-member cluster.
+//! - [`cluster_cli`] and [`admin_client`]: `lockstep cluster ...`.
 //!
 //! The on-disk format is documented in `docs/storage.md`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used)]
 
+pub mod admin;
+pub mod admin_client;
 pub mod config;
+// API-PENDING pub mod backend;
+pub mod cluster_cli;
 pub mod data_dir;
+pub mod dev;
 pub mod fsck;
+pub mod http;
 pub mod identity;
+pub mod server;
 pub mod version;
 
 pub use config::{ConfigError, MemberConfig};

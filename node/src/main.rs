@@ -9,8 +9,13 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lockstep::cluster_cli::ClusterAction;
 use lockstep::config::{lockstep_env, ConfigError, MemberConfig, Origin};
+use lockstep::dev::DevOptions;
+use lockstep::server::{run_member, MemberControl, ServerOptions};
 use lockstep::{fsck_data_dir, FsckOptions, ProgressEvent, VersionInfo};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Exit code: fsck could not run (and the default for usage errors, as clap does).
 const EXIT_CANNOT_RUN: u8 = 2;
@@ -25,8 +30,8 @@ const PROGRESS_FILES_MIN: u64 = 32;
     version,
     about = "lockstep: an etcd-compatible, Raft-replicated key-value store",
     long_about = "lockstep: an etcd-compatible, Raft-replicated key-value store.\n\n\
-                  The server subcommands are not here yet; this build has the offline tools \
-                  (fsck, config check)."
+                  Start a local three-member cluster with `lockstep dev`, one member with \
+                  `lockstep serve --config FILE`; manage members with `lockstep cluster`."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -35,6 +40,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Start a local three-member cluster on an embedded default config (Ctrl-C stops it).
+    #[command(after_help = DEV_AFTER_HELP)]
+    Dev(DevArgs),
+    /// Run one member from a config file.
+    #[command(after_help = SERVE_AFTER_HELP)]
+    Serve(ServeArgs),
+    /// Cluster status and membership, through the members' admin endpoints.
+    Cluster(ClusterArgs),
     /// Check a stopped member's data directory: every WAL segment and the snapshot file.
     #[command(long_about = FSCK_ABOUT, after_help = FSCK_AFTER_HELP)]
     Fsck(FsckArgs),
@@ -52,6 +65,117 @@ enum ConfigCommand {
     Check(ConfigCheckArgs),
     /// Print a complete, commented config file for member 1 of a one-member cluster.
     Default,
+}
+
+const DEV_AFTER_HELP: &str = "The members listen on etcd's conventional local ports (client 2379, 22379, 32379; \
+peer 2380, 22380, 32380) and admin ports 8080-8082, or on free ports when those are busy. Each member's data and \
+config file live under the data directory; run `lockstep dev --data-dir DIR` again to restart the same cluster.\n\n\
+Examples:\n  \
+lockstep dev\n  \
+lockstep dev --data-dir /tmp/lockstep-dev\n  \
+ETCDCTL_API=3 etcdctl --endpoints http://127.0.0.1:2379 put foo bar";
+
+const SERVE_AFTER_HELP: &str = "Configuration: the YAML file, then LOCKSTEP_* environment variables, then --set \
+flags (docs/config.md lists every key). With an empty data directory the member bootstraps the cluster from \
+cluster.initial_members, or joins a running cluster with --join ADMIN_URL (as a learner, promoted to voter once \
+caught up). With existing data it restarts from it.\n\n\
+SIGTERM or Ctrl-C: a leader hands leadership over, the member flushes its WAL and exits 0.\n\n\
+Examples:\n  \
+lockstep serve --config /etc/lockstep/lockstep.yaml\n  \
+lockstep serve --config member4.yaml --join http://10.0.0.1:8080";
+
+#[derive(clap::Args, Debug)]
+struct DevArgs {
+    /// Where the members keep their data (default: a fresh directory under $TMPDIR, printed at start).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log level of the members (error, warn, info, debug, trace, or a tracing filter).
+    #[arg(long, default_value = "warn")]
+    log_level: String,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Human)]
+    log_format: LogFormatArg,
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// The member's config file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Override a config key: --set raft.election_timeout_ms=2000 (repeatable; wins over file and environment).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Join a running cluster through this member's admin URL (same as --set cluster.join=URL).
+    #[arg(long, value_name = "ADMIN_URL")]
+    join: Option<String>,
+    /// Log format (overrides log.format).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormatArg {
+    /// Text for a person.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+struct ClusterArgs {
+    #[command(subcommand)]
+    action: ClusterCommand,
+    /// Admin endpoints of members, comma-separated.
+    #[arg(long, global = true, value_delimiter = ',', default_value = "http://127.0.0.1:8080")]
+    endpoints: Vec<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
+    output: Output,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Each endpoint's view: role, leader, term, indexes, revision.
+    Status,
+    /// The members with their addresses.
+    Members,
+    /// The current leader.
+    Leader,
+    /// Add a member (as a learner unless --voter); then start it with `lockstep serve`.
+    Add {
+        /// The new member's id.
+        id: u64,
+        /// Its peer address, HOST:PORT.
+        #[arg(long)]
+        peer: String,
+        /// Its client URL.
+        #[arg(long, default_value = "")]
+        client: String,
+        /// Its admin URL.
+        #[arg(long, default_value = "")]
+        admin: String,
+        /// Add it as a voter at once (default: a learner, to promote when caught up).
+        #[arg(long)]
+        voter: bool,
+    },
+    /// Remove a member; --force removes one that is dead.
+    Remove {
+        /// The member's id.
+        id: u64,
+        /// Remove it even though it cannot be reached.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Promote a caught-up learner to voter.
+    Promote {
+        /// The learner's id.
+        id: u64,
+    },
+    /// Hand leadership to another voter.
+    TransferLeader {
+        /// The new leader's id.
+        to: u64,
+    },
 }
 
 const CONFIG_CHECK_ABOUT: &str = "Validate a member's config file without starting anything.\n\n\
@@ -133,11 +257,121 @@ enum Output {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Dev(args) => run_dev(&args),
+        Command::Serve(args) => run_serve(&args),
+        Command::Cluster(args) => run_cluster(&args),
         Command::Fsck(args) => run_fsck(&args),
         Command::Version(args) => run_version(&args),
         Command::Config(ConfigCommand::Check(args)) => run_config_check(&args),
         Command::Config(ConfigCommand::Default) => run_config_default(),
     }
+}
+
+/// A flag set by SIGINT and SIGTERM.
+fn stop_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, flag.clone()) {
+            eprintln!("lockstep: cannot handle signal {signal}: {e}");
+        }
+    }
+    flag
+}
+
+fn run_dev(args: &DevArgs) -> ExitCode {
+    init_logging(&args.log_level, args.log_format == LogFormatArg::Json);
+    let options = DevOptions { data_dir: args.data_dir.clone(), log_level: Some(args.log_level.clone()) };
+    match lockstep::dev::run_dev(&options, stop_flag()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lockstep dev: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_serve(args: &ServeArgs) -> ExitCode {
+    let mut flags = args.set.clone();
+    if let Some(join) = &args.join {
+        flags.push(format!("cluster.join={join}"));
+    }
+    let config = match MemberConfig::load_with_set_flags(Some(&args.config), &lockstep_env(), &flags) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("lockstep serve: {error}");
+            return ExitCode::from(EXIT_CANNOT_RUN);
+        }
+    };
+    let json = match args.log_format {
+        Some(format) => format == LogFormatArg::Json,
+        None => config.log.format == lockstep::config::LogFormat::Json,
+    };
+    init_logging(&config.log.level, json);
+    let control = Arc::new(MemberControl::default());
+    let flag = stop_flag();
+    {
+        let control = control.clone();
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            control.stop();
+        });
+    }
+    match run_member(ServerOptions::from_config(&config), control) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("lockstep serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_cluster(args: &ClusterArgs) -> ExitCode {
+    let action = match &args.action {
+        ClusterCommand::Status => ClusterAction::Status,
+        ClusterCommand::Members => ClusterAction::Members,
+        ClusterCommand::Leader => ClusterAction::Leader,
+        ClusterCommand::Add { id, peer, client, admin, voter } => ClusterAction::Add {
+            id: *id,
+            peer: peer.clone(),
+            client: client.clone(),
+            admin: admin.clone(),
+            learner: !voter,
+        },
+        ClusterCommand::Remove { id, force } => ClusterAction::Remove { id: *id, force: *force },
+        ClusterCommand::Promote { id } => ClusterAction::Promote { id: *id },
+        ClusterCommand::TransferLeader { to } => ClusterAction::TransferLeader { to: *to },
+    };
+    match lockstep::cluster_cli::run(&action, &args.endpoints, args.output == Output::Json) {
+        Ok(text) => {
+            print_stdout(&text);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lockstep cluster: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Structured logs on stderr: human text or JSON lines, filtered by `level`
+/// (a level or a `tracing` filter; `RUST_LOG` wins when set).
+fn init_logging(level: &str, json: bool) {
+    // Dependencies' chatter stays out unless asked for: fjall's storage engine
+    // logs every flush at info, and glommio reports at error level that the
+    // file system does not support polled I/O (expected: lockstep does not use it).
+    let directives = if level.contains('=') {
+        level.to_string()
+    } else {
+        format!("{level},lsm_tree=warn,fjall=warn,glommio::reactor=off")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&directives))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
 
 /// Exit code of `lockstep config check` when the config has problems.

@@ -35,6 +35,7 @@
 #![deny(missing_docs)]
 
 mod fjall_storage;
+pub mod http;
 pub mod local;
 pub mod member;
 pub mod metrics;

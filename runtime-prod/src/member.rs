@@ -209,6 +209,7 @@ struct Inner {
     sync_submitted: u64,
     last_leader: Option<NodeId>,
     last_applied: u64,
+    last_fsync: Option<Duration>,
     leader_changes: u64,
     failure: Option<String>,
     stopped: bool,
@@ -299,6 +300,7 @@ impl Member {
             sync_submitted: 0,
             last_leader: None,
             last_applied: 0,
+            last_fsync: None,
             leader_changes: 0,
             failure: None,
             stopped: false,
@@ -497,6 +499,11 @@ impl Member {
         self.inner.borrow().node.raft().id()
     }
 
+    /// How long the last WAL sync took (submit to durable).
+    pub fn last_fsync(&self) -> Option<Duration> {
+        self.inner.borrow().last_fsync
+    }
+
     /// The member's metrics registry.
     pub fn metrics(&self) -> Metrics {
         self.inner.borrow().metrics.clone()
@@ -659,7 +666,11 @@ impl Member {
             let started = Instant::now();
             match wal.wait_persisted(target).await {
                 Ok(up_to) => {
-                    self.inner.borrow().metrics.observe_fsync(started.elapsed());
+                    let took = started.elapsed();
+                    let mut inner = self.inner.borrow_mut();
+                    inner.metrics.observe_fsync(took);
+                    inner.last_fsync = Some(took);
+                    drop(inner);
                     reported = up_to;
                     self.step(Event::Persisted { up_to });
                 }

@@ -52,6 +52,8 @@ pub struct Metrics {
     wal_fsyncs: IntCounter,
     wal_group_commits: IntCounter,
     wal_bytes: IntCounter,
+    /// `grpc_server_handled_total{grpc_type, grpc_service, grpc_method, grpc_code}`.
+    pub grpc_handled: IntCounterVec,
     /// Last rendered values of the counters fed from totals, to add deltas.
     last: Rc<RefCell<BTreeMap<String, u64>>>,
 }
@@ -104,6 +106,18 @@ impl Metrics {
                 .expect("valid metric");
         r.register(Box::new(server_id.clone())).expect("unique metric");
         server_id.with_label_values(&[&format!("{id:x}")]).set(1.0);
+        let member_id = Gauge::new("lockstep_member_id", "This member's id.").expect("valid metric");
+        r.register(Box::new(member_id.clone())).expect("unique metric");
+        member_id.set(id as f64);
+        let grpc_handled = IntCounterVec::new(
+            Opts::new(
+                "grpc_server_handled_total",
+                "Total number of RPCs completed on the server, regardless of success or failure.",
+            ),
+            &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(grpc_handled.clone())).expect("unique metric");
         Metrics {
             leader_changes: counter(&r, "etcd_server_leader_changes_seen_total", "The number of leader changes seen."),
             proposals_failed: counter(
@@ -185,6 +199,7 @@ impl Metrics {
                 "WAL group commits (rounds of writes ending in an fsync).",
             ),
             wal_bytes: counter(&r, "lockstep_wal_written_bytes_total", "Bytes written to the WAL."),
+            grpc_handled,
             registry: r,
             last: Rc::new(RefCell::new(BTreeMap::new())),
         }

@@ -1,0 +1,199 @@
+//! `lockstep dev`: a three-member cluster on this machine, for trying lockstep
+//! out and for developing against it.
+//!
+//! Each member gets a directory and a config file under the data directory
+//! (`member-N/` and `member-N.yaml`); a second `lockstep dev --data-dir DIR`
+//! reuses the config files, so the members restart with their data. The members
+//! run in this process, each on its own executor thread, exactly as
+//! `lockstep serve` runs one.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{InitialMember, MemberConfig};
+use crate::server::{run_member, MemberControl, ServerOptions};
+
+/// The members of a dev cluster.
+pub const DEV_MEMBERS: u64 = 3;
+/// etcd's conventional local ports (its Procfile), then admin ports.
+const CLIENT_PORTS: [u16; 3] = [2379, 22379, 32379];
+const PEER_PORTS: [u16; 3] = [2380, 22380, 32380];
+const ADMIN_PORTS: [u16; 3] = [8080, 8081, 8082];
+/// How long `lockstep dev` waits for a leader.
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+/// What `lockstep dev` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct DevOptions {
+    /// Where the members keep their data; a fresh directory when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// `log.level` of the members.
+    pub log_level: Option<String>,
+}
+
+fn port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn any_free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// The ports of member `index` (0-based): the defaults, or free ones if any
+/// default is busy.
+fn ports(index: usize) -> Result<(u16, u16, u16), String> {
+    let defaults = (CLIENT_PORTS[index], PEER_PORTS[index], ADMIN_PORTS[index]);
+    if port_free(defaults.0) && port_free(defaults.1) && port_free(defaults.2) {
+        return Ok(defaults);
+    }
+    Ok((any_free_port()?, any_free_port()?, any_free_port()?))
+}
+
+fn config_path(root: &Path, id: u64) -> PathBuf {
+    root.join(format!("member-{id}.yaml"))
+}
+
+/// The members' configs: read back from `root`, or made (and written) afresh.
+pub fn dev_configs(root: &Path, log_level: Option<&str>) -> Result<Vec<MemberConfig>, String> {
+    let mut configs = Vec::new();
+    if config_path(root, 1).exists() {
+        for id in 1..=DEV_MEMBERS {
+            let path = config_path(root, id);
+            let mut config = MemberConfig::load(Some(&path), &[], &[]).map_err(|e| e.to_string())?;
+            if let Some(level) = log_level {
+                config.log.level = level.to_string();
+            }
+            configs.push(config);
+        }
+        return Ok(configs);
+    }
+    let mut members = Vec::new();
+    let mut listens = Vec::new();
+    for index in 0..DEV_MEMBERS as usize {
+        let (client, peer, admin) = ports(index)?;
+        let addr = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
+        listens.push((addr(client), addr(peer), addr(admin)));
+        members.push(InitialMember {
+            id: index as u64 + 1,
+            peer: addr(peer).to_string(),
+            client: format!("http://{}", addr(client)),
+            admin: format!("http://{}", addr(admin)),
+        });
+    }
+    for (index, (client, peer, admin)) in listens.into_iter().enumerate() {
+        let id = index as u64 + 1;
+        let mut config = MemberConfig::single(id, root.join(format!("member-{id}")));
+        config.listen.client = client;
+        config.listen.peer = peer;
+        config.listen.admin = admin;
+        config.cluster.token = "lockstep-dev".into();
+        config.cluster.initial_members = members.clone();
+        if let Some(level) = log_level {
+            config.log.level = level.to_string();
+        }
+        let path = config_path(root, id);
+        std::fs::write(&path, config.to_yaml()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        configs.push(config);
+    }
+    Ok(configs)
+}
+
+/// The line `lockstep dev` prints for a member.
+pub fn member_line(config: &MemberConfig) -> String {
+    format!(
+        "member {}  client {}  admin {}  peer {}",
+        config.member_id,
+        config.advertise_client(),
+        config.advertise_admin(),
+        config.advertise_peer()
+    )
+}
+
+/// Runs the dev cluster until `stop` is set (Ctrl-C). Prints the data
+/// directory, then one line per member once a leader exists.
+pub fn run_dev(options: &DevOptions, stop: Arc<AtomicBool>) -> Result<(), String> {
+    let started = Instant::now();
+    let root = match &options.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            dir.clone()
+        }
+        None => tempfile::Builder::new()
+            .prefix("lockstep-dev-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a data directory: {e}"))?
+            .keep(),
+    };
+    println!("data directory: {}", root.display());
+    let configs = dev_configs(&root, options.log_level.as_deref())?;
+    let mut controls = Vec::new();
+    let mut threads = Vec::new();
+    for config in &configs {
+        let control = Arc::new(MemberControl::default());
+        controls.push(control.clone());
+        let server_options = ServerOptions::from_config(config);
+        let id = config.member_id;
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("member-{id}"))
+                .spawn(move || run_member(server_options, control).map_err(|e| format!("member {id}: {e}")))
+                .map_err(|e| format!("cannot start member {id}: {e}"))?,
+        );
+    }
+    let stop_all = |controls: &[Arc<MemberControl>]| {
+        for c in controls {
+            c.stop();
+        }
+    };
+    // Wait for a leader (or a member that could not start).
+    let mut leader = None;
+    while leader.is_none() {
+        if let Some(finished) = threads.iter().position(|t| t.is_finished()) {
+            stop_all(&controls);
+            let failed = threads.remove(finished).join().unwrap_or_else(|_| Err("member thread panicked".into()));
+            for t in threads {
+                let _ = t.join();
+            }
+            return Err(failed.err().unwrap_or_else(|| "a member stopped early".into()));
+        }
+        if started.elapsed() > LEADER_WAIT || stop.load(Ordering::SeqCst) {
+            stop_all(&controls);
+            for t in threads {
+                let _ = t.join();
+            }
+            return Err(format!("no leader after {} s; see the members' log lines above", LEADER_WAIT.as_secs()));
+        }
+        leader = controls.iter().find_map(|c| c.published().leader);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for config in &configs {
+        println!("{}", member_line(config));
+    }
+    println!(
+        "leader: member {} (cluster ready in {} ms); etcdctl --endpoints {} put foo bar; Ctrl-C stops",
+        leader.unwrap_or(0),
+        started.elapsed().as_millis(),
+        configs.iter().map(|c| c.advertise_client()).collect::<Vec<_>>().join(",")
+    );
+    while !stop.load(Ordering::SeqCst) && !threads.iter().any(|t| t.is_finished()) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("stopping the dev cluster");
+    stop_all(&controls);
+    let mut errors = Vec::new();
+    for t in threads {
+        if let Ok(Err(e)) = t.join() {
+            errors.push(e);
+        }
+    }
+    if errors.is_empty() {
+        println!("stopped; the data stays in {}", root.display());
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}

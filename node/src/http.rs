@@ -1,0 +1,414 @@
+//! The member's HTTP servers: the admin API (health, metrics, cluster
+//! membership) and the etcd v3 client API, both served by hyper on the member's
+//! glommio executor.
+//!
+//! Admin endpoints (JSON unless noted):
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/health` | store, raft and disk checks; 200, or 503 when unhealthy |
+//! | GET | `/livez` | text; 200 while the event loop turns and the member runs |
+//! | GET | `/readyz` | text; 200 once a leader exists and this member applied what it knows committed |
+//! | GET | `/metrics` | Prometheus text format, etcd's metric names |
+//! | GET | `/cluster/status` | this member's view |
+//! | GET | `/cluster/members` | members with their addresses |
+//! | GET | `/cluster/leader` | the leader (503 when none) |
+//! | POST | `/cluster/members` | add a member: `{"id", "peer", "client", "admin", "learner"}` (leader only) |
+//! | POST | `/cluster/members/{id}/promote` | promote a caught-up learner (leader only) |
+//! | DELETE | `/cluster/members/{id}` | remove a member; `?force=true` for a dead one (leader only) |
+//! | POST | `/cluster/leader/transfer` | `{"to": id}`: hand leadership over (leader only) |
+//!
+//! Requests that only the leader serves get `421 Misdirected Request` with the
+//! leader's admin URL in `leader_admin` on other members; the CLI follows it.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, Request, Response};
+use lockstep_core::{ClientError, Membership, NodeId, Request as NodeRequest, Response as NodeResponse, Role};
+use lockstep_runtime::Member;
+use serde_json::{json, Value};
+
+use crate::admin::{self, Answer, MemberAddresses};
+use crate::server::ServerOptions;
+
+/// The largest admin request body.
+const ADMIN_BODY_BYTES_MAX: usize = 64 << 10;
+/// A learner is promoted only once its log reaches this share of the leader's
+/// commit index (etcd's rule: 90 %).
+const PROMOTE_MATCH_SHARE: f64 = 0.9;
+
+/// What the admin handlers share.
+pub struct AdminState {
+    member: Member,
+    name: String,
+    quota_bytes: u64,
+    /// Known members' addresses (initial members, added members).
+    addresses: RefCell<BTreeMap<NodeId, MemberAddresses>>,
+}
+
+impl AdminState {
+    /// The admin state of `member`.
+    pub fn new(member: Member, options: &ServerOptions) -> AdminState {
+        AdminState {
+            member,
+            name: options.name.clone(),
+            quota_bytes: options.member.kv.quota_bytes,
+            addresses: RefCell::new(options.addresses.clone()),
+        }
+    }
+
+    /// Every known member's addresses, with peer addresses learned by the
+    /// transport filled in.
+    pub fn addresses(&self) -> BTreeMap<NodeId, MemberAddresses> {
+        let mut addresses = self.addresses.borrow().clone();
+        for (id, peer) in self.member.peer_addresses() {
+            addresses.entry(id).or_insert_with(|| MemberAddresses {
+                name: format!("member-{id}"),
+                peer,
+                client: String::new(),
+                admin: String::new(),
+            });
+        }
+        addresses
+    }
+
+    /// Records addresses of members (learned when joining).
+    pub fn learn(&self, addresses: BTreeMap<NodeId, MemberAddresses>) {
+        let me = self.member.id();
+        for (id, a) in addresses {
+            if id != me {
+                self.member.set_peer(id, a.peer.clone());
+            }
+            self.addresses.borrow_mut().insert(id, a);
+        }
+    }
+}
+
+fn answer_to_response(answer: Answer) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(answer.status)
+        .header("content-type", answer.content_type)
+        .body(Full::new(Bytes::from(answer.body)))
+        .expect("a valid response")
+}
+
+fn json_answer(status: u16, value: &Value) -> Answer {
+    let mut body = serde_json::to_string_pretty(value).expect("JSON values serialize");
+    body.push('\n');
+    Answer { status, content_type: "application/json", body }
+}
+
+fn error(status: u16, message: impl Into<String>) -> Answer {
+    json_answer(status, &json!({ "error": message.into() }))
+}
+
+/// Answers one admin request.
+pub async fn handle_admin(
+    state: Rc<AdminState>,
+    request: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let body = match Limited::new(request.into_body(), ADMIN_BODY_BYTES_MAX).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return Ok(answer_to_response(error(413, format!("request body: {e}")))),
+    };
+    let answer = route(&state, &method, &path, &query, &body).await;
+    Ok(answer_to_response(answer))
+}
+
+async fn route(state: &AdminState, method: &Method, path: &str, query: &str, body: &[u8]) -> Answer {
+    let status = state.member.status();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (&Method::GET, ["health"]) => {
+            let fsync_ms = last_fsync_ms(&state.member);
+            admin::health_answer(&status, fsync_ms)
+        }
+        (&Method::GET, ["livez"]) => admin::livez(&status),
+        (&Method::GET, ["readyz"]) => admin::readyz(&status),
+        (&Method::GET, ["metrics"]) => Answer {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: state.member.metrics().render(&status, state.quota_bytes),
+        },
+        (&Method::GET, ["cluster", "status"]) => admin::cluster_status(&status, &state.name),
+        (&Method::GET, ["cluster", "members"]) => admin::cluster_members(&status, &state.addresses()),
+        (&Method::GET, ["cluster", "leader"]) => admin::cluster_leader(&status, &state.addresses()),
+        (&Method::POST, ["cluster", "members"]) => add_member(state, body).await,
+        (&Method::POST, ["cluster", "members", id, "promote"]) => match id.parse() {
+            Ok(id) => promote(state, id).await,
+            Err(_) => error(400, format!("bad member id {id:?}")),
+        },
+        (&Method::DELETE, ["cluster", "members", id]) => match id.parse() {
+            Ok(id) => remove(state, id, query.split('&').any(|kv| kv == "force=true" || kv == "force")).await,
+            Err(_) => error(400, format!("bad member id {id:?}")),
+        },
+        (&Method::POST, ["cluster", "leader", "transfer"]) => transfer(state, body).await,
+        (_, ["health" | "livez" | "readyz" | "metrics"]) | (_, ["cluster", ..]) => {
+            error(405, format!("{method} is not allowed on {path}"))
+        }
+        _ => error(404, format!("no such endpoint: {path} (see GET /cluster/status, /health, /metrics)")),
+    }
+}
+
+fn last_fsync_ms(member: &Member) -> Option<f64> {
+    member.last_fsync().map(|d| d.as_secs_f64() * 1000.0)
+}
+
+/// Refuses unless this member leads: 421 with the leader's admin URL.
+fn require_leader(state: &AdminState) -> Result<(), Answer> {
+    let status = state.member.status();
+    if status.role == Role::Leader {
+        return Ok(());
+    }
+    let leader_admin = status.leader.and_then(|l| state.addresses().get(&l).map(|a| a.admin.clone()));
+    Err(json_answer(
+        421,
+        &json!({"error": "this member is not the leader", "leader": status.leader, "leader_admin": leader_admin}),
+    ))
+}
+
+async fn change_membership(state: &AdminState, target: Membership) -> Answer {
+    match state
+        .member
+        .request_local(NodeRequest::ChangeMembership { voters: target.voters, learners: target.learners })
+        .await
+    {
+        Ok(NodeResponse::Membership(m)) => {
+            json_answer(200, &json!({"voters": m.voters, "learners": m.learners, "members": members_json(state)}))
+        }
+        Ok(other) => error(500, format!("unexpected response {other:?}")),
+        Err(ClientError::Busy) => error(409, "another membership change is in progress; retry when it finished"),
+        Err(ClientError::Invalid(why)) => error(400, why),
+        Err(e) => {
+            error(503, format!("the membership change did not complete: {e:?}; check `lockstep cluster members`"))
+        }
+    }
+}
+
+fn members_json(state: &AdminState) -> Value {
+    let members: Vec<Value> = state
+        .addresses()
+        .iter()
+        .map(|(id, a)| json!({"id": id, "name": a.name, "peer": a.peer, "client": a.client, "admin": a.admin}))
+        .collect();
+    Value::Array(members)
+}
+
+async fn add_member(state: &AdminState, body: &[u8]) -> Answer {
+    if let Err(answer) = require_leader(state) {
+        return answer;
+    }
+    let request: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return error(400, format!("body is not JSON: {e}")),
+    };
+    let Some(id) = request["id"].as_u64().filter(|id| *id > 0) else {
+        return error(400, "`id` must be a positive integer");
+    };
+    let Some(peer) = request["peer"].as_str().filter(|p| !p.is_empty()) else {
+        return error(400, "`peer` (host:port) is required");
+    };
+    let learner = request["learner"].as_bool().unwrap_or(true);
+    let status = state.member.status();
+    let mut target = status.membership.clone();
+    if target.voters.contains(&id) || target.learners.contains(&id) {
+        // Idempotent for a joining member that retries.
+        let same = state.addresses().get(&id).is_some_and(|a| a.peer == peer);
+        if same {
+            return json_answer(
+                200,
+                &json!({"voters": target.voters, "learners": target.learners, "members": members_json(state),
+                        "cluster_id": format!("{:016x}", status.cluster_id)}),
+            );
+        }
+        return error(409, format!("member {id} is already in the cluster with another peer address"));
+    }
+    if learner {
+        target.learners.push(id);
+    } else {
+        target.voters.push(id);
+    }
+    let addresses = MemberAddresses {
+        name: request["name"].as_str().map_or_else(|| format!("member-{id}"), str::to_string),
+        peer: peer.to_string(),
+        client: request["client"].as_str().unwrap_or("").to_string(),
+        admin: request["admin"].as_str().unwrap_or("").to_string(),
+    };
+    state.learn(BTreeMap::from([(id, addresses)]));
+    tracing::info!(member = id, peer, learner, "adding a member");
+    change_membership(state, target).await
+}
+
+async fn promote(state: &AdminState, id: NodeId) -> Answer {
+    if let Err(answer) = require_leader(state) {
+        return answer;
+    }
+    let status = state.member.status();
+    if status.membership.voters.contains(&id) {
+        return json_answer(200, &json!({"voters": status.membership.voters, "learners": status.membership.learners}));
+    }
+    if !status.membership.learners.contains(&id) {
+        return error(404, format!("member {id} is not a learner of this cluster"));
+    }
+    let matched = status.progress.get(&id).copied().unwrap_or(0);
+    if (matched as f64) < status.commit_index as f64 * PROMOTE_MATCH_SHARE {
+        return error(
+            412,
+            format!(
+                "learner {id} is not caught up yet (its log reaches index {matched}, the leader's commit index is {}); \
+                 retry later",
+                status.commit_index
+            ),
+        );
+    }
+    let mut target = status.membership.clone();
+    target.learners.retain(|l| *l != id);
+    target.voters.push(id);
+    tracing::info!(member = id, "promoting a learner");
+    change_membership(state, target).await
+}
+
+async fn remove(state: &AdminState, id: NodeId, force: bool) -> Answer {
+    if let Err(answer) = require_leader(state) {
+        return answer;
+    }
+    let status = state.member.status();
+    if !status.membership.voters.contains(&id) && !status.membership.learners.contains(&id) {
+        return error(404, format!("member {id} is not in the cluster"));
+    }
+    let reachable = id == status.id || status.peers.get(&id).is_some_and(|p| p.connected);
+    if !force && !reachable {
+        return error(
+            409,
+            format!("member {id} is not reachable; if it is dead and will not come back, remove it with --force"),
+        );
+    }
+    let mut target = status.membership.clone();
+    target.voters.retain(|v| *v != id);
+    target.learners.retain(|l| *l != id);
+    if target.voters.is_empty() {
+        return error(400, "cannot remove the last voter");
+    }
+    tracing::info!(member = id, force, "removing a member");
+    let answer = change_membership(state, target).await;
+    if answer.status == 200 {
+        state.addresses.borrow_mut().remove(&id);
+    }
+    answer
+}
+
+async fn transfer(state: &AdminState, body: &[u8]) -> Answer {
+    if let Err(answer) = require_leader(state) {
+        return answer;
+    }
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let Some(to) = request["to"].as_u64() else {
+        return error(400, "`to` (a member id) is required");
+    };
+    match state.member.request_local(NodeRequest::TransferLeader { to }).await {
+        Ok(NodeResponse::Transferred { leader }) => json_answer(200, &json!({"leader": leader})),
+        Ok(other) => error(500, format!("unexpected response {other:?}")),
+        Err(ClientError::Invalid(why)) => error(400, why),
+        Err(e) => error(503, format!("the transfer did not complete: {e:?}")),
+    }
+}
+
+/// Starts the admin HTTP server; returns the bound address.
+pub fn start_admin(state: Rc<AdminState>, listen: SocketAddr) -> Result<SocketAddr, String> {
+    let listener = glommio::net::TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let make_service = move || {
+        let state = state.clone();
+        hyper::service::service_fn(move |request| handle_admin(state.clone(), request))
+    };
+    glommio::spawn_local(lockstep_runtime::http::serve(
+        listener,
+        make_service,
+        lockstep_runtime::http::ServeOptions::default(),
+    ))
+    .detach();
+    Ok(bound)
+}
+
+/* API-PENDING
+/// gRPC code names as go-grpc-prometheus labels them.
+const GRPC_CODES: [&str; 17] = [
+    "OK",
+    "Canceled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+
+/// The etcd service, counting every call in `grpc_server_handled_total`.
+/// Unary calls are counted with their status; streams (Watch,
+/// LeaseKeepAlive) when they open. A status sent in trailers after a
+/// successful start counts as `OK`.
+#[derive(Clone)]
+struct CountedService {
+    inner: lockstep_api::EtcdService,
+    handled: prometheus::IntCounterVec,
+}
+
+impl hyper::service::Service<Request<hyper::body::Incoming>> for CountedService {
+    type Response = Response<lockstep_api::ResponseBody>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>>>>;
+
+    fn call(&self, request: Request<hyper::body::Incoming>) -> Self::Future {
+        let path = request.uri().path().trim_start_matches('/').to_string();
+        let (service, method) = path.split_once('/').map_or((path.clone(), String::new()), |(s, m)| (s.into(), m.into()));
+        let grpc_type = if matches!(method.as_str(), "Watch" | "LeaseKeepAlive") { "bidi_stream" } else { "unary" };
+        let inner = self.inner.clone();
+        let handled = self.handled.clone();
+        Box::pin(async move {
+            let response = inner.handle(request).await;
+            let code = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+                .map_or("OK", |c| GRPC_CODES.get(c).copied().unwrap_or("Unknown"));
+            handled.with_label_values(&[grpc_type, &service, &method, code]).inc();
+            Ok(response)
+        })
+    }
+}
+
+/// Starts the etcd v3 gRPC server on the client port; returns the bound address.
+pub fn start_client(
+    member: Member,
+    listen: SocketAddr,
+    service_config: lockstep_api::ServiceConfig,
+    serve_options: lockstep_runtime::http::ServeOptions,
+) -> Result<SocketAddr, String> {
+    let listener = glommio::net::TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let handled = member.metrics().grpc_handled.clone();
+    let backend: Rc<dyn lockstep_api::Backend> = Rc::new(crate::backend::MemberBackend::new(member));
+    let service = CountedService { inner: lockstep_api::EtcdService::new(backend, service_config), handled };
+    glommio::spawn_local(lockstep_runtime::http::serve(listener, move || service.clone(), serve_options)).detach();
+    Ok(bound)
+}
+API-PENDING */

@@ -1,0 +1,362 @@
+//! Running one member: the data directory, a glommio executor with the member,
+//! its admin HTTP server and its client API server, signal handling and a
+//! clean shutdown.
+//!
+//! [`run_member`] blocks its thread until the member stops: on
+//! [`MemberControl::stop`] (SIGTERM/SIGINT in `lockstep serve`, Ctrl-C in
+//! `lockstep dev`), or on a fatal error (a WAL failure). A leader hands its
+//! leadership over before it stops.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lockstep_core::wal::WalIdentity;
+use lockstep_core::{Membership, NodeId, Role};
+use lockstep_runtime::{Member, MemberOptions, StartMode, TransportOptions};
+
+use crate::admin::MemberAddresses;
+use crate::config::MemberConfig;
+use crate::data_dir::{DataDir, LockMode, STATE_DIR_NAME};
+
+/// Everything `run_member` needs.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The member's name (for humans).
+    pub name: String,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The member (its `wal_dir` and `state_dir` are set from `data_dir`).
+    pub member: MemberOptions,
+    /// Where the etcd v3 API listens.
+    pub client_listen: SocketAddr,
+    /// Where the admin HTTP server listens.
+    pub admin_listen: SocketAddr,
+    /// Every known member's addresses, for `/cluster/members`.
+    pub addresses: BTreeMap<NodeId, MemberAddresses>,
+    /// How long a stopping leader tries to hand over leadership.
+    pub shutdown_transfer_timeout: Duration,
+    /// The client gRPC server's limits.
+    pub grpc: lockstep_runtime::http::ServeOptions,
+    /// The admin URL of a member of the cluster to join (an empty data
+    /// directory only).
+    pub join: Option<String>,
+    /// This member's own addresses (told to the cluster when joining).
+    pub own: MemberAddresses,
+}
+
+/// Room for protobuf framing around the largest request a client may send.
+#[allow(dead_code)] // API-PENDING
+const GRPC_OVERHEAD_BYTES: usize = 64 << 10;
+
+impl ServerOptions {
+    /// The options of the member `config` describes.
+    pub fn from_config(config: &MemberConfig) -> ServerOptions {
+        let peers: BTreeMap<NodeId, String> =
+            config.cluster.initial_members.iter().map(|m| (m.id, m.peer.clone())).collect();
+        let addresses = config
+            .cluster
+            .initial_members
+            .iter()
+            .map(|m| {
+                let name = if m.id == config.member_id { config.name.clone() } else { format!("member-{}", m.id) };
+                (m.id, MemberAddresses { name, peer: m.peer.clone(), client: m.client.clone(), admin: m.admin.clone() })
+            })
+            .collect();
+        let start = if config.cluster.join.is_some() {
+            StartMode::Join
+        } else {
+            let mut voters: Vec<NodeId> = config.cluster.initial_members.iter().map(|m| m.id).collect();
+            voters.sort_unstable();
+            StartMode::Bootstrap(Membership { voters, outgoing: Vec::new(), learners: Vec::new() })
+        };
+        let t = &config.transport;
+        ServerOptions {
+            name: config.name.clone(),
+            data_dir: config.data_dir.clone(),
+            member: MemberOptions {
+                raft: config.raft_config(),
+                cluster_id: config.cluster_id(),
+                kv: config.kv_config(),
+                wal: config.wal_config(),
+                wal_dir: PathBuf::new(),
+                state_dir: PathBuf::new(),
+                peer_listen: config.listen.peer,
+                peer_advertise: config.advertise_peer(),
+                peers,
+                start,
+                transport: TransportOptions {
+                    max_frame_bytes: u32::try_from(t.max_frame_bytes).unwrap_or(u32::MAX),
+                    peer_queue_messages: usize::try_from(t.peer_queue_messages).unwrap_or(usize::MAX),
+                    reconnect_backoff_min_ms: t.reconnect_backoff_min_ms,
+                    reconnect_backoff_max_ms: t.reconnect_backoff_max_ms,
+                    dial_timeout_ms: t.dial_timeout_ms,
+                },
+            },
+            client_listen: config.listen.client,
+            admin_listen: config.listen.admin,
+            addresses,
+            shutdown_transfer_timeout: Duration::from_millis(config.raft.election_timeout_ms * 3),
+            grpc: lockstep_runtime::http::ServeOptions {
+                max_concurrent_streams: u32::try_from(config.grpc.max_concurrent_streams).unwrap_or(u32::MAX),
+                keepalive_interval: Some(Duration::from_millis(config.grpc.keepalive_interval_ms)),
+                keepalive_timeout: Duration::from_millis(config.grpc.keepalive_timeout_ms),
+            },
+            join: config.cluster.join.clone(),
+            own: MemberAddresses {
+                name: config.name.clone(),
+                peer: config.advertise_peer(),
+                client: config.advertise_client(),
+                admin: config.advertise_admin(),
+            },
+        }
+    }
+}
+
+/// What a running member publishes to other threads (for `lockstep dev`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    /// The leader this member knows.
+    pub leader: Option<NodeId>,
+    /// Whether this member leads.
+    pub is_leader: bool,
+    /// The admin address actually bound.
+    pub admin: Option<SocketAddr>,
+    /// The client address actually bound.
+    pub client: Option<SocketAddr>,
+}
+
+/// Controls a running member from another thread.
+#[derive(Debug, Default)]
+pub struct MemberControl {
+    stop: AtomicBool,
+    published: Mutex<Published>,
+}
+
+impl MemberControl {
+    /// Asks the member to stop (it transfers leadership first if it leads).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was requested.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// What the member published last.
+    pub fn published(&self) -> Published {
+        self.published.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn publish(&self, published: Published) {
+        if let Ok(mut p) = self.published.lock() {
+            *p = published;
+        }
+    }
+}
+
+/// Why a member could not run.
+#[derive(Debug)]
+pub struct ServeError(pub String);
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// Runs one member until it is stopped. Returns an error when it could not
+/// start or stopped on a fatal error.
+pub fn run_member(mut options: ServerOptions, control: Arc<MemberControl>) -> Result<(), ServeError> {
+    let identity = WalIdentity {
+        cluster_id: options.member.cluster_id,
+        member_id: options.member.raft.id,
+        group_id: options.member.raft.group,
+    };
+    let blank = !options.data_dir.join(crate::identity::IDENTITY_FILE_NAME).exists();
+    let identity = match options.join.clone() {
+        Some(join) if blank => {
+            discover(&mut options, &join)?;
+            WalIdentity { cluster_id: options.member.cluster_id, ..identity }
+        }
+        _ => identity,
+    };
+    if !blank {
+        // A member with state restarts from it; it never joins again.
+        options.join = None;
+    }
+    let dir = DataDir::create(&options.data_dir, identity).map_err(|e| ServeError(e.to_string()))?;
+    let _lock = dir.lock(LockMode::Exclusive).map_err(|e| ServeError(e.to_string()))?;
+    options.member.wal_dir = dir.wal_dir();
+    options.member.state_dir = dir.root().join(STATE_DIR_NAME);
+    let name = format!("lockstep-{}", options.member.raft.id);
+    let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .name(&name)
+        .spawn(move || {
+            let span = tracing::info_span!("member", id = options.member.raft.id);
+            tracing::Instrument::instrument(async move { serve(options, control).await }, span)
+        })
+        .map_err(|e| ServeError(format!("cannot start the executor: {e}")))?;
+    handle.join().map_err(|e| ServeError(format!("executor failed: {e}")))?
+}
+
+async fn serve(options: ServerOptions, control: Arc<MemberControl>) -> Result<(), ServeError> {
+    let member = Member::start(options.member.clone()).await.map_err(|e| ServeError(e.to_string()))?;
+    let admin_state = Rc::new(crate::http::AdminState::new(member.clone(), &options));
+    let admin = crate::http::start_admin(admin_state.clone(), options.admin_listen).map_err(ServeError)?;
+    /* API-PENDING
+    let service_config = lockstep_api::ServiceConfig {
+        request_bytes_max: options.member.kv.request_bytes_max as usize + GRPC_OVERHEAD_BYTES,
+        ..lockstep_api::ServiceConfig::default()
+    };
+    let client = crate::http::start_client(member.clone(), options.client_listen, service_config, options.grpc.clone())
+        .map_err(ServeError)?;
+    API-PENDING */
+    let client = options.client_listen;
+    if let Some(join) = &options.join {
+        join_cluster(&member, &admin_state, join, &options).await?;
+    }
+    tracing::info!(member = member.id(), name = %options.name, %admin, %client, "serving");
+    let failed = Rc::new(std::cell::RefCell::new(None));
+    {
+        let member = member.clone();
+        let failed = failed.clone();
+        glommio::spawn_local(async move {
+            let why = member.failed().await;
+            *failed.borrow_mut() = Some(why);
+        })
+        .detach();
+    }
+    loop {
+        let status = member.status();
+        control.publish(Published {
+            leader: status.leader,
+            is_leader: status.role == Role::Leader,
+            admin: Some(admin),
+            client: Some(client),
+        });
+        if let Some(why) = failed.borrow().clone() {
+            return Err(ServeError(format!("member {} stopped: {why}", status.id)));
+        }
+        if control.stopping() {
+            break;
+        }
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    member.shutdown(options.shutdown_transfer_timeout).await;
+    Ok(())
+}
+
+/// Before a joining member's first start: learns the cluster's id and members
+/// from the member at `join`.
+fn discover(options: &mut ServerOptions, join: &str) -> Result<(), ServeError> {
+    let reply = crate::admin_client::call("GET", join, "/cluster/members", None)
+        .map_err(|e| ServeError(format!("cannot join through {join}: {e}")))?;
+    if reply.status != 200 {
+        return Err(ServeError(format!("cannot join through {join}: {}", reply.error_text())));
+    }
+    let cluster_id = reply.body["cluster_id"]
+        .as_str()
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| ServeError(format!("{join} did not say its cluster id")))?;
+    options.member.cluster_id = cluster_id;
+    for m in reply.body["members"].as_array().into_iter().flatten() {
+        let (Some(id), Some(peer)) = (m["id"].as_u64(), m["peer"].as_str()) else { continue };
+        if id == options.member.raft.id {
+            continue;
+        }
+        options.member.peers.insert(id, peer.to_string());
+        let text = |key: &str| m[key].as_str().unwrap_or("").to_string();
+        options.addresses.insert(
+            id,
+            MemberAddresses {
+                name: text("name"),
+                peer: peer.to_string(),
+                client: text("client"),
+                admin: text("admin"),
+            },
+        );
+    }
+    tracing::info!(cluster = format_args!("{cluster_id:016x}"), members = options.addresses.len(), "joining a cluster");
+    Ok(())
+}
+
+/// Asks the cluster to add this member as a learner, then keeps asking the
+/// leader to promote it until it is a voter (the leader agrees once this
+/// member's log caught up). Runs in the background; progress is in the log
+/// and in `/cluster/status`.
+async fn join_cluster(
+    member: &Member,
+    admin: &Rc<crate::http::AdminState>,
+    join: &str,
+    options: &ServerOptions,
+) -> Result<(), ServeError> {
+    let id = member.id();
+    let own = options.own.clone();
+    let mut endpoints: Vec<String> = vec![join.to_string()];
+    endpoints.extend(options.addresses.values().map(|a| a.admin.clone()).filter(|a| !a.is_empty()));
+    let body = serde_json::json!({
+        "id": id, "name": own.name, "peer": own.peer, "client": own.client, "admin": own.admin, "learner": true,
+    });
+    let call_endpoints = endpoints.clone();
+    let reply = glommio::executor()
+        .spawn_blocking(move || {
+            crate::admin_client::call_leader("POST", &call_endpoints, "/cluster/members", Some(&body))
+        })
+        .await
+        .map_err(|e| ServeError(format!("cannot join: {e}")))?;
+    if reply.status != 200 {
+        return Err(ServeError(format!("the cluster refused to add member {id}: {}", reply.error_text())));
+    }
+    tracing::info!(member = id, "added to the cluster as a learner; catching up");
+    let mut learned = BTreeMap::new();
+    for m in reply.body["members"].as_array().into_iter().flatten() {
+        let (Some(mid), Some(peer)) = (m["id"].as_u64(), m["peer"].as_str()) else { continue };
+        let text = |key: &str| m[key].as_str().unwrap_or("").to_string();
+        learned.insert(
+            mid,
+            MemberAddresses {
+                name: text("name"),
+                peer: peer.to_string(),
+                client: text("client"),
+                admin: text("admin"),
+            },
+        );
+    }
+    admin.learn(learned);
+    let member = member.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(Duration::from_millis(500)).await;
+            let status = member.status();
+            if status.failure.is_some() || status.membership.voters.contains(&id) {
+                if status.membership.voters.contains(&id) {
+                    tracing::info!(member = id, "promoted to voter");
+                }
+                return;
+            }
+            if !status.membership.learners.contains(&id) || status.applied_index == 0 {
+                continue;
+            }
+            let path = format!("/cluster/members/{id}/promote");
+            let endpoints = endpoints.clone();
+            let reply = glommio::executor()
+                .spawn_blocking(move || crate::admin_client::call_leader("POST", &endpoints, &path, None))
+                .await;
+            match reply {
+                Ok(r) if r.status == 200 => tracing::info!(member = id, "promotion committed"),
+                Ok(r) => tracing::info!(member = id, "not promoted yet: {}", r.error_text()),
+                Err(e) => tracing::warn!(member = id, "promotion request failed: {e}"),
+            }
+        }
+    })
+    .detach();
+    Ok(())
+}
