@@ -10,6 +10,7 @@
 //! | GET | `/livez` | text; 200 while the event loop turns and the member runs |
 //! | GET | `/readyz` | text; 200 once a leader exists and this member applied what it knows committed |
 //! | GET | `/metrics` | Prometheus text format, etcd's metric names |
+//! | GET | `/snapshot` | the member's state as a snapshot file (`lockstep snapshot save`) |
 //! | GET | `/cluster/status` | this member's view |
 //! | GET | `/cluster/members` | members with their addresses |
 //! | GET | `/cluster/leader` | the leader (503 when none) |
@@ -30,7 +31,9 @@ use std::rc::Rc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, Response};
-use lockstep_core::{ClientError, Membership, NodeId, Request as NodeRequest, Response as NodeResponse, Role};
+use lockstep_core::{
+    ClientError, Membership, NodeId, Request as NodeRequest, Response as NodeResponse, Role, StateMachine,
+};
 use lockstep_runtime::Member;
 use serde_json::{json, Value};
 
@@ -78,6 +81,11 @@ impl AdminState {
         addresses
     }
 
+    /// Forgets a member that left.
+    pub fn forget(&self, id: NodeId) {
+        self.addresses.borrow_mut().remove(&id);
+    }
+
     /// Records addresses of members (learned when joining).
     pub fn learn(&self, addresses: BTreeMap<NodeId, MemberAddresses>) {
         let me = self.member.id();
@@ -120,14 +128,49 @@ pub async fn handle_admin(
         Ok(collected) => collected.to_bytes(),
         Err(e) => return Ok(answer_to_response(error(413, format!("request body: {e}")))),
     };
-    let answer = route(&state, &method, &path, &query, &body).await;
-    Ok(answer_to_response(answer))
+    Ok(match route(&state, &method, &path, &query, &body).await {
+        Routed::Answer(answer) => answer_to_response(answer),
+        Routed::Bytes(bytes) => Response::builder()
+            .status(200)
+            .header("content-type", "application/octet-stream")
+            .body(Full::new(Bytes::from(bytes)))
+            .expect("a valid response"),
+    })
 }
 
-async fn route(state: &AdminState, method: &Method, path: &str, query: &str, body: &[u8]) -> Answer {
+/// `GET /snapshot`: the member's state as one snapshot file, taken between two
+/// steps of the event loop (one applied index).
+fn snapshot_answer(state: &AdminState) -> Routed {
+    let status = state.member.status();
+    let (data, applied_index, revision) =
+        state.member.with_store(|s| (StateMachine::snapshot(&*s), s.applied_index(), s.current_revision()));
+    let header = crate::snapshot::SnapshotHeader {
+        cluster_id: status.cluster_id,
+        member_id: status.id,
+        applied_index,
+        revision,
+        data_len: data.len() as u64,
+        data_crc: crc32c::crc32c(&data),
+    };
+    Routed::Bytes(crate::snapshot::encode_snapshot_file(&header, &data))
+}
+
+/// A routed answer: JSON/text, or raw bytes.
+enum Routed {
+    Answer(Answer),
+    Bytes(Vec<u8>),
+}
+
+impl From<Answer> for Routed {
+    fn from(answer: Answer) -> Routed {
+        Routed::Answer(answer)
+    }
+}
+
+async fn route(state: &AdminState, method: &Method, path: &str, query: &str, body: &[u8]) -> Routed {
     let status = state.member.status();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (method, segments.as_slice()) {
+    let answer = match (method, segments.as_slice()) {
         (&Method::GET, ["health"]) => {
             let fsync_ms = last_fsync_ms(&state.member);
             admin::health_answer(&status, fsync_ms)
@@ -139,6 +182,7 @@ async fn route(state: &AdminState, method: &Method, path: &str, query: &str, bod
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             body: state.member.metrics().render(&status, state.quota_bytes),
         },
+        (&Method::GET, ["snapshot"]) => return snapshot_answer(state),
         (&Method::GET, ["cluster", "status"]) => admin::cluster_status(&status, &state.name),
         (&Method::GET, ["cluster", "members"]) => admin::cluster_members(&status, &state.addresses()),
         (&Method::GET, ["cluster", "leader"]) => admin::cluster_leader(&status, &state.addresses()),
@@ -156,7 +200,8 @@ async fn route(state: &AdminState, method: &Method, path: &str, query: &str, bod
             error(405, format!("{method} is not allowed on {path}"))
         }
         _ => error(404, format!("no such endpoint: {path} (see GET /cluster/status, /health, /metrics)")),
-    }
+    };
+    answer.into()
 }
 
 fn last_fsync_ms(member: &Member) -> Option<f64> {

@@ -12,6 +12,7 @@
 //!   servers, join, shutdown); [`http`] its HTTP endpoints, [`admin`] the pure
 //!   answers of the admin endpoints, [`backend`] the etcd API over a member.
 //! - [`dev`]: `lockstep dev`, a local three-member cluster.
+//! - [`snapshot`]: `lockstep snapshot save|restore` and the snapshot file format.
 //! - [`cluster_cli`] and [`admin_client`]: `lockstep cluster ...`.
 //!
 //! The on-disk format is documented in `docs/storage.md`.
@@ -30,6 +31,7 @@ pub mod fsck;
 pub mod http;
 pub mod identity;
 pub mod server;
+pub mod snapshot;
 pub mod version;
 
 pub use config::{ConfigError, MemberConfig};

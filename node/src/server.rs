@@ -194,6 +194,13 @@ pub fn run_member(mut options: ServerOptions, control: Arc<MemberControl>) -> Re
     }
     let dir = DataDir::create(&options.data_dir, identity).map_err(|e| ServeError(e.to_string()))?;
     let _lock = dir.lock(LockMode::Exclusive).map_err(|e| ServeError(e.to_string()))?;
+    // Members added or removed since the config was written.
+    for (id, addresses) in load_address_book(dir.root()) {
+        if id != options.member.raft.id {
+            options.member.peers.insert(id, addresses.peer.clone());
+        }
+        options.addresses.insert(id, addresses);
+    }
     options.member.wal_dir = dir.wal_dir();
     options.member.state_dir = dir.root().join(STATE_DIR_NAME);
     let name = format!("lockstep-{}", options.member.raft.id);
@@ -224,6 +231,7 @@ async fn serve(options: ServerOptions, control: Arc<MemberControl>) -> Result<()
         join_cluster(&member, &admin_state, join, &options).await?;
     }
     tracing::info!(member = member.id(), name = %options.name, %admin, %client, "serving");
+    glommio::spawn_local(keep_address_book(member.clone(), admin_state.clone(), options.data_dir.clone())).detach();
     let failed = Rc::new(std::cell::RefCell::new(None));
     {
         let member = member.clone();
@@ -359,4 +367,77 @@ async fn join_cluster(
     })
     .detach();
     Ok(())
+}
+
+/// The file in the data directory that remembers every member's addresses.
+pub const ADDRESS_BOOK_FILE_NAME: &str = "members.json";
+const ADDRESS_BOOK_TEMP_FILE_NAME: &str = "members.json.tmp";
+
+/// The address book of a data directory (empty if there is none or it cannot
+/// be read: the config's initial members and the peers' handshakes fill in).
+pub fn load_address_book(root: &std::path::Path) -> BTreeMap<NodeId, MemberAddresses> {
+    let path = root.join(ADDRESS_BOOK_FILE_NAME);
+    let Ok(text) = std::fs::read_to_string(&path) else { return BTreeMap::new() };
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
+        tracing::warn!(path = %path.display(), "ignoring an unreadable address book");
+        return BTreeMap::new();
+    };
+    let mut book = BTreeMap::new();
+    for m in value["members"].as_array().into_iter().flatten() {
+        let (Some(id), Some(peer)) = (m["id"].as_u64(), m["peer"].as_str()) else { continue };
+        let text = |key: &str| m[key].as_str().unwrap_or("").to_string();
+        book.insert(
+            id,
+            MemberAddresses {
+                name: text("name"),
+                peer: peer.to_string(),
+                client: text("client"),
+                admin: text("admin"),
+            },
+        );
+    }
+    book
+}
+
+/// Keeps the transport's peers in step with the membership (a removed member
+/// is no longer dialled) and the address book on disk in step with both, so a
+/// restarted member still reaches members added after its config was written.
+async fn keep_address_book(member: Member, admin: Rc<crate::http::AdminState>, root: PathBuf) {
+    let mut written: Option<BTreeMap<NodeId, MemberAddresses>> = None;
+    let mut previous: Option<Membership> = None;
+    loop {
+        let status = member.status();
+        if status.failure.is_some() {
+            return;
+        }
+        let m = &status.membership;
+        let in_cluster = |id: &NodeId| m.voters.contains(id) || m.outgoing.contains(id) || m.learners.contains(id);
+        if let Some(prev) = &previous {
+            for id in prev.voters.iter().chain(&prev.outgoing).chain(&prev.learners) {
+                if !in_cluster(id) && *id != status.id {
+                    tracing::info!(member = *id, "member left the cluster; no longer dialling it");
+                    member.remove_peer(*id);
+                    admin.forget(*id);
+                }
+            }
+        }
+        previous = Some(m.clone());
+        let book: BTreeMap<NodeId, MemberAddresses> =
+            admin.addresses().into_iter().filter(|(id, _)| in_cluster(id) || *id == status.id).collect();
+        if !m.voters.is_empty() && written.as_ref() != Some(&book) {
+            let members: Vec<serde_json::Value> = book
+                .iter()
+                .map(|(id, a)| {
+                    serde_json::json!({"id": id, "name": a.name, "peer": a.peer, "client": a.client, "admin": a.admin})
+                })
+                .collect();
+            let bytes = serde_json::to_vec_pretty(&serde_json::json!({ "members": members })).expect("JSON");
+            match crate::data_dir::write_atomically(&root, ADDRESS_BOOK_TEMP_FILE_NAME, ADDRESS_BOOK_FILE_NAME, &bytes)
+            {
+                Ok(()) => written = Some(book),
+                Err(e) => tracing::warn!("cannot write the address book: {e}"),
+            }
+        }
+        glommio::timer::sleep(Duration::from_millis(500)).await;
+    }
 }

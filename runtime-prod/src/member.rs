@@ -515,6 +515,12 @@ impl Member {
         transport.set_peer(id, address);
     }
 
+    /// Stops sending to a member (it left the cluster).
+    pub fn remove_peer(&self, id: NodeId) {
+        let transport = self.inner.borrow().transport.clone();
+        transport.remove_peer(id);
+    }
+
     /// Every peer address this member knows (configured, set, or learned from
     /// handshakes).
     pub fn peer_addresses(&self) -> BTreeMap<NodeId, String> {
