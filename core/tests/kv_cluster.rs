@@ -132,3 +132,51 @@ fn keep_alives_on_the_leader_hold_a_lease_and_followers_refuse_them() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+fn kv_checkpointing() -> Kv {
+    let config = KvConfig { lease_checkpoint_interval_ms: 2_000, ..KvConfig::default() };
+    KvStore::open(config, MemStorage::new()).expect("empty storage opens")
+}
+
+#[test]
+fn checkpoints_keep_a_new_leader_from_extending_a_lease() {
+    let mut c = Cluster::with_state_machine(3, 5, default_config, kv_checkpointing);
+    let leader = c.wait_for_leader(3_000);
+    write(&mut c, leader, KvCommand::LeaseGrant(LeaseGrantRequest { ttl: 20, id: 21 }));
+    write(&mut c, leader, put("lock", "held", 21));
+    let granted_at = c.now;
+    c.run_until(granted_at + 9_000);
+    // Every member applied a checkpoint: about 12 s were left at the last one.
+    for id in 1..=3 {
+        let remaining = c.node(id).state_machine().mvcc().leases().get(21).expect("lease").remaining_ttl;
+        assert!((11..=13).contains(&remaining), "member {id}: checkpointed {remaining} s");
+    }
+    c.crash(leader);
+    let next = c.wait_for_leader(5_000);
+    let promoted_at = c.now;
+    c.run_until(promoted_at + 10_000);
+    assert_eq!(get(&mut c, next, "lock"), Some(b"held".to_vec()), "not cut short");
+    c.run_until(promoted_at + 14_500);
+    assert_eq!(get(&mut c, next, "lock"), None, "revoked at the checkpointed remainder, not after a full 20 s TTL");
+}
+
+#[test]
+fn a_renewed_lease_gets_its_full_ttl_back_after_a_leader_change() {
+    let mut c = Cluster::with_state_machine(3, 6, default_config, kv_checkpointing);
+    let leader = c.wait_for_leader(3_000);
+    write(&mut c, leader, KvCommand::LeaseGrant(LeaseGrantRequest { ttl: 20, id: 22 }));
+    write(&mut c, leader, put("lock", "held", 22));
+    c.run_for(9_000);
+    assert!(keep_alive(&mut c, leader, 22).is_ok());
+    c.run_for(500);
+    // The renewal cleared the checkpoint everywhere.
+    for id in 1..=3 {
+        let remaining = c.node(id).state_machine().mvcc().leases().get(22).expect("lease").remaining_ttl;
+        assert_eq!(remaining, 0, "member {id}: checkpoint cleared by the renewal");
+    }
+    c.crash(leader);
+    let next = c.wait_for_leader(5_000);
+    let promoted_at = c.now;
+    c.run_until(promoted_at + 18_000);
+    assert_eq!(get(&mut c, next, "lock"), Some(b"held".to_vec()), "the renewed lease keeps its full TTL");
+}

@@ -582,8 +582,9 @@ impl Member {
     }
 
     /// Stops the member: a leader first hands leadership to the most
-    /// caught-up voter (bounded by `transfer_timeout`), then the tasks stop, the
-    /// transport closes and the WAL finishes its queued writes.
+    /// caught-up voter (bounded by `transfer_timeout`), requests in flight get
+    /// their answers (bounded by `transfer_timeout` again), then the tasks stop,
+    /// the transport closes and the WAL finishes its queued writes.
     pub async fn shutdown(self, transfer_timeout: Duration) {
         let target = {
             let inner = self.inner.borrow();
@@ -612,6 +613,11 @@ impl Member {
                 Some(Err(e)) => tracing::warn!(to, "leadership transfer failed: {e:?}"),
                 None => tracing::warn!(to, "leadership transfer timed out"),
             }
+        }
+        // Let requests already in flight finish (or fail over) before stopping.
+        let drain_until = Instant::now() + transfer_timeout;
+        while self.inner.borrow().node.pending_requests() > 0 && Instant::now() < drain_until {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
         }
         let wal = {
             let mut inner = self.inner.borrow_mut();

@@ -14,7 +14,8 @@ pub enum MachineKind {
     /// `lockstep_core::register::Register`.
     #[default]
     Register,
-    /// `lockstep_core::kv::KvStore<MemStorage>`, opened with `KvConfig::default()`.
+    /// `lockstep_core::kv::KvStore<MemStorage>`, opened with `KvConfig::default()`
+    /// except lease checkpoints every 2 s.
     Kv,
 }
 
@@ -40,7 +41,12 @@ impl MachineKind {
         match self {
             MachineKind::Register => SimMachine::Register(Register::new()),
             MachineKind::Kv => SimMachine::Kv(Box::new(
-                KvStore::open(KvConfig::default(), MemStorage::new()).expect("an empty KV store opens"),
+                // Checkpoints every 2 s, so that runs of seconds exercise them.
+                KvStore::open(
+                    KvConfig { lease_checkpoint_interval_ms: 2_000, ..KvConfig::default() },
+                    MemStorage::new(),
+                )
+                .expect("an empty KV store opens"),
             )),
         }
     }

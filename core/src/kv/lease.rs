@@ -130,6 +130,10 @@ pub struct LeaseTimer {
     /// (deadline, lease), the same entries ordered by time.
     queue: BTreeSet<(Millis, LeaseId)>,
     retry_ms: Millis,
+    /// How often the remaining TTLs are checkpointed through the log (0: never).
+    checkpoint_interval_ms: Millis,
+    /// When the next checkpoint is due (while primary).
+    checkpoint_at: Option<Millis>,
 }
 
 fn ttl_ms(ttl_s: i64) -> Millis {
@@ -141,6 +145,32 @@ impl LeaseTimer {
     /// after `retry_ms` if it still exists.
     pub fn new(retry_ms: Millis) -> LeaseTimer {
         LeaseTimer { retry_ms, ..LeaseTimer::default() }
+    }
+
+    /// Checkpoint every lease's remaining TTL every `interval_ms` while
+    /// primary (0: never), so that a new leader does not hand out full TTLs
+    /// again (etcd's `--experimental-enable-lease-checkpoint`).
+    pub fn with_checkpoints(mut self, interval_ms: Millis) -> LeaseTimer {
+        self.checkpoint_interval_ms = interval_ms;
+        self
+    }
+
+    /// When checkpoints are due at `now`: every tracked lease's remaining TTL
+    /// (in lease order, at most `max`; the rest at the next interval), and the
+    /// next checkpoint is scheduled. Empty otherwise.
+    #[must_use]
+    pub fn checkpoints_due(&mut self, now: Millis, max: usize) -> Vec<(LeaseId, i64)> {
+        match self.checkpoint_at {
+            Some(at) if self.primary && at <= now => {
+                self.checkpoint_at = Some(now.saturating_add(self.checkpoint_interval_ms));
+                self.deadlines
+                    .iter()
+                    .take(max)
+                    .map(|(&id, &(deadline, _))| (id, deadline.saturating_sub(now).div_ceil(1000) as i64))
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// True between [`LeaseTimer::promote`] and [`LeaseTimer::demote`].
@@ -160,6 +190,7 @@ impl LeaseTimer {
         self.deadlines.clear();
         self.queue.clear();
         self.primary = true;
+        self.checkpoint_at = (self.checkpoint_interval_ms > 0).then(|| now.saturating_add(self.checkpoint_interval_ms));
         for (id, ttl_s) in leases {
             self.set(id, now.saturating_add(ttl_ms(ttl_s)), ttl_s);
         }
@@ -170,6 +201,7 @@ impl LeaseTimer {
         self.primary = false;
         self.deadlines.clear();
         self.queue.clear();
+        self.checkpoint_at = None;
     }
 
     /// Brings the tracked leases in line with the table: new leases start their
@@ -221,9 +253,12 @@ impl LeaseTimer {
         due.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// The earliest deadline, for the node's timer.
+    /// The earliest deadline (an expiry, or a checkpoint while leases
+    /// exist), for the node's timer.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.queue.first().map(|&(d, _)| d)
+        let expiry = self.queue.first().map(|&(d, _)| d);
+        let checkpoint = self.checkpoint_at.filter(|_| !self.deadlines.is_empty());
+        expiry.into_iter().chain(checkpoint).min()
     }
 }
 
@@ -251,6 +286,24 @@ mod tests {
         timer.demote();
         assert_eq!(timer.keep_alive(13_000, 2), None);
         assert!(timer.expired_leases(u64::MAX, 10).is_empty());
+    }
+
+    #[test]
+    fn checkpoints_come_every_interval_while_primary() {
+        let mut timer = LeaseTimer::new(500).with_checkpoints(10_000);
+        assert!(timer.checkpoints_due(1_000_000, 10).is_empty());
+        timer.promote(1000, [(1, 30), (2, 60)]);
+        assert_eq!(timer.next_deadline(), Some(11_000));
+        assert!(timer.checkpoints_due(10_999, 10).is_empty());
+        assert_eq!(timer.checkpoints_due(11_000, 10), vec![(1, 20), (2, 50)]);
+        assert!(timer.checkpoints_due(20_999, 10).is_empty());
+        assert_eq!(timer.checkpoints_due(21_000, 1), vec![(1, 10)]);
+        timer.demote();
+        assert!(timer.checkpoints_due(u64::MAX, 10).is_empty());
+        let mut never = LeaseTimer::new(500);
+        never.promote(0, [(1, 30)]);
+        assert!(never.checkpoints_due(u64::MAX - 1, 10).is_empty());
+        assert_eq!(never.next_deadline(), Some(30_000));
     }
 
     #[test]

@@ -10,9 +10,9 @@ use super::mvcc::Mvcc;
 use super::range;
 use super::request::{
     AlarmAction, AlarmMember, AlarmResponse, AlarmType, CompactionResponse, Event, KvCommand, KvQuery, KvResponse,
-    KvResult, LeaseGrantRequest, LeaseGrantResponse, LeaseId, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
-    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
-    RangeRequest, RangeResponse, ResponseHeader, Revision,
+    KvResult, LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseId,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RangeRequest, RangeResponse, ResponseHeader, Revision,
 };
 use super::storage::{Storage, WriteBatch};
 use super::txn::{self, TxnLimits};
@@ -46,6 +46,10 @@ pub struct KvConfig {
     /// A revoke of an expired lease that has not taken effect after this long is
     /// proposed again (local, not replicated).
     pub lease_revoke_retry_ms: Millis,
+    /// The leader records every lease's remaining TTL through the log this
+    /// often, so that a new leader neither extends nor cuts TTLs by much
+    /// (etcd's lease checkpoints, 5 minutes); 0 turns checkpoints off.
+    pub lease_checkpoint_interval_ms: Millis,
 }
 
 impl Default for KvConfig {
@@ -58,6 +62,7 @@ impl Default for KvConfig {
             watch: WatchConfig::default(),
             quota_bytes: 8 << 30,
             lease_revoke_retry_ms: 1_000,
+            lease_checkpoint_interval_ms: 300_000,
         }
     }
 }
@@ -81,7 +86,14 @@ pub struct KvStore<S: Storage> {
     lease_timer: LeaseTimer,
     /// Leases were granted or revoked since the timer last looked.
     leases_changed: bool,
+    /// On the leader: renewed leases whose checkpointed remaining TTL must be
+    /// cleared (a checkpoint of 0), so that a new leader gives them their full
+    /// TTL again rather than the stale remainder.
+    checkpoint_resets: Vec<LeaseId>,
 }
+
+/// Lease checkpoints in one proposal (the rest wait for the next interval).
+const CHECKPOINTS_PER_PROPOSAL_MAX: usize = 1000;
 
 /// Record overhead per stored revision beyond key and value (revision key,
 /// create/mod revision, version, lease), for the quota estimate.
@@ -123,8 +135,17 @@ impl<S: Storage> KvStore<S> {
         let applied = storage.applied_index();
         let mvcc = Mvcc::open(storage)?;
         let watches = WatchHub::new(config.watch, mvcc.current_rev());
-        let lease_timer = LeaseTimer::new(config.lease_revoke_retry_ms);
-        Ok(KvStore { config, mvcc, watches, applied, lease_timer, leases_changed: false })
+        let lease_timer =
+            LeaseTimer::new(config.lease_revoke_retry_ms).with_checkpoints(config.lease_checkpoint_interval_ms);
+        Ok(KvStore {
+            config,
+            mvcc,
+            watches,
+            applied,
+            lease_timer,
+            leases_changed: false,
+            checkpoint_resets: Vec::new(),
+        })
     }
 
     /// The configuration.
@@ -476,6 +497,7 @@ impl<S: Storage> StateMachine for KvStore<S> {
             self.leases_changed = false;
         } else {
             self.lease_timer.demote();
+            self.checkpoint_resets.clear();
         }
     }
 
@@ -484,11 +506,26 @@ impl<S: Storage> StateMachine for KvStore<S> {
             self.leases_changed = false;
             self.lease_timer.reconcile(now, self.lease_ttls());
         }
-        self.lease_timer
+        let mut proposals: Vec<Vec<u8>> = self
+            .lease_timer
             .expired_leases(now, max)
             .into_iter()
             .map(|id| KvCommand::LeaseRevoke(LeaseRevokeRequest { id }).encode())
-            .collect()
+            .collect();
+        let mut checkpoints: Vec<LeaseCheckpoint> = std::mem::take(&mut self.checkpoint_resets)
+            .into_iter()
+            .map(|id| LeaseCheckpoint { id, remaining_ttl: 0 })
+            .collect();
+        checkpoints.extend(
+            self.lease_timer
+                .checkpoints_due(now, CHECKPOINTS_PER_PROPOSAL_MAX)
+                .into_iter()
+                .map(|(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl }),
+        );
+        if !checkpoints.is_empty() && proposals.len() < max {
+            proposals.push(KvCommand::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints }).encode());
+        }
+        proposals
     }
 
     fn next_deadline(&self) -> Option<Millis> {
@@ -503,7 +540,12 @@ impl<S: Storage> StateMachine for KvStore<S> {
         let result = match KvQuery::decode(request) {
             Err(why) => Err(KvError::Malformed(why)),
             Ok(KvQuery::LeaseKeepAlive(LeaseKeepAliveRequest { id })) => match self.lease_timer.keep_alive(now, id) {
-                Some(ttl) => Ok(KvResponse::LeaseKeepAlive(LeaseKeepAliveResponse { header: self.header(), id, ttl })),
+                Some(ttl) => {
+                    if self.mvcc.leases().get(id).is_some_and(|l| l.remaining_ttl > 0) {
+                        self.checkpoint_resets.push(id);
+                    }
+                    Ok(KvResponse::LeaseKeepAlive(LeaseKeepAliveResponse { header: self.header(), id, ttl }))
+                }
                 None => Err(KvError::LeaseNotFound),
             },
             // The leader's timer knows the remaining TTL better than the replicated
