@@ -1,0 +1,113 @@
+//! The [`Backend`] trait: what the etcd API needs from a lockstep member.
+//!
+//! The gRPC service ([`crate::EtcdService`]) turns each RPC into one of these
+//! calls. Implementations: the replicated member (in the node crate) and
+//! [`crate::MemoryBackend`] (one process, no Raft). The futures are not `Send`:
+//! a backend lives on one executor thread together with the connections it
+//! serves.
+
+use lockstep_core::kv::{KvCommand, KvQuery, KvResult, WatchCreateRequest, WatchId, WatchResponse};
+use lockstep_core::ClientError;
+
+/// Identity fields of every response header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeaderInfo {
+    /// The cluster's id.
+    pub cluster_id: u64,
+    /// The id of the member answering.
+    pub member_id: u64,
+    /// The member's current Raft term.
+    pub raft_term: u64,
+}
+
+/// Why the member could not serve a request (the KV-level outcome is inside
+/// `Ok(KvResult)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendError {
+    /// Raft refused or lost the request (see [`ClientError`] for which may have
+    /// taken effect).
+    Client(ClientError),
+    /// The member cannot serve at all (stopping, not started, its WAL failed);
+    /// the text is sent with gRPC status `UNAVAILABLE`.
+    Unavailable(String),
+}
+
+impl From<ClientError> for BackendError {
+    fn from(e: ClientError) -> BackendError {
+        BackendError::Client(e)
+    }
+}
+
+/// A member's state for etcd's `Maintenance/Status` (`etcdctl endpoint status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// The server version reported to clients (etcd's, e.g. "3.5.0", so that
+    /// clients checking versions accept it).
+    pub version: String,
+    /// Bytes the member's data takes on disk.
+    pub db_size_bytes: i64,
+    /// Bytes of that in use (etcd's `dbSizeInUse`).
+    pub db_size_in_use_bytes: i64,
+    /// The leader's member id, 0 if unknown.
+    pub leader: u64,
+    /// The member's last log index.
+    pub raft_index: u64,
+    /// The member's current term.
+    pub raft_term: u64,
+    /// The member's applied index.
+    pub raft_applied_index: u64,
+    /// Active problems (etcd lists alarms here: "memberID:... alarm:NOSPACE").
+    pub errors: Vec<String>,
+    /// The member is a learner (non-voting).
+    pub is_learner: bool,
+}
+
+/// What the etcd API needs from a member. Futures are !Send: one backend lives
+/// on one glommio executor thread.
+#[async_trait::async_trait(?Send)]
+pub trait Backend {
+    /// The identity fields of response headers, as of now.
+    fn header(&self) -> HeaderInfo;
+
+    /// Proposes a write through Raft (forwarded to the leader if needed);
+    /// resolves once applied here.
+    async fn write(&self, command: KvCommand) -> Result<KvResult, BackendError>;
+
+    /// A read: linearizable (ReadIndex) or serializable (local state).
+    async fn read(&self, query: KvQuery, linearizable: bool) -> Result<KvResult, BackendError>;
+
+    /// A request only the leader serves (LeaseKeepAlive, LeaseTimeToLive with
+    /// its exact TTL).
+    async fn leader_request(&self, query: KvQuery) -> Result<KvResult, BackendError>;
+
+    /// Adds a watcher to the local watch hub (see core's
+    /// `KvStore::watch_create`); a refused one gets its canceled response.
+    fn watch_create(&self, request: WatchCreateRequest) -> Result<WatchId, WatchResponse>;
+
+    /// Removes a watcher; its canceled response, or `None` if unknown.
+    fn watch_cancel(&self, id: WatchId) -> Option<WatchResponse>;
+
+    /// Queues progress notifications: for every synced watcher when `all`,
+    /// otherwise for those created with `progress_notify`.
+    fn watch_progress(&self, all: bool);
+
+    /// The next buffered response of that watcher.
+    fn watch_take(&self, id: WatchId) -> Option<WatchResponse>;
+
+    /// Resolves after the state machine applied something (or a watch got a
+    /// response) since the call.
+    async fn watch_changed(&self);
+
+    /// The member's state for `Maintenance/Status`. The default derives what it
+    /// can from [`Backend::header`] (this member as leader, no sizes or
+    /// indexes); a real member overrides it.
+    async fn status(&self) -> Result<MemberStatus, BackendError> {
+        let header = self.header();
+        Ok(MemberStatus {
+            version: crate::grpc::ETCD_VERSION.to_string(),
+            leader: header.member_id,
+            raft_term: header.raft_term,
+            ..MemberStatus::default()
+        })
+    }
+}

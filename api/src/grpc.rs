@@ -1,0 +1,594 @@
+//! [`EtcdService`]: etcd's v3 gRPC API as a `hyper` service over a [`Backend`].
+//!
+//! The service is written by hand instead of using tonic's generated server
+//! traits, which require `Send` futures: here one service and its backend live
+//! on one executor thread (`Rc`, not `Arc`), and handlers await the backend's
+//! thread-local futures. tonic still does the gRPC work: `tonic::server::Grpc`
+//! for unary calls, `tonic::Streaming` to decode request streams and
+//! `tonic::codec::EncodeBody` to encode response streams, with prost messages.
+//!
+//! Routes:
+//!
+//! | path | backend call |
+//! |---|---|
+//! | `/etcdserverpb.KV/Range` | `read` (linearizable unless `serializable`) |
+//! | `/etcdserverpb.KV/{Put,DeleteRange,Compact}` | `write` |
+//! | `/etcdserverpb.KV/Txn` | `write` if it puts or deletes, else linearizable `read` |
+//! | `/etcdserverpb.Lease/{LeaseGrant,LeaseRevoke}` | `write` |
+//! | `/etcdserverpb.Lease/LeaseTimeToLive` | `leader_request` (the leader knows the TTL) |
+//! | `/etcdserverpb.Lease/LeaseLeases` | linearizable `read` |
+//! | `/etcdserverpb.Lease/LeaseKeepAlive` (bidi stream) | `leader_request` per message |
+//! | `/etcdserverpb.Watch/Watch` (bidi stream) | `watch_*` |
+//! | `/etcdserverpb.Maintenance/Alarm` | `read` (GET) or `write` |
+//! | `/etcdserverpb.Maintenance/Status` | `status` |
+//!
+//! Any other path answers `UNIMPLEMENTED`. Errors are etcd's statuses
+//! ([`crate::status`]).
+//!
+//! # Watch streams
+//!
+//! One stream carries many watchers. Create requests add a watcher to the
+//! backend's hub and remember it for this stream; the stream then forwards
+//! each of its watchers' buffered responses (`created` first, then events in
+//! revision order, and the compacted cancel with `compact_revision`), taking
+//! one response per watcher in turn. Cancel requests remove a watcher of this
+//! stream (ids of other streams are ignored, as etcd does). A progress request
+//! queues a progress notification for every synced watcher of the hub (each
+//! one correct for its watcher; watchers on other streams get one too). A
+//! watcher created with `fragment` has responses larger than
+//! [`ServiceConfig::watch_fragment_bytes`] split as etcd splits them. When the
+//! client half-closes, the stream goes on delivering, as etcd's does; when the
+//! stream goes away, its watchers are canceled.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_lite::{FutureExt, Stream};
+use http_body::{Body, Frame, SizeHint};
+use lockstep_core::kv::{self, KvCommand, KvError, KvQuery, KvResponse, WatchId};
+use prost::Message;
+use tonic::codec::{Codec, EncodeBody, SingleMessageCompressionOverride, Streaming};
+use tonic::server::Grpc;
+use tonic::Status;
+use tonic_prost::ProstCodec;
+
+use crate::backend::{Backend, BackendError};
+use crate::convert::ToPb;
+use crate::pb::etcdserverpb as pb;
+use crate::status::{backend_error, kv_error};
+
+/// The etcd version reported by `Maintenance/Status`: lockstep implements
+/// etcd 3.5's API, and clients compare this string to decide what they may use.
+pub const ETCD_VERSION: &str = "3.5.0";
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Limits of the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// Largest request message decoded; larger ones fail with
+    /// `OUT_OF_RANGE` before reaching the backend. etcd allows its request
+    /// limit (1.5 MiB) plus 512 KiB of gRPC overhead.
+    pub request_bytes_max: usize,
+    /// Watch responses of watchers created with `fragment` are split into
+    /// pieces below this size (etcd uses its request limit, 1.5 MiB).
+    pub watch_fragment_bytes: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> ServiceConfig {
+        ServiceConfig { request_bytes_max: (1536 + 512) * 1024, watch_fragment_bytes: 1536 * 1024 }
+    }
+}
+
+/// The body of every response of [`EtcdService`]: a boxed, `!Send` HTTP body
+/// (streams hold the backend's `Rc`).
+pub struct ResponseBody(Pin<Box<dyn Body<Data = Bytes, Error = Status>>>);
+
+impl ResponseBody {
+    /// Boxes a body.
+    pub fn new(body: impl Body<Data = Bytes, Error = Status> + 'static) -> ResponseBody {
+        ResponseBody(Box::pin(body))
+    }
+}
+
+impl Default for ResponseBody {
+    /// An empty body.
+    fn default() -> ResponseBody {
+        ResponseBody::new(http_body_util::Empty::new().map_err(|never: Infallible| match never {}))
+    }
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody").finish_non_exhaustive()
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        self.0.as_mut().poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
+    }
+}
+
+use http_body_util::BodyExt as _;
+
+/// etcd's v3 gRPC API over a [`Backend`]. Cheap to clone (one per connection
+/// is fine); see the module doc for routes and semantics.
+#[derive(Clone)]
+pub struct EtcdService {
+    backend: Rc<dyn Backend>,
+    config: ServiceConfig,
+}
+
+impl std::fmt::Debug for EtcdService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdService").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl EtcdService {
+    /// A service answering from `backend`.
+    pub fn new(backend: Rc<dyn Backend>, config: ServiceConfig) -> EtcdService {
+        EtcdService { backend, config }
+    }
+
+    /// Answers one HTTP request (a gRPC call).
+    pub async fn handle<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError> + Send,
+    {
+        let backend = &self.backend;
+        match request.uri().path() {
+            "/etcdserverpb.KV/Range" => self.unary(request, |r| range(backend.clone(), r)).await,
+            "/etcdserverpb.KV/Put" => self.unary(request, |r| put(backend.clone(), r)).await,
+            "/etcdserverpb.KV/DeleteRange" => self.unary(request, |r| delete_range(backend.clone(), r)).await,
+            "/etcdserverpb.KV/Txn" => self.unary(request, |r| txn(backend.clone(), r)).await,
+            "/etcdserverpb.KV/Compact" => self.unary(request, |r| compact(backend.clone(), r)).await,
+            "/etcdserverpb.Lease/LeaseGrant" => self.unary(request, |r| lease_grant(backend.clone(), r)).await,
+            "/etcdserverpb.Lease/LeaseRevoke" => self.unary(request, |r| lease_revoke(backend.clone(), r)).await,
+            "/etcdserverpb.Lease/LeaseTimeToLive" => {
+                self.unary(request, |r| lease_time_to_live(backend.clone(), r)).await
+            }
+            "/etcdserverpb.Lease/LeaseLeases" => self.unary(request, |r| lease_leases(backend.clone(), r)).await,
+            "/etcdserverpb.Lease/LeaseKeepAlive" => self.lease_keep_alive(request),
+            "/etcdserverpb.Watch/Watch" => self.watch(request),
+            "/etcdserverpb.Maintenance/Alarm" => self.unary(request, |r| alarm(backend.clone(), r)).await,
+            "/etcdserverpb.Maintenance/Status" => self.unary(request, |r| status(backend.clone(), r)).await,
+            path => Status::unimplemented(format!("lockstep: unknown method {path}")).into_http(),
+        }
+    }
+
+    /// Decodes one request message, runs `handler` on it and encodes its answer.
+    async fn unary<B, Req, Resp, F, Fut>(
+        &self,
+        request: http::Request<B>,
+        mut handler: F,
+    ) -> http::Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError> + Send,
+        Req: Message + Default + Send + 'static,
+        Resp: Message + Send + 'static,
+        F: FnMut(Req) -> Fut,
+        Fut: Future<Output = Result<Resp, Status>>,
+    {
+        let mut grpc = Grpc::new(ProstCodec::<Resp, Req>::default())
+            .max_decoding_message_size(self.config.request_bytes_max)
+            .max_encoding_message_size(usize::MAX);
+        let service = tower::service_fn(move |r: tonic::Request<Req>| {
+            let answer = handler(r.into_inner());
+            async move { answer.await.map(tonic::Response::new) }
+        });
+        grpc.unary(service, request).await.map(ResponseBody::new)
+    }
+
+    /// A streaming response from a stream of messages.
+    fn stream_response<Req, Resp>(
+        &self,
+        items: impl Stream<Item = Result<Resp, Status>> + 'static,
+    ) -> http::Response<ResponseBody>
+    where
+        Req: Message + Default + Send + 'static,
+        Resp: Message + Send + 'static,
+    {
+        let mut codec = ProstCodec::<Resp, Req>::default();
+        let body =
+            EncodeBody::new_server(codec.encoder(), items, None, SingleMessageCompressionOverride::default(), None);
+        let mut response = http::Response::new(ResponseBody::new(body));
+        response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+        response
+    }
+
+    /// The request messages of a streaming call.
+    fn request_stream<B, Req, Resp>(&self, request: http::Request<B>) -> Streaming<Req>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError> + Send,
+        Req: Message + Default + Send + 'static,
+        Resp: Message + Send + 'static,
+    {
+        let mut codec = ProstCodec::<Resp, Req>::default();
+        Streaming::new_request(codec.decoder(), request.into_body(), None, Some(self.config.request_bytes_max))
+    }
+
+    /// `Lease/LeaseKeepAlive`: one answer per request, until the client closes
+    /// or a renewal fails with something other than "not found" (answered with
+    /// TTL 0, as etcd does).
+    fn lease_keep_alive<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError> + Send,
+    {
+        let requests = self.request_stream::<B, pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse>(request);
+        let state = Some((requests, self.backend.clone()));
+        let answers = futures_lite::stream::unfold(state, |state| async move {
+            let (mut requests, backend) = state?;
+            let answer = match requests.message().await {
+                Ok(None) => return None,
+                Ok(Some(r)) => keep_alive_one(&*backend, r).await,
+                Err(status) => Err(status),
+            };
+            let next = if answer.is_ok() { Some((requests, backend)) } else { None };
+            Some((answer, next))
+        });
+        self.stream_response::<pb::LeaseKeepAliveRequest, _>(answers)
+    }
+
+    /// `Watch/Watch`: see the module doc.
+    fn watch<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError> + Send,
+    {
+        let requests = self.request_stream::<B, pb::WatchRequest, pb::WatchResponse>(request);
+        let stream = WatchStream {
+            backend: self.backend.clone(),
+            requests: Some(requests),
+            watchers: BTreeSet::new(),
+            fragmented: BTreeSet::new(),
+            pending: VecDeque::new(),
+            fragment_bytes: self.config.watch_fragment_bytes,
+            done: false,
+        };
+        let answers = futures_lite::stream::unfold(stream, |mut stream| async move {
+            let answer = stream.next().await?;
+            Some((answer, stream))
+        });
+        self.stream_response::<pb::WatchRequest, _>(answers)
+    }
+}
+
+impl<B> hyper::service::Service<http::Request<B>> for EtcdService
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError> + Send,
+{
+    type Response = http::Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<http::Response<ResponseBody>, Infallible>>>>;
+
+    fn call(&self, request: http::Request<B>) -> Self::Future {
+        let service = self.clone();
+        Box::pin(async move { Ok(service.handle(request).await) })
+    }
+}
+
+// ---- unary handlers ----
+
+/// The KV-level outcome of a backend call, errors as statuses.
+fn outcome(result: Result<kv::KvResult, BackendError>) -> Result<KvResponse, Status> {
+    match result {
+        Err(e) => Err(backend_error(&e)),
+        Ok(Err(e)) => Err(kv_error(&e)),
+        Ok(Ok(response)) => Ok(response),
+    }
+}
+
+/// A backend answered with the wrong kind of response: a bug in the backend.
+fn unexpected(what: &str, response: &KvResponse) -> Status {
+    let kind = format!("{response:?}");
+    let kind = kind.split(['(', ' ']).next().unwrap_or("");
+    Status::internal(format!("lockstep: backend answered {what} with {kind}"))
+}
+
+async fn range(backend: Rc<dyn Backend>, r: pb::RangeRequest) -> Result<pb::RangeResponse, Status> {
+    let request: kv::RangeRequest = r.try_into()?;
+    let linearizable = !request.serializable;
+    match outcome(backend.read(KvQuery::Range(request), linearizable).await)? {
+        KvResponse::Range(r) => Ok(r.to_pb(backend.header())),
+        other => Err(unexpected("a range", &other)),
+    }
+}
+
+async fn put(backend: Rc<dyn Backend>, r: pb::PutRequest) -> Result<pb::PutResponse, Status> {
+    match outcome(backend.write(KvCommand::Put(r.into())).await)? {
+        KvResponse::Put(r) => Ok(r.to_pb(backend.header())),
+        other => Err(unexpected("a put", &other)),
+    }
+}
+
+async fn delete_range(backend: Rc<dyn Backend>, r: pb::DeleteRangeRequest) -> Result<pb::DeleteRangeResponse, Status> {
+    match outcome(backend.write(KvCommand::DeleteRange(r.into())).await)? {
+        KvResponse::DeleteRange(r) => Ok(r.to_pb(backend.header())),
+        other => Err(unexpected("a delete", &other)),
+    }
+}
+
+async fn txn(backend: Rc<dyn Backend>, r: pb::TxnRequest) -> Result<pb::TxnResponse, Status> {
+    let request: kv::TxnRequest = r.try_into()?;
+    let result = if request.writes() {
+        backend.write(KvCommand::Txn(request)).await
+    } else {
+        backend.read(KvQuery::Txn(request), true).await
+    };
+    match outcome(result)? {
+        KvResponse::Txn(r) => Ok(r.to_pb(backend.header())),
+        other => Err(unexpected("a txn", &other)),
+    }
+}
+
+async fn compact(backend: Rc<dyn Backend>, r: pb::CompactionRequest) -> Result<pb::CompactionResponse, Status> {
+    match outcome(backend.write(KvCommand::Compaction(r.into())).await)? {
+        KvResponse::Compaction(r) => Ok(r.to_pb(backend.header())),
+        other => Err(unexpected("a compaction", &other)),
+    }
+}
+
+async fn lease_grant(backend: Rc<dyn Backend>, r: pb::LeaseGrantRequest) -> Result<pb::LeaseGrantResponse, Status> {
+    match outcome(backend.write(KvCommand::LeaseGrant(r.into())).await)? {
+        KvResponse::LeaseGrant(r) => Ok(r.to_pb(backend.header())),
+        other => Err(unexpected("a lease grant", &other)),
+    }
+}
+
+async fn lease_revoke(backend: Rc<dyn Backend>, r: pb::LeaseRevokeRequest) -> Result<pb::LeaseRevokeResponse, Status> {
+    match outcome(backend.write(KvCommand::LeaseRevoke(r.into())).await)? {
+        KvResponse::LeaseRevoke(r) => Ok(r.to_pb(backend.header())),
+        other => Err(unexpected("a lease revoke", &other)),
+    }
+}
+
+async fn lease_time_to_live(
+    backend: Rc<dyn Backend>,
+    r: pb::LeaseTimeToLiveRequest,
+) -> Result<pb::LeaseTimeToLiveResponse, Status> {
+    match outcome(backend.leader_request(KvQuery::LeaseTimeToLive(r.into())).await)? {
+        KvResponse::LeaseTimeToLive(r) => Ok(r.to_pb(backend.header())),
+        other => Err(unexpected("a lease TTL query", &other)),
+    }
+}
+
+async fn lease_leases(backend: Rc<dyn Backend>, _: pb::LeaseLeasesRequest) -> Result<pb::LeaseLeasesResponse, Status> {
+    match outcome(backend.read(KvQuery::LeaseLeases, true).await)? {
+        KvResponse::LeaseLeases(r) => Ok(r.to_pb(backend.header())),
+        other => Err(unexpected("a lease listing", &other)),
+    }
+}
+
+async fn keep_alive_one(
+    backend: &dyn Backend,
+    r: pb::LeaseKeepAliveRequest,
+) -> Result<pb::LeaseKeepAliveResponse, Status> {
+    let id = r.id;
+    match backend.leader_request(KvQuery::LeaseKeepAlive(r.into())).await {
+        Ok(Err(KvError::LeaseNotFound)) => {
+            let revision = current_revision(backend).await?;
+            let response = kv::LeaseKeepAliveResponse { header: kv::ResponseHeader { revision }, id, ttl: 0 };
+            Ok(response.to_pb(backend.header()))
+        }
+        result => match outcome(result)? {
+            KvResponse::LeaseKeepAlive(r) => Ok(r.to_pb(backend.header())),
+            other => Err(unexpected("a keep-alive", &other)),
+        },
+    }
+}
+
+async fn alarm(backend: Rc<dyn Backend>, r: pb::AlarmRequest) -> Result<pb::AlarmResponse, Status> {
+    let request: kv::AlarmRequest = r.try_into()?;
+    let result = match request.action {
+        kv::AlarmAction::Get => backend.read(KvQuery::Alarms, true).await,
+        kv::AlarmAction::Activate | kv::AlarmAction::Deactivate => backend.write(KvCommand::Alarm(request)).await,
+    };
+    match outcome(result)? {
+        KvResponse::Alarm(r) => Ok(r.to_pb(backend.header())),
+        other => Err(unexpected("an alarm request", &other)),
+    }
+}
+
+async fn status(backend: Rc<dyn Backend>, _: pb::StatusRequest) -> Result<pb::StatusResponse, Status> {
+    let revision = current_revision(&*backend).await?;
+    let s = backend.status().await.map_err(|e| backend_error(&e))?;
+    Ok(pb::StatusResponse {
+        header: crate::convert::header(backend.header(), kv::ResponseHeader { revision }),
+        version: s.version,
+        db_size: s.db_size_bytes,
+        leader: s.leader,
+        raft_index: s.raft_index,
+        raft_term: s.raft_term,
+        raft_applied_index: s.raft_applied_index,
+        errors: s.errors,
+        db_size_in_use: s.db_size_in_use_bytes,
+        is_learner: s.is_learner,
+    })
+}
+
+/// The member's current revision, from a local count-only read.
+async fn current_revision(backend: &dyn Backend) -> Result<kv::Revision, Status> {
+    let probe = kv::RangeRequest { key: vec![0], count_only: true, ..kv::RangeRequest::default() };
+    match outcome(backend.read(KvQuery::Range(probe), false).await)? {
+        KvResponse::Range(r) => Ok(r.header.revision),
+        other => Err(unexpected("a range", &other)),
+    }
+}
+
+// ---- watch ----
+
+/// The state of one `Watch/Watch` call (see the module doc).
+struct WatchStream {
+    backend: Rc<dyn Backend>,
+    /// `None` once the client half-closed.
+    requests: Option<Streaming<pb::WatchRequest>>,
+    /// The watchers created on this stream and not yet canceled.
+    watchers: BTreeSet<WatchId>,
+    /// Those created with `fragment`.
+    fragmented: BTreeSet<WatchId>,
+    /// Responses ready to send.
+    pending: VecDeque<pb::WatchResponse>,
+    fragment_bytes: usize,
+    /// An error was sent; the stream ends.
+    done: bool,
+}
+
+/// What woke a waiting watch stream.
+enum Wake {
+    Request(Result<Option<pb::WatchRequest>, Status>),
+    Changed,
+}
+
+impl WatchStream {
+    /// The next response to send; `None` ends the call.
+    async fn next(&mut self) -> Option<Result<pb::WatchResponse, Status>> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some(response) = self.pending.pop_front() {
+                return Some(Ok(response));
+            }
+            self.collect();
+            if !self.pending.is_empty() {
+                continue;
+            }
+            let wake = match &mut self.requests {
+                Some(requests) => {
+                    let request = async { Wake::Request(requests.message().await) };
+                    let changed = async {
+                        self.backend.watch_changed().await;
+                        Wake::Changed
+                    };
+                    request.or(changed).await
+                }
+                None => {
+                    self.backend.watch_changed().await;
+                    Wake::Changed
+                }
+            };
+            match wake {
+                Wake::Changed => {}
+                Wake::Request(Ok(Some(request))) => self.handle(request),
+                Wake::Request(Ok(None)) => self.requests = None,
+                Wake::Request(Err(status)) => {
+                    self.done = true;
+                    return Some(Err(status));
+                }
+            }
+        }
+    }
+
+    /// Takes one buffered response from each watcher of this stream.
+    fn collect(&mut self) {
+        let info = self.backend.header();
+        let watchers: Vec<WatchId> = self.watchers.iter().copied().collect();
+        for id in watchers {
+            let Some(response) = self.backend.watch_take(id) else { continue };
+            if response.canceled {
+                self.watchers.remove(&id);
+                self.fragmented.remove(&id);
+            }
+            let response = response.to_pb(info);
+            if self.fragmented.contains(&id) {
+                self.pending.extend(fragments(response, self.fragment_bytes));
+            } else {
+                self.pending.push_back(response);
+            }
+        }
+    }
+
+    fn handle(&mut self, request: pb::WatchRequest) {
+        use pb::watch_request::RequestUnion;
+        match request.request_union {
+            Some(RequestUnion::CreateRequest(create)) => {
+                let fragment = create.fragment;
+                let mut create: kv::WatchCreateRequest = create.into();
+                if create.key.is_empty() {
+                    // etcd: "\x00 is the smallest key".
+                    create.key = vec![0];
+                }
+                match self.backend.watch_create(create) {
+                    Ok(id) => {
+                        self.watchers.insert(id);
+                        if fragment {
+                            self.fragmented.insert(id);
+                        }
+                    }
+                    Err(refused) => self.pending.push_back(refused.to_pb(self.backend.header())),
+                }
+            }
+            // Only this stream's watchers; other ids are ignored, as etcd does.
+            Some(RequestUnion::CancelRequest(cancel)) if self.watchers.remove(&cancel.watch_id) => {
+                self.fragmented.remove(&cancel.watch_id);
+                if let Some(response) = self.backend.watch_cancel(cancel.watch_id) {
+                    self.pending.push_back(response.to_pb(self.backend.header()));
+                }
+            }
+            Some(RequestUnion::CancelRequest(_)) => {}
+            Some(RequestUnion::ProgressRequest(_)) => self.backend.watch_progress(true),
+            None => {}
+        }
+    }
+}
+
+impl Drop for WatchStream {
+    fn drop(&mut self) {
+        for &id in &self.watchers {
+            let _ = self.backend.watch_cancel(id);
+        }
+    }
+}
+
+/// Splits a large watch response into fragments as etcd's `sendFragments`
+/// does: each piece holds as many events as fit below `bytes_max` (at least
+/// one), every piece but the last has `fragment` set.
+fn fragments(response: pb::WatchResponse, bytes_max: usize) -> Vec<pb::WatchResponse> {
+    if response.encoded_len() < bytes_max || response.events.len() < 2 {
+        return vec![response];
+    }
+    let mut events = response.events.clone().into_iter().peekable();
+    let template = pb::WatchResponse { events: Vec::new(), fragment: true, ..response };
+    let mut pieces = Vec::new();
+    while events.peek().is_some() {
+        let mut piece = template.clone();
+        while let Some(event) =
+            events.next_if(|event| piece.events.is_empty() || piece.encoded_len() + event.encoded_len() + 8 < bytes_max)
+        {
+            piece.events.push(event);
+        }
+        pieces.push(piece);
+    }
+    if let Some(last) = pieces.last_mut() {
+        last.fragment = false;
+    }
+    pieces
+}
+
+#[cfg(test)]
+#[path = "grpc_tests.rs"]
+mod tests;

@@ -1,0 +1,284 @@
+//! The service in process: gRPC-framed request bodies in, responses decoded,
+//! over a [`MemoryBackend`]; no network, no runtime (futures-lite's
+//! `block_on`).
+
+use futures_lite::future::block_on;
+use http_body_util::{BodyExt, Full};
+use lockstep_core::kv::KvConfig;
+
+use super::*;
+use crate::backend::HeaderInfo;
+use crate::memory::MemoryBackend;
+
+const INFO: HeaderInfo = HeaderInfo { cluster_id: 0x1234, member_id: 0xabcd, raft_term: 2 };
+
+fn service() -> EtcdService {
+    EtcdService::new(Rc::new(MemoryBackend::new(INFO, KvConfig::default())), ServiceConfig::default())
+}
+
+/// One length-prefixed gRPC message.
+fn frame(message: &impl Message) -> Vec<u8> {
+    let body = message.encode_to_vec();
+    let mut out = vec![0];
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+fn request(path: &str, body: Vec<u8>) -> http::Request<Full<Bytes>> {
+    http::Request::builder()
+        .method("POST")
+        .uri(format!("http://localhost{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+/// The messages of a finished response and its grpc-status (from the headers
+/// of a trailers-only response, or from the trailers).
+fn finish<M: Message + Default>(response: http::Response<ResponseBody>) -> (Vec<M>, i32, String) {
+    let (parts, body) = response.into_parts();
+    let collected = block_on(body.collect()).expect("body");
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let data = collected.to_bytes();
+    let field = |name: &str| {
+        trailers.get(name).or(parts.headers.get(name)).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+    };
+    let code = field("grpc-status").parse().expect("a grpc-status");
+    let message = percent_decode(&field("grpc-message"));
+    (decode_frames(&data), code, message)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn decode_frames<M: Message + Default>(mut data: &[u8]) -> Vec<M> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        assert_eq!(data[0], 0, "uncompressed");
+        let len = u32::from_be_bytes(data[1..5].try_into().unwrap()) as usize;
+        out.push(M::decode(&data[5..5 + len]).unwrap());
+        data = &data[5 + len..];
+    }
+    out
+}
+
+fn call<Req: Message, Resp: Message + Default>(svc: &EtcdService, path: &str, req: Req) -> Result<Resp, (i32, String)> {
+    let (mut messages, code, message) = finish::<Resp>(block_on(svc.handle(request(path, frame(&req)))));
+    if code != 0 {
+        return Err((code, message));
+    }
+    assert_eq!(messages.len(), 1);
+    Ok(messages.remove(0))
+}
+
+fn put(svc: &EtcdService, key: &str, value: &str) -> pb::PutResponse {
+    let req = pb::PutRequest { key: key.into(), value: value.into(), ..Default::default() };
+    call(svc, "/etcdserverpb.KV/Put", req).unwrap()
+}
+
+#[test]
+fn put_then_range_with_headers() {
+    let svc = service();
+    let put_response = put(&svc, "foo", "bar");
+    assert_eq!(
+        put_response.header,
+        Some(pb::ResponseHeader { cluster_id: 0x1234, member_id: 0xabcd, revision: 2, raft_term: 2 })
+    );
+    let range: pb::RangeResponse =
+        call(&svc, "/etcdserverpb.KV/Range", pb::RangeRequest { key: "foo".into(), ..Default::default() }).unwrap();
+    assert_eq!(range.count, 1);
+    assert_eq!(range.kvs[0].value, b"bar");
+    assert_eq!(range.kvs[0].create_revision, 2);
+}
+
+#[test]
+fn errors_are_etcds_statuses() {
+    let svc = service();
+    let err = call::<_, pb::PutResponse>(&svc, "/etcdserverpb.KV/Put", pb::PutRequest::default()).unwrap_err();
+    assert_eq!(err, (tonic::Code::InvalidArgument as i32, "etcdserver: key is not provided".into()));
+    put(&svc, "a", "1");
+    put(&svc, "a", "2");
+    let _: pb::CompactionResponse =
+        call(&svc, "/etcdserverpb.KV/Compact", pb::CompactionRequest { revision: 3, physical: false }).unwrap();
+    let old = pb::RangeRequest { key: "a".into(), revision: 2, ..Default::default() };
+    let err = call::<_, pb::RangeResponse>(&svc, "/etcdserverpb.KV/Range", old).unwrap_err();
+    assert_eq!(err, (tonic::Code::OutOfRange as i32, "etcdserver: mvcc: required revision has been compacted".into()));
+    let revoke = pb::LeaseRevokeRequest { id: 42 };
+    let err = call::<_, pb::LeaseRevokeResponse>(&svc, "/etcdserverpb.Lease/LeaseRevoke", revoke).unwrap_err();
+    assert_eq!(err, (tonic::Code::NotFound as i32, "etcdserver: requested lease not found".into()));
+}
+
+#[test]
+fn unknown_methods_are_unimplemented_and_garbage_is_refused() {
+    let svc = service();
+    let (_, code, _) =
+        finish::<pb::RangeResponse>(block_on(svc.handle(request("/etcdserverpb.Auth/Authenticate", vec![]))));
+    assert_eq!(code, tonic::Code::Unimplemented as i32);
+    // A frame whose payload is not a RangeRequest.
+    let garbage = vec![0, 0, 0, 0, 3, 0xff, 0xff, 0xff];
+    let (_, code, _) = finish::<pb::RangeResponse>(block_on(svc.handle(request("/etcdserverpb.KV/Range", garbage))));
+    assert_ne!(code, 0);
+    // The service still answers.
+    assert_eq!(put(&svc, "k", "v").header.unwrap().revision, 2);
+}
+
+#[test]
+fn txn_reads_and_writes() {
+    let svc = service();
+    put(&svc, "k", "v");
+    let read_only = pb::TxnRequest {
+        success: vec![pb::RequestOp {
+            request: Some(pb::request_op::Request::RequestRange(pb::RangeRequest {
+                key: "k".into(),
+                ..Default::default()
+            })),
+        }],
+        ..Default::default()
+    };
+    let response: pb::TxnResponse = call(&svc, "/etcdserverpb.KV/Txn", read_only).unwrap();
+    assert!(response.succeeded);
+    assert_eq!(response.header.unwrap().revision, 2);
+    let compare = pb::Compare {
+        target: pb::compare::CompareTarget::Value as i32,
+        key: "k".into(),
+        target_union: Some(pb::compare::TargetUnion::Value("nope".into())),
+        ..Default::default()
+    };
+    let writing = pb::TxnRequest {
+        compare: vec![compare],
+        failure: vec![pb::RequestOp {
+            request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                key: "k".into(),
+                value: "w".into(),
+                ..Default::default()
+            })),
+        }],
+        ..Default::default()
+    };
+    let response: pb::TxnResponse = call(&svc, "/etcdserverpb.KV/Txn", writing).unwrap();
+    assert!(!response.succeeded);
+    assert_eq!(response.header.unwrap().revision, 3);
+}
+
+#[test]
+fn leases_and_keep_alive_stream() {
+    let svc = service();
+    let grant: pb::LeaseGrantResponse =
+        call(&svc, "/etcdserverpb.Lease/LeaseGrant", pb::LeaseGrantRequest { ttl: 60, id: 0 }).unwrap();
+    assert_eq!(grant.ttl, 60);
+    let body =
+        [frame(&pb::LeaseKeepAliveRequest { id: grant.id }), frame(&pb::LeaseKeepAliveRequest { id: 5 })].concat();
+    let response = block_on(svc.handle(request("/etcdserverpb.Lease/LeaseKeepAlive", body)));
+    let (answers, code, _) = finish::<pb::LeaseKeepAliveResponse>(response);
+    assert_eq!(code, 0);
+    assert_eq!(answers.iter().map(|a| (a.id, a.ttl)).collect::<Vec<_>>(), vec![(grant.id, 60), (5, 0)]);
+    let ttl: pb::LeaseTimeToLiveResponse =
+        call(&svc, "/etcdserverpb.Lease/LeaseTimeToLive", pb::LeaseTimeToLiveRequest { id: grant.id, keys: true })
+            .unwrap();
+    assert_eq!((ttl.granted_ttl, ttl.ttl > 58), (60, true));
+    let leases: pb::LeaseLeasesResponse =
+        call(&svc, "/etcdserverpb.Lease/LeaseLeases", pb::LeaseLeasesRequest {}).unwrap();
+    assert_eq!(leases.leases, vec![pb::LeaseStatus { id: grant.id }]);
+    let _: pb::LeaseRevokeResponse =
+        call(&svc, "/etcdserverpb.Lease/LeaseRevoke", pb::LeaseRevokeRequest { id: grant.id }).unwrap();
+}
+
+#[test]
+fn maintenance_status_and_alarms() {
+    let svc = service();
+    put(&svc, "a", "b");
+    let status: pb::StatusResponse = call(&svc, "/etcdserverpb.Maintenance/Status", pb::StatusRequest {}).unwrap();
+    assert_eq!(status.version, ETCD_VERSION);
+    assert_eq!(status.leader, 0xabcd);
+    assert_eq!(status.header.unwrap().revision, 2);
+    let get = pb::AlarmRequest::default();
+    let alarms: pb::AlarmResponse = call(&svc, "/etcdserverpb.Maintenance/Alarm", get).unwrap();
+    assert!(alarms.alarms.is_empty());
+}
+
+/// Reads the messages of a streaming response one by one (a data frame may
+/// hold several).
+struct Reader<M> {
+    body: ResponseBody,
+    ready: std::collections::VecDeque<M>,
+}
+
+impl<M: Message + Default> Reader<M> {
+    fn new(body: ResponseBody) -> Reader<M> {
+        Reader { body, ready: Default::default() }
+    }
+
+    fn next(&mut self) -> M {
+        while self.ready.is_empty() {
+            let frame = block_on(self.body.frame()).expect("a frame").expect("no error");
+            self.ready.extend(decode_frames::<M>(&frame.into_data().expect("a data frame")));
+        }
+        self.ready.pop_front().unwrap()
+    }
+}
+
+#[test]
+fn watch_stream_delivers_created_events_and_cancel() {
+    let svc = service();
+    put(&svc, "foo", "0");
+    let create = |key: &str, start_revision| pb::WatchRequest {
+        request_union: Some(pb::watch_request::RequestUnion::CreateRequest(pb::WatchCreateRequest {
+            key: key.into(),
+            start_revision,
+            prev_kv: true,
+            ..Default::default()
+        })),
+    };
+    let body = [frame(&create("foo", 0)), frame(&create("bar", 2))].concat();
+    let response = block_on(svc.handle(request("/etcdserverpb.Watch/Watch", body)));
+    let mut body = Reader::<pb::WatchResponse>::new(response.into_body());
+    let first = body.next();
+    let second = body.next();
+    assert!(first.created && second.created);
+    assert_ne!(first.watch_id, second.watch_id);
+    // The request stream has ended (half-close); events still come.
+    put(&svc, "foo", "1");
+    let event = body.next();
+    assert_eq!(event.watch_id, first.watch_id);
+    assert_eq!(event.events.len(), 1);
+    assert_eq!(event.events[0].kv.as_ref().unwrap().value, b"1");
+    assert_eq!(event.events[0].prev_kv.as_ref().unwrap().value, b"0");
+    assert_eq!(event.header.unwrap().member_id, 0xabcd);
+    // Dropping the stream cancels its watchers.
+    drop(body);
+    let backend = &svc.backend;
+    assert!(backend.watch_take(first.watch_id).is_none());
+    assert!(backend.watch_cancel(first.watch_id).is_none());
+}
+
+#[test]
+fn fragments_split_like_etcd() {
+    let event = |n: u8| crate::pb::mvccpb::Event {
+        kv: Some(crate::pb::mvccpb::KeyValue { key: vec![n], value: vec![n; 100], ..Default::default() }),
+        ..Default::default()
+    };
+    let response = pb::WatchResponse { watch_id: 3, events: (0..10).map(event).collect(), ..Default::default() };
+    let pieces = fragments(response.clone(), 350);
+    assert!(pieces.len() > 1);
+    assert!(pieces.iter().all(|p| p.encoded_len() < 350 && !p.events.is_empty()));
+    assert!(pieces[..pieces.len() - 1].iter().all(|p| p.fragment));
+    assert!(!pieces.last().unwrap().fragment);
+    let events: Vec<_> = pieces.into_iter().flat_map(|p| p.events).collect();
+    assert_eq!(events, response.events);
+    assert_eq!(fragments(response.clone(), 1 << 20), vec![response]);
+}

@@ -1,0 +1,188 @@
+//! [`MemoryBackend`]: the etcd API over one in-memory [`KvStore`], without
+//! Raft: a single-process etcd-compatible server, and the backend of this
+//! crate's tests.
+//!
+//! Writes are applied at once with increasing log indexes; every read is
+//! served from the one store (linearizable trivially); this process acts as
+//! the leader for leases. Lease expiry needs a clock: every call first revokes
+//! the leases whose TTL ran out (measured from the backend's creation with
+//! [`std::time::Instant`]), and an embedder that wants expiry without traffic
+//! calls [`MemoryBackend::tick`] when [`MemoryBackend::next_deadline`] says.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use lockstep_core::kv::{
+    decode_reply, KvCommand, KvConfig, KvError, KvQuery, KvResult, KvStore, MemStorage, WatchCreateRequest, WatchId,
+    WatchResponse,
+};
+use lockstep_core::{LogIndex, Millis, Payload, StateMachine};
+
+use crate::backend::{Backend, BackendError, HeaderInfo, MemberStatus};
+
+/// Expired leases revoked per call of [`MemoryBackend::tick`].
+const EXPIRED_PER_TICK_MAX: usize = 64;
+
+/// A [`Backend`] over one in-memory store. See the module doc.
+pub struct MemoryBackend {
+    info: HeaderInfo,
+    store: RefCell<KvStore<MemStorage>>,
+    applied: Cell<LogIndex>,
+    epoch: Instant,
+    /// Bumped on every change a watcher may care about.
+    generation: Cell<u64>,
+    /// Tasks waiting in [`Backend::watch_changed`].
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("info", &self.info)
+            .field("applied", &self.applied.get())
+            .field("revision", &self.store.borrow().current_revision())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryBackend {
+    /// An empty store answering with `info` in its headers.
+    pub fn new(info: HeaderInfo, config: KvConfig) -> MemoryBackend {
+        let mut store = KvStore::open(config, MemStorage::new()).expect("empty in-memory storage opens");
+        let epoch = Instant::now();
+        store.on_leadership(0, true);
+        MemoryBackend {
+            info,
+            store: RefCell::new(store),
+            applied: Cell::new(0),
+            epoch,
+            generation: Cell::new(0),
+            waiters: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn now(&self) -> Millis {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Applies a command as the next log entry, through the state machine's
+    /// log path (as a member would: it also keeps the lease timer informed).
+    fn apply(&self, command: &KvCommand) -> Result<KvResult, BackendError> {
+        let index = self.applied.get() + 1;
+        self.applied.set(index);
+        let reply = self.store.borrow_mut().apply(index, &Payload::Command(command.encode()));
+        self.changed();
+        decode_reply(&reply).map_err(|why| BackendError::Unavailable(format!("lockstep: bad reply: {why}")))
+    }
+
+    /// Revokes leases whose time ran out. Call it when
+    /// [`MemoryBackend::next_deadline`] has passed; every request does so too.
+    pub fn tick(&self) {
+        let now = self.now();
+        let expired = self.store.borrow_mut().leader_proposals(now, EXPIRED_PER_TICK_MAX);
+        for bytes in expired {
+            let command = KvCommand::decode(&bytes).expect("the store encodes its own revokes");
+            let _ = self.apply(&command);
+        }
+    }
+
+    /// How long until the next lease expires, if one is pending.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let deadline = self.store.borrow().next_deadline()?;
+        Some(Duration::from_millis(deadline.saturating_sub(self.now())))
+    }
+
+    /// Wakes [`Backend::watch_changed`] waiters.
+    fn changed(&self) {
+        self.generation.set(self.generation.get() + 1);
+        for waker in self.waiters.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Reads the store directly.
+    pub fn with_store<R>(&self, f: impl FnOnce(&KvStore<MemStorage>) -> R) -> R {
+        f(&self.store.borrow())
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl Backend for MemoryBackend {
+    fn header(&self) -> HeaderInfo {
+        self.info
+    }
+
+    async fn write(&self, command: KvCommand) -> Result<KvResult, BackendError> {
+        self.tick();
+        let size_max = self.store.borrow().config().request_bytes_max;
+        if command.encode().len() as u64 > size_max {
+            return Ok(Err(KvError::RequestTooLarge));
+        }
+        self.apply(&command)
+    }
+
+    async fn read(&self, query: KvQuery, _linearizable: bool) -> Result<KvResult, BackendError> {
+        self.tick();
+        Ok(self.store.borrow().read(&query))
+    }
+
+    async fn leader_request(&self, query: KvQuery) -> Result<KvResult, BackendError> {
+        self.tick();
+        let now = self.now();
+        let reply = self.store.borrow_mut().leader_request(now, &query.encode());
+        decode_reply(&reply).map_err(|why| BackendError::Unavailable(format!("lockstep: bad reply: {why}")))
+    }
+
+    fn watch_create(&self, request: WatchCreateRequest) -> Result<WatchId, WatchResponse> {
+        let created = self.store.borrow_mut().watch_create(request);
+        self.changed();
+        created
+    }
+
+    fn watch_cancel(&self, id: WatchId) -> Option<WatchResponse> {
+        self.store.borrow_mut().watch_cancel(id)
+    }
+
+    fn watch_progress(&self, all: bool) {
+        self.store.borrow_mut().watch_progress(all);
+        self.changed();
+    }
+
+    fn watch_take(&self, id: WatchId) -> Option<WatchResponse> {
+        self.store.borrow_mut().watch_take(id)
+    }
+
+    async fn watch_changed(&self) {
+        let start = self.generation.get();
+        poll_fn(|cx| {
+            if self.generation.get() != start {
+                return Poll::Ready(());
+            }
+            let mut waiters = self.waiters.borrow_mut();
+            if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                waiters.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await;
+    }
+
+    async fn status(&self) -> Result<MemberStatus, BackendError> {
+        let store = self.store.borrow();
+        let size = store.mvcc().size_bytes() as i64;
+        let applied = self.applied.get();
+        Ok(MemberStatus {
+            version: crate::grpc::ETCD_VERSION.to_string(),
+            db_size_bytes: size,
+            db_size_in_use_bytes: size,
+            leader: self.info.member_id,
+            raft_index: applied,
+            raft_term: self.info.raft_term,
+            raft_applied_index: applied,
+            errors: Vec::new(),
+            is_learner: false,
+        })
+    }
+}
