@@ -71,7 +71,7 @@ impl Backend for MemberBackend {
         let status = self.member.status();
         let alarms = self.member.with_store(|store| store.mvcc().alarms().to_vec());
         Ok(MemberStatus {
-            version: lockstep_api::ETCD_VERSION.to_string(),
+            version: lockstep_api::grpc::ETCD_VERSION.to_string(),
             db_size_bytes: status.db_size_bytes as i64,
             db_size_in_use_bytes: status.db_size_bytes as i64,
             leader: status.leader.unwrap_or(0),

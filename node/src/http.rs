@@ -384,7 +384,6 @@ pub fn start_admin(state: Rc<AdminState>, listen: SocketAddr) -> Result<SocketAd
     Ok(bound)
 }
 
-/* API-PENDING
 /// gRPC code names as go-grpc-prometheus labels them.
 const GRPC_CODES: [&str; 17] = [
     "OK",
@@ -423,7 +422,8 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for CountedService 
 
     fn call(&self, request: Request<hyper::body::Incoming>) -> Self::Future {
         let path = request.uri().path().trim_start_matches('/').to_string();
-        let (service, method) = path.split_once('/').map_or((path.clone(), String::new()), |(s, m)| (s.into(), m.into()));
+        let (service, method) =
+            path.split_once('/').map_or((path.clone(), String::new()), |(s, m)| (s.into(), m.into()));
         let grpc_type = if matches!(method.as_str(), "Watch" | "LeaseKeepAlive") { "bidi_stream" } else { "unary" };
         let inner = self.inner.clone();
         let handled = self.handled.clone();
@@ -456,4 +456,3 @@ pub fn start_client(
     glommio::spawn_local(lockstep_runtime::http::serve(listener, move || service.clone(), serve_options)).detach();
     Ok(bound)
 }
-API-PENDING */

@@ -22,9 +22,9 @@
 
 pub mod admin;
 pub mod admin_client;
-pub mod config;
-// API-PENDING pub mod backend;
+pub mod backend;
 pub mod cluster_cli;
+pub mod config;
 pub mod data_dir;
 pub mod dev;
 pub mod fsck;

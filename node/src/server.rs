@@ -50,7 +50,6 @@ pub struct ServerOptions {
 }
 
 /// Room for protobuf framing around the largest request a client may send.
-#[allow(dead_code)] // API-PENDING
 const GRPC_OVERHEAD_BYTES: usize = 64 << 10;
 
 impl ServerOptions {
@@ -218,15 +217,12 @@ async fn serve(options: ServerOptions, control: Arc<MemberControl>) -> Result<()
     let member = Member::start(options.member.clone()).await.map_err(|e| ServeError(e.to_string()))?;
     let admin_state = Rc::new(crate::http::AdminState::new(member.clone(), &options));
     let admin = crate::http::start_admin(admin_state.clone(), options.admin_listen).map_err(ServeError)?;
-    /* API-PENDING
     let service_config = lockstep_api::ServiceConfig {
         request_bytes_max: options.member.kv.request_bytes_max as usize + GRPC_OVERHEAD_BYTES,
         ..lockstep_api::ServiceConfig::default()
     };
     let client = crate::http::start_client(member.clone(), options.client_listen, service_config, options.grpc.clone())
         .map_err(ServeError)?;
-    API-PENDING */
-    let client = options.client_listen;
     if let Some(join) = &options.join {
         join_cluster(&member, &admin_state, join, &options).await?;
     }

@@ -398,7 +398,20 @@ impl Member {
             glommio::timer::sleep(self.request_timeout).await;
             None
         };
-        let reply = future::or(rx, timeout).await;
+        // If the leader changes meanwhile, the request may or may not take
+        // effect: answer at once (indeterminate) instead of waiting out the
+        // timeout, so the client retries against the new leader.
+        let leader_lost = async {
+            loop {
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+                let current = self.inner.borrow().node.raft().leader();
+                if current != Some(leader) {
+                    tracing::debug!(leader, ?current, "leader changed while a request was forwarded to it");
+                    return None;
+                }
+            }
+        };
+        let reply = future::or(rx, future::or(timeout, leader_lost)).await;
         self.inner.borrow_mut().forwarded_out.remove(&id);
         reply.unwrap_or(Err(ClientError::Timeout))
     }

@@ -1,0 +1,191 @@
+//! The real binary: several `lockstep serve` processes on loopback, driven with
+//! the unmodified `etcdctl` and the admin API.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{etcdctl, etcdctl_available, put_until_ok, stdout, Cluster, BIN};
+
+const STARTUP: Duration = Duration::from_secs(20);
+
+#[test]
+fn three_members_serve_etcdctl_and_admin_endpoints() {
+    if !etcdctl_available() {
+        return;
+    }
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_leader(STARTUP);
+    for m in &cluster.members {
+        m.wait_ready(STARTUP);
+    }
+    // A write through a follower is forwarded to the leader; a read from another member sees it.
+    let follower = cluster.members.iter().find(|m| m.config.member_id != leader).unwrap();
+    let out = etcdctl(&[follower.config.advertise_client()], &["put", "greeting", "hello"]);
+    assert_eq!(stdout(&out), "OK\n", "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    for m in &cluster.members {
+        let out = etcdctl(&[m.config.advertise_client()], &["get", "greeting"]);
+        assert_eq!(stdout(&out), "greeting\nhello\n", "member {}", m.config.member_id);
+    }
+    // Health: three checks, all healthy.
+    let (code, health) = cluster.members[0].get("/health").unwrap();
+    assert_eq!(code, 200, "{health}");
+    assert_eq!(health["status"], "healthy");
+    for check in ["store", "raft", "disk"] {
+        assert_eq!(health["checks"][check]["status"], "healthy", "{check}: {health}");
+    }
+    assert_eq!(cluster.members[0].get_text("/livez").unwrap(), (200, "ok\n".to_string()));
+    // Metrics: every name the dashboards and alerts use (docs/deploy/metrics.txt).
+    let (code, metrics) = cluster.members[0].get_text("/metrics").unwrap();
+    assert_eq!(code, 200);
+    let names: BTreeSet<String> =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/deploy/metrics.txt"))
+            .unwrap()
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|name| !metrics.lines().any(|l| l.starts_with(name.as_str()) && !l.starts_with('#')))
+        .collect();
+    assert!(missing.is_empty(), "metrics missing from /metrics: {missing:?}");
+    assert!(metrics.contains("etcd_server_has_leader 1"), "{metrics}");
+    // Membership as the CLI shows it.
+    let out = std::process::Command::new(BIN)
+        .args(["cluster", "members", "--endpoints", &cluster.admins().join(",")])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(text.starts_with("ID  NAME"), "{text}");
+    assert_eq!(text.lines().count(), 4, "{text}");
+}
+
+#[test]
+fn killing_the_leader_elects_another_and_writes_continue() {
+    if !etcdctl_available() {
+        return;
+    }
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_leader(STARTUP);
+    put_until_ok(&cluster.running_clients()[0], "before", "1", STARTUP);
+    cluster.member(leader).kill();
+    let killed_at = Instant::now();
+    let endpoints = cluster.running_clients();
+    let took = put_until_ok(&endpoints[0], "after", "2", Duration::from_secs(15));
+    let new_leader = cluster.wait_leader(STARTUP);
+    assert_ne!(new_leader, leader);
+    eprintln!(
+        "failover: leader killed -> first successful write in {} ms",
+        killed_at.elapsed().as_millis().max(took.as_millis())
+    );
+    // The killed member restarts and catches up.
+    cluster.member(leader).start(&[]);
+    let restarted = cluster.member(leader).config.advertise_client();
+    let deadline = Instant::now() + STARTUP;
+    loop {
+        let out = etcdctl(std::slice::from_ref(&restarted), &["get", "after", "--consistency=s"]);
+        if stdout(&out) == "after\n2\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "restarted member never caught up: {}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9_of_every_member_in_turn() {
+    if !etcdctl_available() {
+        return;
+    }
+    let mut cluster = Cluster::start(3);
+    cluster.wait_leader(STARTUP);
+    let mut acked = Vec::new();
+    for round in 0..3u64 {
+        let victim = round + 1;
+        for i in 0..10 {
+            let key = format!("k{round}-{i}");
+            let endpoints = cluster.running_clients();
+            let out = etcdctl(&endpoints, &["put", &key, "v"]);
+            if stdout(&out) == "OK\n" {
+                acked.push(key);
+            }
+        }
+        cluster.member(victim).kill();
+        cluster.member(victim).start(&[]);
+        cluster.wait_leader(STARTUP);
+    }
+    assert!(acked.len() >= 25, "too few writes acknowledged: {}", acked.len());
+    let endpoints = cluster.running_clients();
+    let deadline = Instant::now() + STARTUP;
+    loop {
+        let out = etcdctl(&endpoints, &["get", "k", "--prefix", "--keys-only"]);
+        let present: BTreeSet<String> = stdout(&out).lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
+        let lost: Vec<&String> = acked.iter().filter(|k| !present.contains(*k)).collect();
+        if lost.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "acknowledged writes lost: {lost:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_fourth_member_joins_and_is_promoted_and_a_dead_one_is_removed_with_force() {
+    if !etcdctl_available() {
+        return;
+    }
+    let mut cluster = Cluster::start(3);
+    cluster.wait_leader(STARTUP);
+    put_until_ok(&cluster.running_clients()[0], "seed", "1", STARTUP);
+    let mut joiner = cluster.joiner(4);
+    joiner.start(&[]);
+    cluster.members.push(joiner);
+    let admins = cluster.admins();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, members) = cluster.members[0].get("/cluster/members").unwrap();
+        let voter = members["members"].as_array().unwrap().iter().any(|m| m["id"] == 4 && m["role"] == "voter");
+        if voter {
+            break;
+        }
+        assert!(Instant::now() < deadline, "member 4 was not promoted: {members}\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The new member serves the data.
+    let out = etcdctl(&[cluster.member(4).config.advertise_client()], &["get", "seed"]);
+    assert_eq!(stdout(&out), "seed\n1\n");
+    // Member 3 dies: a plain remove refuses, --force removes it.
+    cluster.member(3).kill();
+    std::thread::sleep(Duration::from_millis(700));
+    let remove = |force: bool| {
+        let mut args = vec!["cluster", "remove", "3", "--endpoints"];
+        let joined = admins.join(",");
+        args.push(&joined);
+        if force {
+            args.push("--force");
+        }
+        std::process::Command::new(BIN).args(&args).output().unwrap()
+    };
+    let out = remove(false);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "lockstep cluster: member 3 is not reachable; if it is dead and will not come back, remove it with --force\n"
+    );
+    let out = remove(true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, members) = cluster.members[0].get("/cluster/members").unwrap();
+    let ids: Vec<u64> = members["members"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![1, 2, 4]);
+}
+
+#[test]
+fn sigterm_stops_a_member_cleanly() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_leader(STARTUP);
+    assert_eq!(cluster.member(leader).terminate(), Some(0));
+    let new_leader = cluster.wait_leader(STARTUP);
+    assert_ne!(new_leader, leader);
+}
