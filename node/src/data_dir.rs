@@ -12,7 +12,8 @@
 //!     {seq:016x}-{first_index:016x}.wal   WAL segments
 //!     snapshot.snap                       the latest snapshot (optional)
 //!     snapshot.snap.tmp                   a snapshot being written (a leftover is safe to delete)
-//!   state/              the state machine's store (reserved for runtime-prod; optional)
+//!   state/              the KV state in fjall (derived: rebuilt from wal/ at every start)
+//!   members.json        the members' addresses, kept current by the running member
 //! ```
 //!
 //! The segments and the snapshot file share one directory because core's
