@@ -146,7 +146,7 @@ pub fn run_dev(options: &DevOptions, stop: Arc<AtomicBool>) -> Result<(), String
     }
     let stop_all = |controls: &[Arc<MemberControl>]| {
         for c in controls {
-            c.stop();
+            c.stop_all();
         }
     };
     // Wait for a leader (or a member that could not start).

@@ -133,6 +133,8 @@ pub struct Published {
 #[derive(Debug, Default)]
 pub struct MemberControl {
     stop: AtomicBool,
+    /// Set when every member stops together: handing leadership over is futile.
+    no_transfer: AtomicBool,
     published: Mutex<Published>,
 }
 
@@ -140,6 +142,13 @@ impl MemberControl {
     /// Asks the member to stop (it transfers leadership first if it leads).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Asks the member to stop without handing leadership over (the whole
+    /// cluster is stopping).
+    pub fn stop_all(&self) {
+        self.no_transfer.store(true, Ordering::SeqCst);
+        self.stop();
     }
 
     /// Whether a stop was requested.
@@ -254,7 +263,9 @@ async fn serve(options: ServerOptions, control: Arc<MemberControl>) -> Result<()
         }
         glommio::timer::sleep(Duration::from_millis(50)).await;
     }
-    member.shutdown(options.shutdown_transfer_timeout).await;
+    let transfer_timeout =
+        if control.no_transfer.load(Ordering::SeqCst) { Duration::ZERO } else { options.shutdown_transfer_timeout };
+    member.shutdown(transfer_timeout).await;
     Ok(())
 }
 

@@ -595,14 +595,15 @@ impl Member {
     }
 
     /// Stops the member: a leader first hands leadership to the most
-    /// caught-up voter (bounded by `transfer_timeout`), requests in flight get
-    /// their answers (bounded by `transfer_timeout` again), then the tasks stop,
-    /// the transport closes and the WAL finishes its queued writes.
+    /// caught-up voter (bounded by `transfer_timeout`; zero skips it), requests
+    /// in flight get their answers (bounded by `transfer_timeout` again), then
+    /// the tasks stop, the transport closes and the WAL finishes its queued
+    /// writes.
     pub async fn shutdown(self, transfer_timeout: Duration) {
         let target = {
             let inner = self.inner.borrow();
             let raft = inner.node.raft();
-            if raft.role() == Role::Leader && inner.failure.is_none() {
+            if raft.role() == Role::Leader && inner.failure.is_none() && !transfer_timeout.is_zero() {
                 raft.membership()
                     .voters
                     .iter()
