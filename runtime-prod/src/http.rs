@@ -1,0 +1,248 @@
+//! HTTP serving on glommio with hyper: gRPC (HTTP/2 cleartext, prior
+//! knowledge, as etcd clients speak it on `http://` endpoints) and plain
+//! HTTP/1.1 (curl, Prometheus) on the same port.
+//!
+//! hyper is runtime-agnostic; this module gives it what it needs from glommio:
+//! [`GIo`] (hyper's `Read`/`Write` over a glommio TCP stream), [`GExec`] (it
+//! spawns hyper's per-stream tasks with `glommio::spawn_local`, so nothing has
+//! to be `Send`) and [`GTimer`] (sleeps for HTTP/2 keep-alive pings and HTTP/1
+//! header timeouts). [`serve`] accepts connections and serves each with
+//! hyper-util's *auto* builder, which reads the connection preface and picks
+//! HTTP/1.1 or HTTP/2; [`ServeOptions::protocols`] can pin one.
+//!
+//! Services are created per connection by the caller's `make_service` and may
+//! be `!Send` (an `Rc` backend on this executor thread). The glommio types stay
+//! in this crate's signatures only where the caller already lives on glommio
+//! (the listener).
+//!
+//! Timers: hyper demands `Send + Sync` sleeps, and glommio's timers are
+//! thread-local (`Rc`). Rather than asserting `Send` with `unsafe`, [`GTimer`]
+//! uses `futures-timer`, whose sleeps are `Send + Sync` and driven by one
+//! helper thread per process. It fires only for keep-alive pings and header
+//! timeouts, so its cost does not matter.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::{TcpListener, TcpStream};
+use hyper::body::{Body, Incoming};
+use hyper::rt::{ReadBufCursor, Sleep, Timer};
+use hyper_util::server::conn::auto;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Bytes read from the socket per read call.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// hyper's I/O traits over a glommio TCP stream.
+///
+/// Reads go through a small owned buffer and are copied into hyper's
+/// (uninitialised) buffer, which keeps this code free of `unsafe`.
+pub struct GIo {
+    stream: TcpStream,
+    chunk: Box<[u8]>,
+}
+
+impl GIo {
+    /// Wraps a connected stream.
+    pub fn new(stream: TcpStream) -> GIo {
+        GIo { stream, chunk: vec![0; READ_CHUNK_BYTES].into_boxed_slice() }
+    }
+}
+
+impl std::fmt::Debug for GIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GIo").field("peer", &self.stream.peer_addr().ok()).finish_non_exhaustive()
+    }
+}
+
+impl hyper::rt::Read for GIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let want = buf.remaining().min(this.chunk.len());
+        if want == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        match Pin::new(&mut this.stream).poll_read(cx, &mut this.chunk[..want]) {
+            Poll::Ready(Ok(n)) => {
+                buf.put_slice(&this.chunk[..n]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl hyper::rt::Write for GIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.get_mut().stream).poll_close(cx) {
+            // The peer closed first: nothing left to shut down.
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
+            other => other,
+        }
+    }
+}
+
+/// hyper's executor: spawns on the current glommio executor (no `Send`
+/// needed).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GExec;
+
+impl<F> hyper::rt::Executor<F> for GExec
+where
+    F: std::future::Future + 'static,
+{
+    fn execute(&self, future: F) {
+        glommio::spawn_local(future).detach();
+    }
+}
+
+/// hyper's timer (see the module doc for why it is not glommio's).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GTimer;
+
+struct GSleep(futures_timer::Delay);
+
+impl std::future::Future for GSleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl Sleep for GSleep {}
+
+impl Timer for GTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
+        Box::pin(GSleep(futures_timer::Delay::new(duration)))
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        self.sleep(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: Instant) {
+        *sleep = self.sleep_until(new_deadline);
+    }
+}
+
+/// Which HTTP versions a server speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocols {
+    /// HTTP/1.1 and HTTP/2 (prior knowledge), told apart by the preface.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only (gRPC).
+    Http2,
+}
+
+/// Settings of [`serve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// The HTTP versions spoken.
+    pub protocols: Protocols,
+    /// Concurrent HTTP/2 streams (gRPC calls, watch streams included) per
+    /// connection; etcd's default is effectively unbounded (`math.MaxUint32`),
+    /// grpc-go clients open at most this many at a time.
+    pub http2_streams_max: u32,
+    /// Ping an idle HTTP/2 client this often (etcd's
+    /// `--grpc-keepalive-interval`, 2 h); `None`: never.
+    pub http2_keep_alive_interval: Option<Duration>,
+    /// Close the connection when a ping is not answered within this (etcd's
+    /// `--grpc-keepalive-timeout`, 20 s).
+    pub http2_keep_alive_timeout: Duration,
+    /// Time allowed for an HTTP/1 request's headers.
+    pub http1_header_read_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            protocols: Protocols::Auto,
+            http2_streams_max: 1024,
+            http2_keep_alive_interval: Some(Duration::from_secs(2 * 3600)),
+            http2_keep_alive_timeout: Duration::from_secs(20),
+            http1_header_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+fn builder(options: &ServeOptions) -> auto::Builder<GExec> {
+    let mut builder = auto::Builder::new(GExec);
+    builder
+        .http2()
+        .timer(GTimer)
+        .max_concurrent_streams(options.http2_streams_max)
+        .keep_alive_interval(options.http2_keep_alive_interval)
+        .keep_alive_timeout(options.http2_keep_alive_timeout);
+    builder.http1().timer(GTimer).header_read_timeout(options.http1_header_read_timeout);
+    match options.protocols {
+        Protocols::Auto => builder,
+        Protocols::Http1 => builder.http1_only(),
+        Protocols::Http2 => builder.http2_only(),
+    }
+}
+
+/// Serves one accepted connection to its end.
+pub async fn serve_connection<S, B>(stream: TcpStream, service: S, options: ServeOptions) -> Result<(), BoxError>
+where
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>> + 'static,
+    S::Future: 'static,
+    S::Error: Into<BoxError>,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    let builder = builder(&options);
+    builder.serve_connection(GIo::new(stream), service).await
+}
+
+/// Accepts connections on `listener` forever, serving each in its own task on
+/// this executor with a service from `make_service`. Accept errors (a full file
+/// table, a connection reset before accept) are logged and retried after a
+/// short pause; a connection's errors end only that connection.
+pub async fn serve<S, B>(listener: TcpListener, make_service: impl Fn() -> S, options: ServeOptions)
+where
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>> + 'static,
+    S::Future: 'static,
+    S::Error: Into<BoxError>,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    loop {
+        let stream = match listener.accept().await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let peer: Option<SocketAddr> = stream.peer_addr().ok();
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(?peer, error = %e, "set_nodelay failed");
+        }
+        let service = make_service();
+        glommio::spawn_local(async move {
+            if let Err(e) = serve_connection(stream, service, options).await {
+                // Clients that just go away (etcdctl resets) end here too.
+                tracing::debug!(?peer, error = %e, "connection ended with an error");
+            }
+        })
+        .detach();
+    }
+}
