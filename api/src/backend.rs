@@ -88,7 +88,10 @@ pub trait Backend {
     fn watch_cancel(&self, id: WatchId) -> Option<WatchResponse>;
 
     /// Queues progress notifications: for every synced watcher when `all`,
-    /// otherwise for those created with `progress_notify`.
+    /// otherwise for those created with `progress_notify`. The service calls it
+    /// with `true` for a client's progress request; the member's owner should
+    /// call it with `false` periodically (etcd: every 10 minutes), since the
+    /// API layer has no timers.
     fn watch_progress(&self, all: bool);
 
     /// The next buffered response of that watcher.
