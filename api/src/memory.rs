@@ -186,3 +186,51 @@ impl Backend for MemoryBackend {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_lite::future::block_on;
+    use lockstep_core::kv::{KvResponse, LeaseGrantRequest, PutRequest, RangeRequest};
+
+    use super::*;
+    use std::rc::Rc;
+
+    #[test]
+    fn leases_expire_on_the_next_request() {
+        let config = KvConfig { lease_ttl_min_s: 1, ..KvConfig::default() };
+        let backend = MemoryBackend::new(HeaderInfo::default(), config);
+        let grant = block_on(backend.write(KvCommand::LeaseGrant(LeaseGrantRequest { ttl: 1, id: 7 })));
+        assert!(matches!(grant, Ok(Ok(KvResponse::LeaseGrant(_)))), "{grant:?}");
+        let put = PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), lease: 7, ..PutRequest::default() };
+        block_on(backend.write(KvCommand::Put(put))).unwrap().unwrap();
+        assert!(backend.next_deadline().is_some());
+        let count = || {
+            let range = RangeRequest { key: b"k".to_vec(), ..RangeRequest::default() };
+            match block_on(backend.read(KvQuery::Range(range), true)).unwrap().unwrap() {
+                KvResponse::Range(r) => r.count,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(count(), 1);
+        std::thread::sleep(Duration::from_millis(1300));
+        assert_eq!(count(), 0);
+    }
+
+    #[test]
+    fn watch_changed_wakes_on_writes() {
+        let backend = Rc::new(MemoryBackend::new(HeaderInfo::default(), KvConfig::default()));
+        let waiting = backend.watch_changed();
+        let put = PutRequest { key: b"k".to_vec(), ..PutRequest::default() };
+        block_on(async {
+            let wait = async {
+                waiting.await;
+                true
+            };
+            let write = async {
+                block_on(backend.write(KvCommand::Put(put))).unwrap().unwrap();
+                futures_lite::future::pending::<bool>().await
+            };
+            futures_lite::FutureExt::or(wait, write).await
+        });
+    }
+}

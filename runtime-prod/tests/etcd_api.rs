@@ -259,3 +259,39 @@ fn malformed_requests_fail_and_the_server_keeps_serving() {
         println!("SKIPPED (partly): etcdctl is not installed; the server was not re-checked with it");
     }
 }
+
+/// `serve` with a plain HTTP/1 service, as the admin endpoints use it.
+#[test]
+fn plain_http1_services_are_served() {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use lockstep_runtime::http::Protocols;
+
+    let (port_tx, port_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let executor = LocalExecutorBuilder::new(Placement::Unbound).io_memory(1 << 20).make().expect("an executor");
+        executor.run(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            port_tx.send(listener.local_addr().expect("address").port()).expect("port sent");
+            let make = || {
+                hyper::service::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+                    let body = format!("{} {}\n", request.method(), request.uri().path());
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body))))
+                })
+            };
+            serve(listener, make, ServeOptions { protocols: Protocols::Http1, ..ServeOptions::default() }).await;
+        });
+    });
+    let port = port_rx.recv_timeout(Duration::from_secs(10)).expect("the server starts");
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        assert!(response.ends_with("\r\n\r\nGET /health\n"), "{response}");
+    }
+}
