@@ -50,6 +50,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_lite::{FutureExt, Stream};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
 use lockstep_core::kv::{self, KvCommand, KvError, KvQuery, KvResponse, WatchId};
 use prost::Message;
 use tonic::codec::{Codec, EncodeBody, SingleMessageCompressionOverride, Streaming};
@@ -126,8 +127,6 @@ impl Body for ResponseBody {
         self.0.size_hint()
     }
 }
-
-use http_body_util::BodyExt as _;
 
 /// etcd's v3 gRPC API over a [`Backend`]. Cheap to clone (one per connection
 /// is fine); see the module doc for routes and semantics.
