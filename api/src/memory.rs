@@ -20,7 +20,7 @@ use lockstep_core::kv::{
 };
 use lockstep_core::{LogIndex, Millis, Payload, StateMachine};
 
-use crate::backend::{Backend, BackendError, HeaderInfo, MemberStatus};
+use crate::backend::{Backend, BackendError, HeaderInfo, MemberInfo, MemberStatus};
 
 /// Expired leases revoked per call of [`MemoryBackend::tick`].
 const EXPIRED_PER_TICK_MAX: usize = 64;
@@ -28,6 +28,7 @@ const EXPIRED_PER_TICK_MAX: usize = 64;
 /// A [`Backend`] over one in-memory store. See the module doc.
 pub struct MemoryBackend {
     info: HeaderInfo,
+    member: MemberInfo,
     store: RefCell<KvStore<MemStorage>>,
     applied: Cell<LogIndex>,
     epoch: Instant,
@@ -55,12 +56,20 @@ impl MemoryBackend {
         store.on_leadership(0, true);
         MemoryBackend {
             info,
+            member: MemberInfo { id: info.member_id, name: "lockstep".into(), ..MemberInfo::default() },
             store: RefCell::new(store),
             applied: Cell::new(0),
             epoch,
             generation: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Sets what `Cluster/MemberList` reports of this member (by default: its
+    /// id, named "lockstep", without URLs).
+    pub fn with_member(mut self, member: MemberInfo) -> MemoryBackend {
+        self.member = member;
+        self
     }
 
     fn now(&self) -> Millis {
@@ -167,6 +176,10 @@ impl Backend for MemoryBackend {
             Poll::Pending
         })
         .await;
+    }
+
+    async fn members(&self, _linearizable: bool) -> Result<Vec<MemberInfo>, BackendError> {
+        Ok(vec![self.member.clone()])
     }
 
     async fn status(&self) -> Result<MemberStatus, BackendError> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
-use lockstep_api::{Backend, EtcdService, HeaderInfo, MemoryBackend, ServiceConfig};
+use lockstep_api::{Backend, EtcdService, HeaderInfo, MemberInfo, MemoryBackend, ServiceConfig};
 use lockstep_core::kv::KvConfig;
 use lockstep_runtime::http::{serve, ServeOptions};
 
@@ -26,8 +26,16 @@ fn start_server() -> u16 {
         let executor = LocalExecutorBuilder::new(Placement::Unbound).io_memory(1 << 20).make().expect("an executor");
         executor.run(async move {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            port_tx.send(listener.local_addr().expect("address").port()).expect("port sent");
-            let backend: Rc<dyn Backend> = Rc::new(MemoryBackend::new(INFO, KvConfig::default()));
+            let port = listener.local_addr().expect("address").port();
+            port_tx.send(port).expect("port sent");
+            let member = MemberInfo {
+                id: INFO.member_id,
+                name: "m1".into(),
+                peer_urls: vec!["http://127.0.0.1:2380".into()],
+                client_urls: vec![format!("http://127.0.0.1:{port}")],
+                is_learner: false,
+            };
+            let backend: Rc<dyn Backend> = Rc::new(MemoryBackend::new(INFO, KvConfig::default()).with_member(member));
             let make = move || EtcdService::new(backend.clone(), ServiceConfig::default());
             serve(listener, make, ServeOptions::default()).await;
         });
@@ -190,7 +198,11 @@ fn etcdctl_against_the_memory_backend() {
     watch.kill().expect("watch killed");
     let _ = watch.wait();
 
-    // Maintenance.
+    // Cluster and maintenance.
+    assert_eq!(
+        ctl.ok(&["member", "list"]),
+        format!("abcd, started, m1, http://127.0.0.1:2380, http://127.0.0.1:{}, false\n", ctl.port)
+    );
     assert_eq!(ctl.ok(&["alarm", "list"]), "");
     let status = ctl.ok(&["endpoint", "status"]);
     // endpoint, member id, version, db size, is leader, is learner, term, index,
