@@ -11,9 +11,9 @@
 //! HTTP/1.1 or HTTP/2; [`ServeOptions::protocols`] can pin one.
 //!
 //! Services are created per connection by the caller's `make_service` and may
-//! be `!Send` (an `Rc` backend on this executor thread). The glommio types stay
-//! in this crate's signatures only where the caller already lives on glommio
-//! (the listener).
+//! be `!Send` (an `Rc` backend on this executor thread). Callers bind with
+//! [`HttpListener::bind`] and need no glommio type ([`serve`] also takes a
+//! `glommio::net::TcpListener`).
 //!
 //! Timers: hyper demands `Send + Sync` sleeps, and glommio's timers are
 //! thread-local (`Rc`). Rather than asserting `Send` with `unsafe`, [`GTimer`]
@@ -198,8 +198,33 @@ fn builder(options: &ServeOptions) -> auto::Builder<GExec> {
     }
 }
 
+/// A bound TCP listener for [`serve`], so that callers outside this crate need
+/// no glommio type. Must be created on the glommio executor that serves it.
+#[derive(Debug)]
+pub struct HttpListener(TcpListener);
+
+impl HttpListener {
+    /// Binds `addr` (port 0: any free port). On Linux several executors may
+    /// bind the same address (`SO_REUSEPORT`, glommio's default) and share the
+    /// connections.
+    pub fn bind(addr: SocketAddr) -> io::Result<HttpListener> {
+        TcpListener::bind(addr).map(HttpListener).map_err(io::Error::from)
+    }
+
+    /// The bound address (with the port chosen for port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr().map_err(io::Error::from)
+    }
+}
+
+impl From<TcpListener> for HttpListener {
+    fn from(listener: TcpListener) -> HttpListener {
+        HttpListener(listener)
+    }
+}
+
 /// Serves one accepted connection to its end.
-pub async fn serve_connection<S, B>(stream: TcpStream, service: S, options: ServeOptions) -> Result<(), BoxError>
+async fn serve_connection<S, B>(stream: TcpStream, service: S, options: ServeOptions) -> Result<(), BoxError>
 where
     S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>> + 'static,
     S::Future: 'static,
@@ -215,7 +240,7 @@ where
 /// this executor with a service from `make_service`. Accept errors (a full file
 /// table, a connection reset before accept) are logged and retried after a
 /// short pause; a connection's errors end only that connection.
-pub async fn serve<S, B>(listener: TcpListener, make_service: impl Fn() -> S, options: ServeOptions)
+pub async fn serve<S, B>(listener: impl Into<HttpListener>, make_service: impl Fn() -> S, options: ServeOptions)
 where
     S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>> + 'static,
     S::Future: 'static,
@@ -223,6 +248,7 @@ where
     B: Body + 'static,
     B::Error: Into<BoxError>,
 {
+    let HttpListener(listener) = listener.into();
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,

@@ -14,7 +14,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use lockstep_api::{Backend, EtcdService, HeaderInfo, MemberInfo, MemoryBackend, ServiceConfig};
 use lockstep_core::kv::KvConfig;
-use lockstep_runtime::http::{serve, ServeOptions};
+use lockstep_runtime::http::{serve, HttpListener, ServeOptions};
 
 const INFO: HeaderInfo = HeaderInfo { cluster_id: 0x1234, member_id: 0xabcd, raft_term: 2 };
 const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
@@ -25,7 +25,7 @@ fn start_server() -> u16 {
     std::thread::spawn(move || {
         let executor = LocalExecutorBuilder::new(Placement::Unbound).io_memory(1 << 20).make().expect("an executor");
         executor.run(async move {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let listener = HttpListener::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
             let port = listener.local_addr().expect("address").port();
             port_tx.send(port).expect("port sent");
             let member = MemberInfo {
