@@ -62,6 +62,22 @@ pub struct MemberStatus {
     pub is_learner: bool,
 }
 
+/// One member of the cluster, for etcd's `Cluster/MemberList` (`etcdctl
+/// member list`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// The member's id.
+    pub id: u64,
+    /// Its name; etcd shows a member without one as "unstarted".
+    pub name: String,
+    /// The URLs its peers reach it at.
+    pub peer_urls: Vec<String>,
+    /// The URLs clients reach it at.
+    pub client_urls: Vec<String>,
+    /// It is a learner (non-voting).
+    pub is_learner: bool,
+}
+
 /// What the etcd API needs from a member. Futures are !Send: one backend lives
 /// on one glommio executor thread.
 #[async_trait::async_trait(?Send)]
@@ -88,7 +104,10 @@ pub trait Backend {
     fn watch_cancel(&self, id: WatchId) -> Option<WatchResponse>;
 
     /// Queues progress notifications: for every synced watcher when `all`,
-    /// otherwise for those created with `progress_notify`.
+    /// otherwise for those created with `progress_notify`. The service calls it
+    /// with `true` for a client's progress request; the member's owner should
+    /// call it with `false` periodically (etcd: every 10 minutes), since the
+    /// API layer has no timers.
     fn watch_progress(&self, all: bool);
 
     /// The next buffered response of that watcher.
@@ -109,5 +128,13 @@ pub trait Backend {
             raft_term: header.raft_term,
             ..MemberStatus::default()
         })
+    }
+
+    /// The cluster's members, as of the member's membership (`linearizable`:
+    /// the client asked for the committed view). The default lists this member
+    /// alone, unnamed and without URLs; a real member overrides it.
+    async fn members(&self, linearizable: bool) -> Result<Vec<MemberInfo>, BackendError> {
+        let _ = linearizable;
+        Ok(vec![MemberInfo { id: self.header().member_id, ..MemberInfo::default() }])
     }
 }

@@ -21,6 +21,7 @@
 //! | `/etcdserverpb.Watch/Watch` (bidi stream) | `watch_*` |
 //! | `/etcdserverpb.Maintenance/Alarm` | `read` (GET) or `write` |
 //! | `/etcdserverpb.Maintenance/Status` | `status` |
+//! | `/etcdserverpb.Cluster/MemberList` | `members` |
 //!
 //! Any other path answers `UNIMPLEMENTED`. Errors are etcd's statuses
 //! ([`crate::status`]).
@@ -50,6 +51,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_lite::{FutureExt, Stream};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
 use lockstep_core::kv::{self, KvCommand, KvError, KvQuery, KvResponse, WatchId};
 use prost::Message;
 use tonic::codec::{Codec, EncodeBody, SingleMessageCompressionOverride, Streaming};
@@ -127,8 +129,6 @@ impl Body for ResponseBody {
     }
 }
 
-use http_body_util::BodyExt as _;
-
 /// etcd's v3 gRPC API over a [`Backend`]. Cheap to clone (one per connection
 /// is fine); see the module doc for routes and semantics.
 #[derive(Clone)]
@@ -172,6 +172,7 @@ impl EtcdService {
             "/etcdserverpb.Watch/Watch" => self.watch(request),
             "/etcdserverpb.Maintenance/Alarm" => self.unary(request, |r| alarm(backend.clone(), r)).await,
             "/etcdserverpb.Maintenance/Status" => self.unary(request, |r| status(backend.clone(), r)).await,
+            "/etcdserverpb.Cluster/MemberList" => self.unary(request, |r| member_list(backend.clone(), r)).await,
             path => Status::unimplemented(format!("lockstep: unknown method {path}")).into_http(),
         }
     }
@@ -427,6 +428,24 @@ async fn status(backend: Rc<dyn Backend>, _: pb::StatusRequest) -> Result<pb::St
         errors: s.errors,
         db_size_in_use: s.db_size_in_use_bytes,
         is_learner: s.is_learner,
+    })
+}
+
+async fn member_list(backend: Rc<dyn Backend>, r: pb::MemberListRequest) -> Result<pb::MemberListResponse, Status> {
+    let revision = current_revision(&*backend).await?;
+    let members = backend.members(r.linearizable).await.map_err(|e| backend_error(&e))?;
+    Ok(pb::MemberListResponse {
+        header: crate::convert::header(backend.header(), kv::ResponseHeader { revision }),
+        members: members
+            .into_iter()
+            .map(|m| pb::Member {
+                id: m.id,
+                name: m.name,
+                peer_ur_ls: m.peer_urls,
+                client_ur_ls: m.client_urls,
+                is_learner: m.is_learner,
+            })
+            .collect(),
     })
 }
 

@@ -267,6 +267,53 @@ fn watch_stream_delivers_created_events_and_cancel() {
 }
 
 #[test]
+fn watch_stream_cancel_progress_and_compaction() {
+    use pb::watch_request::RequestUnion;
+    let svc = service();
+    put(&svc, "foo", "0");
+    put(&svc, "foo", "1");
+    let _: pb::CompactionResponse =
+        call(&svc, "/etcdserverpb.KV/Compact", pb::CompactionRequest { revision: 3, physical: true }).unwrap();
+    let create = |key: &str, start_revision| pb::WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(pb::WatchCreateRequest {
+            key: key.into(),
+            start_revision,
+            ..Default::default()
+        })),
+    };
+    let cancel = |watch_id| pb::WatchRequest {
+        request_union: Some(RequestUnion::CancelRequest(pb::WatchCancelRequest { watch_id })),
+    };
+    let progress = pb::WatchRequest { request_union: Some(RequestUnion::ProgressRequest(pb::WatchProgressRequest {})) };
+    let body = [
+        frame(&create("foo", 0)),
+        frame(&cancel(0)),
+        frame(&cancel(77)), // not this stream's: ignored
+        frame(&create("bar", 0)),
+        frame(&progress),
+        frame(&create("foo", 2)), // below the compaction
+    ]
+    .concat();
+    let response = block_on(svc.handle(request("/etcdserverpb.Watch/Watch", body)));
+    let mut stream = Reader::<pb::WatchResponse>::new(response.into_body());
+    let summary = |r: &pb::WatchResponse| {
+        (r.watch_id, r.created, r.canceled, r.compact_revision, r.header.unwrap().revision, r.events.len())
+    };
+    let responses: Vec<_> = (0..6).map(|_| summary(&stream.next())).collect();
+    assert_eq!(
+        responses,
+        vec![
+            (0, true, false, 0, 3, 0),  // created foo
+            (0, false, true, 0, 3, 0),  // canceled foo
+            (0, true, false, 0, 3, 0),  // created bar (core's hub reuses the freed id 0)
+            (0, false, false, 0, 3, 0), // progress notification
+            (1, true, false, 0, 3, 0),  // created foo at 2
+            (1, false, true, 3, 3, 0),  // canceled: compacted, with the compact revision
+        ]
+    );
+}
+
+#[test]
 fn fragments_split_like_etcd() {
     let event = |n: u8| crate::pb::mvccpb::Event {
         kv: Some(crate::pb::mvccpb::KeyValue { key: vec![n], value: vec![n; 100], ..Default::default() }),

@@ -39,7 +39,7 @@ pub mod grpc;
 pub mod memory;
 pub mod status;
 
-pub use backend::{Backend, BackendError, HeaderInfo, MemberStatus};
+pub use backend::{Backend, BackendError, HeaderInfo, MemberInfo, MemberStatus};
 pub use grpc::{EtcdService, ResponseBody, ServiceConfig};
 pub use memory::MemoryBackend;
 

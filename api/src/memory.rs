@@ -20,7 +20,7 @@ use lockstep_core::kv::{
 };
 use lockstep_core::{LogIndex, Millis, Payload, StateMachine};
 
-use crate::backend::{Backend, BackendError, HeaderInfo, MemberStatus};
+use crate::backend::{Backend, BackendError, HeaderInfo, MemberInfo, MemberStatus};
 
 /// Expired leases revoked per call of [`MemoryBackend::tick`].
 const EXPIRED_PER_TICK_MAX: usize = 64;
@@ -28,6 +28,7 @@ const EXPIRED_PER_TICK_MAX: usize = 64;
 /// A [`Backend`] over one in-memory store. See the module doc.
 pub struct MemoryBackend {
     info: HeaderInfo,
+    member: MemberInfo,
     store: RefCell<KvStore<MemStorage>>,
     applied: Cell<LogIndex>,
     epoch: Instant,
@@ -55,12 +56,20 @@ impl MemoryBackend {
         store.on_leadership(0, true);
         MemoryBackend {
             info,
+            member: MemberInfo { id: info.member_id, name: "lockstep".into(), ..MemberInfo::default() },
             store: RefCell::new(store),
             applied: Cell::new(0),
             epoch,
             generation: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Sets what `Cluster/MemberList` reports of this member (by default: its
+    /// id, named "lockstep", without URLs).
+    pub fn with_member(mut self, member: MemberInfo) -> MemoryBackend {
+        self.member = member;
+        self
     }
 
     fn now(&self) -> Millis {
@@ -169,6 +178,10 @@ impl Backend for MemoryBackend {
         .await;
     }
 
+    async fn members(&self, _linearizable: bool) -> Result<Vec<MemberInfo>, BackendError> {
+        Ok(vec![self.member.clone()])
+    }
+
     async fn status(&self) -> Result<MemberStatus, BackendError> {
         let store = self.store.borrow();
         let size = store.mvcc().size_bytes() as i64;
@@ -184,5 +197,53 @@ impl Backend for MemoryBackend {
             errors: Vec::new(),
             is_learner: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_lite::future::block_on;
+    use lockstep_core::kv::{KvResponse, LeaseGrantRequest, PutRequest, RangeRequest};
+
+    use super::*;
+    use std::rc::Rc;
+
+    #[test]
+    fn leases_expire_on_the_next_request() {
+        let config = KvConfig { lease_ttl_min_s: 1, ..KvConfig::default() };
+        let backend = MemoryBackend::new(HeaderInfo::default(), config);
+        let grant = block_on(backend.write(KvCommand::LeaseGrant(LeaseGrantRequest { ttl: 1, id: 7 })));
+        assert!(matches!(grant, Ok(Ok(KvResponse::LeaseGrant(_)))), "{grant:?}");
+        let put = PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), lease: 7, ..PutRequest::default() };
+        block_on(backend.write(KvCommand::Put(put))).unwrap().unwrap();
+        assert!(backend.next_deadline().is_some());
+        let count = || {
+            let range = RangeRequest { key: b"k".to_vec(), ..RangeRequest::default() };
+            match block_on(backend.read(KvQuery::Range(range), true)).unwrap().unwrap() {
+                KvResponse::Range(r) => r.count,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(count(), 1);
+        std::thread::sleep(Duration::from_millis(1300));
+        assert_eq!(count(), 0);
+    }
+
+    #[test]
+    fn watch_changed_wakes_on_writes() {
+        let backend = Rc::new(MemoryBackend::new(HeaderInfo::default(), KvConfig::default()));
+        let waiting = backend.watch_changed();
+        let put = PutRequest { key: b"k".to_vec(), ..PutRequest::default() };
+        block_on(async {
+            let wait = async {
+                waiting.await;
+                true
+            };
+            let write = async {
+                block_on(backend.write(KvCommand::Put(put))).unwrap().unwrap();
+                futures_lite::future::pending::<bool>().await
+            };
+            futures_lite::FutureExt::or(wait, write).await
+        });
     }
 }

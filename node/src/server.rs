@@ -101,9 +101,10 @@ impl ServerOptions {
             addresses,
             shutdown_transfer_timeout: Duration::from_millis(config.raft.election_timeout_ms * 3),
             grpc: lockstep_runtime::http::ServeOptions {
-                max_concurrent_streams: u32::try_from(config.grpc.max_concurrent_streams).unwrap_or(u32::MAX),
-                keepalive_interval: Some(Duration::from_millis(config.grpc.keepalive_interval_ms)),
-                keepalive_timeout: Duration::from_millis(config.grpc.keepalive_timeout_ms),
+                http2_streams_max: u32::try_from(config.grpc.max_concurrent_streams).unwrap_or(u32::MAX),
+                http2_keep_alive_interval: Some(Duration::from_millis(config.grpc.keepalive_interval_ms)),
+                http2_keep_alive_timeout: Duration::from_millis(config.grpc.keepalive_timeout_ms),
+                ..lockstep_runtime::http::ServeOptions::default()
             },
             join: config.cluster.join.clone(),
             own: MemberAddresses {

@@ -1,13 +1,26 @@
-//! hyper 1 on glommio: the I/O, executor and timer glue, and a server loop that
-//! serves HTTP/1.1 and HTTP/2 (h2c with prior knowledge, what gRPC clients
-//! send to `http://` endpoints) on the same port.
+//! HTTP serving on glommio with hyper: gRPC (HTTP/2 cleartext, prior
+//! knowledge, as etcd clients speak it on `http://` endpoints) and plain
+//! HTTP/1.1 (curl, Prometheus) on the same port.
 //!
-//! No tokio runtime is involved: hyper's traits are implemented over glommio's
-//! `TcpStream` and timers, and every connection is a local task on the
-//! executor that accepted it, so services may hold `Rc` state and await
-//! glommio futures.
+//! hyper is runtime-agnostic; this module gives it what it needs from glommio:
+//! [`GIo`] (hyper's `Read`/`Write` over a glommio TCP stream), [`GExec`] (it
+//! spawns hyper's per-stream tasks with `glommio::spawn_local`, so nothing has
+//! to be `Send`) and [`GTimer`] (sleeps for HTTP/2 keep-alive pings and HTTP/1
+//! header timeouts). [`serve`] accepts connections and serves each with
+//! hyper-util's *auto* builder, which reads the connection preface and picks
+//! HTTP/1.1 or HTTP/2; [`ServeOptions::protocols`] can pin one.
+//!
+//! Services are created per connection by the caller's `make_service` and may
+//! be `!Send` (an `Rc` backend on this executor thread). Callers bind with
+//! [`HttpListener::bind`] and need no glommio type ([`serve`] also takes a
+//! `glommio::net::TcpListener`).
+//!
+//! Timers: hyper demands `Send + Sync` sleeps, and glommio's timers are
+//! thread-local (`Rc`). Rather than asserting `Send` with `unsafe`, [`GTimer`]
+//! uses `futures-timer`, whose sleeps are `Send + Sync` and driven by one
+//! helper thread per process. It fires only for keep-alive pings and header
+//! timeouts, so its cost does not matter.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -17,48 +30,46 @@ use std::time::{Duration, Instant};
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 use hyper::body::{Body, Incoming};
-use hyper::rt::{Read, ReadBufCursor, Sleep, Timer, Write};
-use hyper::service::Service;
+use hyper::rt::{ReadBufCursor, Sleep, Timer};
 use hyper_util::server::conn::auto;
 
-/// Limits of a server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServeOptions {
-    /// HTTP/2 streams one connection may have open.
-    pub max_concurrent_streams: u32,
-    /// HTTP/2 keep-alive pings on idle connections (`None`: off).
-    pub keepalive_interval: Option<Duration>,
-    /// A connection whose keep-alive ping is not answered within this is closed.
-    pub keepalive_timeout: Duration,
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Bytes read from the socket per read call.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// hyper's I/O traits over a glommio TCP stream.
+///
+/// Reads go through a small owned buffer and are copied into hyper's
+/// (uninitialised) buffer, which keeps this code free of `unsafe`.
+pub struct GIo {
+    stream: TcpStream,
+    chunk: Box<[u8]>,
 }
 
-impl Default for ServeOptions {
-    fn default() -> ServeOptions {
-        ServeOptions {
-            max_concurrent_streams: 1000,
-            keepalive_interval: None,
-            keepalive_timeout: Duration::from_secs(20),
-        }
+impl GIo {
+    /// Wraps a connected stream.
+    pub fn new(stream: TcpStream) -> GIo {
+        GIo { stream, chunk: vec![0; READ_CHUNK_BYTES].into_boxed_slice() }
     }
 }
 
-/// A glommio TCP stream as hyper I/O.
-pub struct GlommioIo(pub TcpStream);
+impl std::fmt::Debug for GIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GIo").field("peer", &self.stream.peer_addr().ok()).finish_non_exhaustive()
+    }
+}
 
-impl Read for GlommioIo {
+impl hyper::rt::Read for GIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
-        // SAFETY: the slice is only written by `poll_read` below (initialised by
-        // zeroing first), and `advance` is called with the bytes it wrote.
-        let uninit = unsafe { buf.as_mut() };
-        for byte in uninit.iter_mut() {
-            byte.write(0);
+        let this = self.get_mut();
+        let want = buf.remaining().min(this.chunk.len());
+        if want == 0 {
+            return Poll::Ready(Ok(()));
         }
-        // SAFETY: every byte was just initialised.
-        let slice = unsafe { &mut *(uninit as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
-        match Pin::new(&mut self.get_mut().0).poll_read(cx, slice) {
+        match Pin::new(&mut this.stream).poll_read(cx, &mut this.chunk[..want]) {
             Poll::Ready(Ok(n)) => {
-                // SAFETY: `n` bytes were filled by the read.
-                unsafe { buf.advance(n) };
+                buf.put_slice(&this.chunk[..n]);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -67,17 +78,17 @@ impl Read for GlommioIo {
     }
 }
 
-impl Write for GlommioIo {
+impl hyper::rt::Write for GIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.get_mut().0).poll_close(cx) {
+        match Pin::new(&mut self.get_mut().stream).poll_close(cx) {
             // The peer closed first: nothing left to shut down.
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
             other => other,
@@ -85,92 +96,177 @@ impl Write for GlommioIo {
     }
 }
 
-/// Runs hyper's background futures as local tasks on the current executor.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GlommioExecutor;
+/// hyper's executor: spawns on the current glommio executor (no `Send`
+/// needed).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GExec;
 
-impl<F> hyper::rt::Executor<F> for GlommioExecutor
+impl<F> hyper::rt::Executor<F> for GExec
 where
-    F: Future + 'static,
-    F::Output: 'static,
+    F: std::future::Future + 'static,
 {
     fn execute(&self, future: F) {
         glommio::spawn_local(future).detach();
     }
 }
 
-/// hyper's timer on glommio's timers.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GlommioTimer;
+/// hyper's timer (see the module doc for why it is not glommio's).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GTimer;
 
-struct GlommioSleep {
-    timer: glommio::timer::Timer,
-}
+struct GSleep(futures_timer::Delay);
 
-// SAFETY: hyper requires `Sleep: Send + Sync`, but glommio timers are `Rc`
-// based. Every connection (and so every sleep hyper creates for it) lives in a
-// local task of the executor that created it and is never moved to another
-// thread, so the value is only ever touched from one thread.
-unsafe impl Send for GlommioSleep {}
-// SAFETY: see `Send` above.
-unsafe impl Sync for GlommioSleep {}
-
-impl Future for GlommioSleep {
+impl std::future::Future for GSleep {
     type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        Pin::new(&mut self.get_mut().timer).poll(cx).map(|_| ())
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx)
     }
 }
 
-impl Sleep for GlommioSleep {}
+impl Sleep for GSleep {}
 
-impl Timer for GlommioTimer {
+impl Timer for GTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
-        Box::pin(GlommioSleep { timer: glommio::timer::Timer::new(duration) })
+        Box::pin(GSleep(futures_timer::Delay::new(duration)))
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
         self.sleep(deadline.saturating_duration_since(Instant::now()))
     }
+
+    fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: Instant) {
+        *sleep = self.sleep_until(new_deadline);
+    }
 }
 
-/// Accepts connections on `listener` and serves each with a service from
-/// `make_service`, HTTP/1.1 or HTTP/2 as the client speaks, until the listener
-/// fails for good.
-pub async fn serve<S, M, B>(listener: TcpListener, make_service: M, options: ServeOptions)
+/// Which HTTP versions a server speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocols {
+    /// HTTP/1.1 and HTTP/2 (prior knowledge), told apart by the preface.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only (gRPC).
+    Http2,
+}
+
+/// Settings of [`serve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// The HTTP versions spoken.
+    pub protocols: Protocols,
+    /// Concurrent HTTP/2 streams (gRPC calls, watch streams included) per
+    /// connection; etcd's default is effectively unbounded (`math.MaxUint32`),
+    /// grpc-go clients open at most this many at a time.
+    pub http2_streams_max: u32,
+    /// Ping an idle HTTP/2 client this often (etcd's
+    /// `--grpc-keepalive-interval`, 2 h); `None`: never.
+    pub http2_keep_alive_interval: Option<Duration>,
+    /// Close the connection when a ping is not answered within this (etcd's
+    /// `--grpc-keepalive-timeout`, 20 s).
+    pub http2_keep_alive_timeout: Duration,
+    /// Time allowed for an HTTP/1 request's headers.
+    pub http1_header_read_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            protocols: Protocols::Auto,
+            http2_streams_max: 1024,
+            http2_keep_alive_interval: Some(Duration::from_secs(2 * 3600)),
+            http2_keep_alive_timeout: Duration::from_secs(20),
+            http1_header_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+fn builder(options: &ServeOptions) -> auto::Builder<GExec> {
+    let mut builder = auto::Builder::new(GExec);
+    builder
+        .http2()
+        .timer(GTimer)
+        .max_concurrent_streams(options.http2_streams_max)
+        .keep_alive_interval(options.http2_keep_alive_interval)
+        .keep_alive_timeout(options.http2_keep_alive_timeout);
+    builder.http1().timer(GTimer).header_read_timeout(options.http1_header_read_timeout);
+    match options.protocols {
+        Protocols::Auto => builder,
+        Protocols::Http1 => builder.http1_only(),
+        Protocols::Http2 => builder.http2_only(),
+    }
+}
+
+/// A bound TCP listener for [`serve`], so that callers outside this crate need
+/// no glommio type. Must be created on the glommio executor that serves it.
+#[derive(Debug)]
+pub struct HttpListener(TcpListener);
+
+impl HttpListener {
+    /// Binds `addr` (port 0: any free port). On Linux several executors may
+    /// bind the same address (`SO_REUSEPORT`, glommio's default) and share the
+    /// connections.
+    pub fn bind(addr: SocketAddr) -> io::Result<HttpListener> {
+        TcpListener::bind(addr).map(HttpListener).map_err(io::Error::from)
+    }
+
+    /// The bound address (with the port chosen for port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr().map_err(io::Error::from)
+    }
+}
+
+impl From<TcpListener> for HttpListener {
+    fn from(listener: TcpListener) -> HttpListener {
+        HttpListener(listener)
+    }
+}
+
+/// Serves one accepted connection to its end.
+async fn serve_connection<S, B>(stream: TcpStream, service: S, options: ServeOptions) -> Result<(), BoxError>
 where
-    M: Fn() -> S,
-    S: Service<hyper::Request<Incoming>, Response = hyper::Response<B>> + 'static,
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>> + 'static,
     S::Future: 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Error: Into<BoxError>,
     B: Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B::Error: Into<BoxError>,
 {
-    let local: Option<SocketAddr> = listener.local_addr().ok();
+    let builder = builder(&options);
+    builder.serve_connection(GIo::new(stream), service).await
+}
+
+/// Accepts connections on `listener` forever, serving each in its own task on
+/// this executor with a service from `make_service`. Accept errors (a full file
+/// table, a connection reset before accept) are logged and retried after a
+/// short pause; a connection's errors end only that connection.
+pub async fn serve<S, B>(listener: impl Into<HttpListener>, make_service: impl Fn() -> S, options: ServeOptions)
+where
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>> + 'static,
+    S::Future: 'static,
+    S::Error: Into<BoxError>,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    let HttpListener(listener) = listener.into();
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
             Err(e) => {
-                tracing::warn!(listen = ?local, "accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
+        let peer: Option<SocketAddr> = stream.peer_addr().ok();
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(?peer, error = %e, "set_nodelay failed");
+        }
         let service = make_service();
-        let options = options.clone();
         glommio::spawn_local(async move {
-            let mut builder = auto::Builder::new(GlommioExecutor);
-            builder
-                .http2()
-                .timer(GlommioTimer)
-                .max_concurrent_streams(options.max_concurrent_streams)
-                .keep_alive_interval(options.keepalive_interval)
-                .keep_alive_timeout(options.keepalive_timeout);
-            builder.http1().timer(GlommioTimer);
-            if let Err(e) = builder.serve_connection(GlommioIo(stream), service).await {
-                tracing::debug!("connection ended: {e}");
+            if let Err(e) = serve_connection(stream, service, options).await {
+                // Clients that just go away (etcdctl resets) end here too.
+                tracing::debug!(?peer, error = %e, "connection ended with an error");
             }
         })
         .detach();

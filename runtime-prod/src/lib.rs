@@ -11,6 +11,9 @@
 //!   [`lockstep_core::wal::recover()`] first and refuses damaged data.
 //! - [`FjallStorage`]: core's [`lockstep_core::kv::Storage`] on fjall, for the
 //!   KV state machine's data.
+//! - [`http`]: hyper on glommio: [`http::serve`] serves gRPC (h2c) and
+//!   HTTP/1.1 connections with `!Send` services (the etcd API, the admin
+//!   endpoints).
 //!
 //! Every glommio type stays inside this crate, so that the runtime can be
 //! replaced (monoio, compio) without touching core or the node: the public API
