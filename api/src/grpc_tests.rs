@@ -176,6 +176,16 @@ fn txn_reads_and_writes() {
 }
 
 #[test]
+fn txns_of_serializable_ranges_are_serializable_reads() {
+    let range = |serializable| kv::RequestOp::Range(kv::RangeRequest { serializable, ..kv::RangeRequest::default() });
+    let txn = |ops: Vec<kv::RequestOp>| kv::TxnRequest { success: ops, ..kv::TxnRequest::default() };
+    assert!(serializable(&txn(vec![range(true), range(true)])));
+    assert!(!serializable(&txn(vec![range(true), range(false)])));
+    assert!(!serializable(&txn(vec![range(true), kv::RequestOp::Txn(txn(vec![range(true)]))])));
+    assert!(serializable(&txn(vec![])));
+}
+
+#[test]
 fn leases_and_keep_alive_stream() {
     let svc = service();
     let grant: pb::LeaseGrantResponse =
