@@ -13,7 +13,7 @@
 //! |---|---|
 //! | `/etcdserverpb.KV/Range` | `read` (linearizable unless `serializable`) |
 //! | `/etcdserverpb.KV/{Put,DeleteRange,Compact}` | `write` |
-//! | `/etcdserverpb.KV/Txn` | `write` if it puts or deletes, else linearizable `read` |
+//! | `/etcdserverpb.KV/Txn` | `write` if it puts or deletes, else `read` (serializable if all its ranges are) |
 //! | `/etcdserverpb.Lease/{LeaseGrant,LeaseRevoke}` | `write` |
 //! | `/etcdserverpb.Lease/LeaseTimeToLive` | `leader_request` (the leader knows the TTL) |
 //! | `/etcdserverpb.Lease/LeaseLeases` | linearizable `read` |
@@ -338,12 +338,19 @@ async fn txn(backend: Rc<dyn Backend>, r: pb::TxnRequest) -> Result<pb::TxnRespo
     let result = if request.writes() {
         backend.write(KvCommand::Txn(request)).await
     } else {
-        backend.read(KvQuery::Txn(request), true).await
+        let linearizable = !serializable(&request);
+        backend.read(KvQuery::Txn(request), linearizable).await
     };
     match outcome(result)? {
         KvResponse::Txn(r) => Ok(r.to_pb(backend.header())),
         other => Err(unexpected("a txn", &other)),
     }
+}
+
+/// etcd's `isTxnSerializable`: every op of both branches is a serializable
+/// range (a nested txn makes it linearizable).
+fn serializable(txn: &kv::TxnRequest) -> bool {
+    txn.success.iter().chain(&txn.failure).all(|op| matches!(op, kv::RequestOp::Range(r) if r.serializable))
 }
 
 async fn compact(backend: Rc<dyn Backend>, r: pb::CompactionRequest) -> Result<pb::CompactionResponse, Status> {

@@ -176,6 +176,16 @@ fn txn_reads_and_writes() {
 }
 
 #[test]
+fn txns_of_serializable_ranges_are_serializable_reads() {
+    let range = |serializable| kv::RequestOp::Range(kv::RangeRequest { serializable, ..kv::RangeRequest::default() });
+    let txn = |ops: Vec<kv::RequestOp>| kv::TxnRequest { success: ops, ..kv::TxnRequest::default() };
+    assert!(serializable(&txn(vec![range(true), range(true)])));
+    assert!(!serializable(&txn(vec![range(true), range(false)])));
+    assert!(!serializable(&txn(vec![range(true), kv::RequestOp::Txn(txn(vec![range(true)]))])));
+    assert!(serializable(&txn(vec![])));
+}
+
+#[test]
 fn leases_and_keep_alive_stream() {
     let svc = service();
     let grant: pb::LeaseGrantResponse =
@@ -311,6 +321,87 @@ fn watch_stream_cancel_progress_and_compaction() {
             (1, false, true, 3, 3, 0),  // canceled: compacted, with the compact revision
         ]
     );
+}
+
+/// More events than a watcher's buffer holds while nobody reads: the watcher
+/// falls back to catch-up from history and still delivers every revision once,
+/// in order.
+#[test]
+fn a_slow_watch_stream_gets_every_revision_in_order() {
+    let svc = service();
+    let create = pb::WatchRequest {
+        request_union: Some(pb::watch_request::RequestUnion::CreateRequest(pb::WatchCreateRequest {
+            key: "k".into(),
+            range_end: "l".into(),
+            ..Default::default()
+        })),
+    };
+    let response = block_on(svc.handle(request("/etcdserverpb.Watch/Watch", frame(&create))));
+    let mut stream = Reader::<pb::WatchResponse>::new(response.into_body());
+    assert!(stream.next().created);
+    let puts = 3000;
+    for i in 0..puts {
+        put(&svc, &format!("k{i}"), "v");
+        if i % 7 == 0 {
+            put(&svc, "other", "x");
+        }
+    }
+    let mut keys = Vec::new();
+    let mut last_revision = 0;
+    while keys.len() < puts {
+        let response = stream.next();
+        let revision = response.header.unwrap().revision;
+        assert!(revision > last_revision, "revisions in order");
+        last_revision = revision;
+        for event in response.events {
+            let kv = event.kv.unwrap();
+            assert_eq!(kv.mod_revision, revision);
+            keys.push(String::from_utf8(kv.key).unwrap());
+        }
+    }
+    assert_eq!(keys, (0..puts).map(|i| format!("k{i}")).collect::<Vec<_>>());
+}
+
+#[test]
+fn watchers_asking_for_fragments_get_large_revisions_in_pieces() {
+    let backend = Rc::new(MemoryBackend::new(INFO, KvConfig::default()));
+    let svc = EtcdService::new(backend, ServiceConfig { watch_fragment_bytes: 1000, ..ServiceConfig::default() });
+    let create = |fragment| pb::WatchRequest {
+        request_union: Some(pb::watch_request::RequestUnion::CreateRequest(pb::WatchCreateRequest {
+            key: "k".into(),
+            range_end: "l".into(),
+            fragment,
+            ..Default::default()
+        })),
+    };
+    let body = [frame(&create(true)), frame(&create(false))].concat();
+    let response = block_on(svc.handle(request("/etcdserverpb.Watch/Watch", body)));
+    let mut stream = Reader::<pb::WatchResponse>::new(response.into_body());
+    assert!(stream.next().created && stream.next().created);
+    let put_op = |i: usize| pb::RequestOp {
+        request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+            key: format!("k{i}").into(),
+            value: vec![b'v'; 200],
+            ..Default::default()
+        })),
+    };
+    let txn = pb::TxnRequest { success: (0..10).map(put_op).collect(), ..Default::default() };
+    let _: pb::TxnResponse = call(&svc, "/etcdserverpb.KV/Txn", txn).unwrap();
+    let mut pieces = Vec::new();
+    let mut whole = None;
+    while whole.is_none() || pieces.last().is_none_or(|p: &pb::WatchResponse| p.fragment) {
+        let response = stream.next();
+        if response.watch_id == 0 {
+            pieces.push(response);
+        } else {
+            whole = Some(response);
+        }
+    }
+    assert!(pieces.len() > 1, "{} pieces", pieces.len());
+    assert!(pieces.iter().all(|p| p.encoded_len() < 1000));
+    let whole = whole.unwrap();
+    assert!(!whole.fragment);
+    assert_eq!(pieces.into_iter().flat_map(|p| p.events).collect::<Vec<_>>(), whole.events);
 }
 
 #[test]

@@ -7,7 +7,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use glommio::net::TcpListener;
@@ -19,9 +20,18 @@ use lockstep_runtime::http::{serve, HttpListener, ServeOptions};
 const INFO: HeaderInfo = HeaderInfo { cluster_id: 0x1234, member_id: 0xabcd, raft_term: 2 };
 const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
 
-/// Starts a server on its own glommio thread; returns its port.
-fn start_server() -> u16 {
+/// A server on its own glommio thread.
+struct Server {
+    port: u16,
+    /// The watch hub's watcher count, refreshed every 20 ms.
+    watchers: Arc<AtomicUsize>,
+}
+
+/// Starts a server on its own glommio thread.
+fn start_server() -> Server {
     let (port_tx, port_rx) = mpsc::channel();
+    let watchers = Arc::new(AtomicUsize::new(0));
+    let watchers_seen = watchers.clone();
     std::thread::spawn(move || {
         let executor = LocalExecutorBuilder::new(Placement::Unbound).io_memory(1 << 20).make().expect("an executor");
         executor.run(async move {
@@ -35,12 +45,22 @@ fn start_server() -> u16 {
                 client_urls: vec![format!("http://127.0.0.1:{port}")],
                 is_learner: false,
             };
-            let backend: Rc<dyn Backend> = Rc::new(MemoryBackend::new(INFO, KvConfig::default()).with_member(member));
+            let memory = Rc::new(MemoryBackend::new(INFO, KvConfig::default()).with_member(member));
+            let observed = memory.clone();
+            glommio::spawn_local(async move {
+                loop {
+                    watchers_seen.store(observed.with_store(|s| s.watches().len()), Ordering::SeqCst);
+                    glommio::timer::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .detach();
+            let backend: Rc<dyn Backend> = memory;
             let make = move || EtcdService::new(backend.clone(), ServiceConfig::default());
             serve(listener, make, ServeOptions::default()).await;
         });
     });
-    port_rx.recv_timeout(Duration::from_secs(10)).expect("the server starts")
+    let port = port_rx.recv_timeout(Duration::from_secs(10)).expect("the server starts");
+    Server { port, watchers }
 }
 
 fn etcdctl_installed() -> bool {
@@ -112,7 +132,8 @@ fn etcdctl_against_the_memory_backend() {
         println!("SKIPPED: etcdctl is not installed (apt-get install etcd-client); the etcdctl test did not run");
         return;
     }
-    let ctl = Ctl { port: start_server() };
+    let server = start_server();
+    let ctl = Ctl { port: server.port };
 
     // KV.
     assert_eq!(ctl.ok(&["put", "foo", "bar"]), "OK\n");
@@ -195,8 +216,17 @@ fn etcdctl_against_the_memory_backend() {
         }
     }
     assert_eq!(seen, expected);
+    assert_eq!(server.watchers.load(Ordering::SeqCst), 1);
     watch.kill().expect("watch killed");
     let _ = watch.wait();
+    // The client's connection went away: its watch stream ends and its watcher
+    // is canceled.
+    let mut waited = Duration::ZERO;
+    while server.watchers.load(Ordering::SeqCst) != 0 {
+        assert!(waited < Duration::from_secs(5), "the watcher of a closed stream is still there");
+        std::thread::sleep(Duration::from_millis(20));
+        waited += Duration::from_millis(20);
+    }
 
     // Cluster and maintenance.
     assert_eq!(
@@ -223,7 +253,7 @@ fn etcdctl_against_the_memory_backend() {
 
 #[test]
 fn malformed_requests_fail_and_the_server_keeps_serving() {
-    let port = start_server();
+    let port = start_server().port;
     let connect = || {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
