@@ -2,20 +2,34 @@
 //! (forwarded to the leader by the member), linearizable reads through
 //! ReadIndex, serializable reads and watches from this member's state.
 
-use lockstep_api::{Backend, BackendError, HeaderInfo, MemberStatus};
-use lockstep_core::kv::{AlarmType, KvCommand, KvQuery, KvResult, WatchCreateRequest, WatchId, WatchResponse};
+use std::rc::Rc;
+
+use lockstep_api::{Backend, BackendError, HeaderInfo, MemberInfo, MemberStatus};
+use lockstep_core::kv::{
+    AlarmType, KvCommand, KvQuery, KvResult, RangeRequest, WatchCreateRequest, WatchId, WatchResponse,
+};
 use lockstep_core::ClientError;
 use lockstep_runtime::Member;
 
 /// A [`Backend`] over a running [`Member`].
 pub struct MemberBackend {
     member: Member,
+    admin: Rc<crate::http::AdminState>,
 }
 
 impl MemberBackend {
-    /// The backend of `member`.
-    pub fn new(member: Member) -> MemberBackend {
-        MemberBackend { member }
+    /// The backend of `member`; member addresses come from `admin`.
+    pub fn new(member: Member, admin: Rc<crate::http::AdminState>) -> MemberBackend {
+        MemberBackend { member, admin }
+    }
+}
+
+/// A peer address as etcd shows it: a URL.
+fn peer_url(address: &str) -> String {
+    if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
     }
 }
 
@@ -65,6 +79,37 @@ impl Backend for MemberBackend {
     async fn watch_changed(&self) {
         let seen = self.member.applied_generation();
         self.member.applied_since(seen).await
+    }
+
+    async fn members(&self, linearizable: bool) -> Result<Vec<MemberInfo>, BackendError> {
+        if linearizable {
+            // Confirm with a quorum that this member's view is current.
+            let probe = KvQuery::Range(RangeRequest { key: vec![0], count_only: true, ..RangeRequest::default() });
+            self.member
+                .kv_read(&probe, true)
+                .await
+                .map_err(client)?
+                .map_err(|e| BackendError::Unavailable(format!("cannot confirm the membership: {e}")))?;
+        }
+        let status = self.member.status();
+        let addresses = self.admin.addresses();
+        let info = |id: u64, is_learner: bool| {
+            let a = addresses.get(&id);
+            MemberInfo {
+                id,
+                name: a.map(|a| a.name.clone()).unwrap_or_default(),
+                peer_urls: a.map(|a| vec![peer_url(&a.peer)]).unwrap_or_default(),
+                client_urls: a.filter(|a| !a.client.is_empty()).map(|a| vec![a.client.clone()]).unwrap_or_default(),
+                is_learner,
+            }
+        };
+        let m = &status.membership;
+        let mut voters: Vec<u64> = m.voters.iter().chain(&m.outgoing).copied().collect();
+        voters.sort_unstable();
+        voters.dedup();
+        let mut members: Vec<MemberInfo> = voters.into_iter().map(|id| info(id, false)).collect();
+        members.extend(m.learners.iter().map(|id| info(*id, true)));
+        Ok(members)
     }
 
     async fn status(&self) -> Result<MemberStatus, BackendError> {

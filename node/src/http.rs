@@ -444,6 +444,7 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for CountedService 
 /// Starts the etcd v3 gRPC server on the client port; returns the bound address.
 pub fn start_client(
     member: Member,
+    admin: Rc<AdminState>,
     listen: SocketAddr,
     service_config: lockstep_api::ServiceConfig,
     serve_options: lockstep_runtime::http::ServeOptions,
@@ -451,7 +452,7 @@ pub fn start_client(
     let listener = glommio::net::TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let handled = member.metrics().grpc_handled.clone();
-    let backend: Rc<dyn lockstep_api::Backend> = Rc::new(crate::backend::MemberBackend::new(member));
+    let backend: Rc<dyn lockstep_api::Backend> = Rc::new(crate::backend::MemberBackend::new(member, admin));
     let service = CountedService { inner: lockstep_api::EtcdService::new(backend, service_config), handled };
     glommio::spawn_local(lockstep_runtime::http::serve(listener, move || service.clone(), serve_options)).detach();
     Ok(bound)

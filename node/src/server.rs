@@ -231,8 +231,14 @@ async fn serve(options: ServerOptions, control: Arc<MemberControl>) -> Result<()
         request_bytes_max: options.member.kv.request_bytes_max as usize + GRPC_OVERHEAD_BYTES,
         ..lockstep_api::ServiceConfig::default()
     };
-    let client = crate::http::start_client(member.clone(), options.client_listen, service_config, options.grpc.clone())
-        .map_err(ServeError)?;
+    let client = crate::http::start_client(
+        member.clone(),
+        admin_state.clone(),
+        options.client_listen,
+        service_config,
+        options.grpc.clone(),
+    )
+    .map_err(ServeError)?;
     if let Some(join) = &options.join {
         join_cluster(&member, &admin_state, join, &options).await?;
     }

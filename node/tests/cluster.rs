@@ -52,6 +52,22 @@ fn three_members_serve_etcdctl_and_admin_endpoints() {
         .collect();
     assert!(missing.is_empty(), "metrics missing from /metrics: {missing:?}");
     assert!(metrics.contains("etcd_server_has_leader 1"), "{metrics}");
+    // Membership as etcdctl shows it (Cluster/MemberList, linearizable by default).
+    let out = etcdctl(&[follower.config.advertise_client()], &["member", "list"]);
+    let expected: String = cluster
+        .members
+        .iter()
+        .map(|m| {
+            format!(
+                "{:x}, started, member-{}, http://{}, {}, false\n",
+                m.config.member_id,
+                m.config.member_id,
+                m.config.advertise_peer(),
+                m.config.advertise_client()
+            )
+        })
+        .collect();
+    assert_eq!(stdout(&out), expected, "stderr: {}", String::from_utf8_lossy(&out.stderr));
     // Membership as the CLI shows it.
     let out = std::process::Command::new(BIN)
         .args(["cluster", "members", "--endpoints", &cluster.admins().join(",")])
