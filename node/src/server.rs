@@ -236,7 +236,7 @@ async fn serve(options: ServerOptions, control: Arc<MemberControl>) -> Result<()
         admin_state.clone(),
         options.client_listen,
         service_config,
-        options.grpc.clone(),
+        options.grpc,
     )
     .map_err(ServeError)?;
     if let Some(join) = &options.join {
