@@ -289,22 +289,12 @@ fn discover(options: &mut ServerOptions, join: &str) -> Result<(), ServeError> {
         .and_then(|hex| u64::from_str_radix(hex, 16).ok())
         .ok_or_else(|| ServeError(format!("{join} did not say its cluster id")))?;
     options.member.cluster_id = cluster_id;
-    for m in reply.body["members"].as_array().into_iter().flatten() {
-        let (Some(id), Some(peer)) = (m["id"].as_u64(), m["peer"].as_str()) else { continue };
+    for (id, addresses) in members_from_json(&reply.body) {
         if id == options.member.raft.id {
             continue;
         }
-        options.member.peers.insert(id, peer.to_string());
-        let text = |key: &str| m[key].as_str().unwrap_or("").to_string();
-        options.addresses.insert(
-            id,
-            MemberAddresses {
-                name: text("name"),
-                peer: peer.to_string(),
-                client: text("client"),
-                admin: text("admin"),
-            },
-        );
+        options.member.peers.insert(id, addresses.peer.clone());
+        options.addresses.insert(id, addresses);
     }
     tracing::info!(cluster = format_args!("{cluster_id:016x}"), members = options.addresses.len(), "joining a cluster");
     Ok(())
@@ -338,21 +328,7 @@ async fn join_cluster(
         return Err(ServeError(format!("the cluster refused to add member {id}: {}", reply.error_text())));
     }
     tracing::info!(member = id, "added to the cluster as a learner; catching up");
-    let mut learned = BTreeMap::new();
-    for m in reply.body["members"].as_array().into_iter().flatten() {
-        let (Some(mid), Some(peer)) = (m["id"].as_u64(), m["peer"].as_str()) else { continue };
-        let text = |key: &str| m[key].as_str().unwrap_or("").to_string();
-        learned.insert(
-            mid,
-            MemberAddresses {
-                name: text("name"),
-                peer: peer.to_string(),
-                client: text("client"),
-                admin: text("admin"),
-            },
-        );
-    }
-    admin.learn(learned);
+    admin.learn(members_from_json(&reply.body));
     let member = member.clone();
     glommio::spawn_local(async move {
         loop {
@@ -396,21 +372,24 @@ pub fn load_address_book(root: &std::path::Path) -> BTreeMap<NodeId, MemberAddre
         tracing::warn!(path = %path.display(), "ignoring an unreadable address book");
         return BTreeMap::new();
     };
-    let mut book = BTreeMap::new();
+    members_from_json(&value)
+}
+
+/// The `members` array of an admin answer or of the address book, by id.
+fn members_from_json(value: &serde_json::Value) -> BTreeMap<NodeId, MemberAddresses> {
+    let mut members = BTreeMap::new();
     for m in value["members"].as_array().into_iter().flatten() {
         let (Some(id), Some(peer)) = (m["id"].as_u64(), m["peer"].as_str()) else { continue };
         let text = |key: &str| m[key].as_str().unwrap_or("").to_string();
-        book.insert(
-            id,
-            MemberAddresses {
-                name: text("name"),
-                peer: peer.to_string(),
-                client: text("client"),
-                admin: text("admin"),
-            },
-        );
+        let addresses = MemberAddresses {
+            name: text("name"),
+            peer: peer.to_string(),
+            client: text("client"),
+            admin: text("admin"),
+        };
+        members.insert(id, addresses);
     }
-    book
+    members
 }
 
 /// Keeps the transport's peers in step with the membership (a removed member
