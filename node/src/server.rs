@@ -190,18 +190,44 @@ pub fn run_member(mut options: ServerOptions, control: Arc<MemberControl>) -> Re
         group_id: options.member.raft.group,
     };
     let blank = !options.data_dir.join(crate::identity::IDENTITY_FILE_NAME).exists();
-    let identity = match options.join.clone() {
-        Some(join) if blank => {
-            discover(&mut options, &join)?;
-            WalIdentity { cluster_id: options.member.cluster_id, ..identity }
+    let dir = if blank {
+        let identity = match options.join.clone() {
+            Some(join) => {
+                discover(&mut options, &join)?;
+                WalIdentity { cluster_id: options.member.cluster_id, ..identity }
+            }
+            None => identity,
+        };
+        DataDir::create(&options.data_dir, identity).map_err(|e| ServeError(e.to_string()))?
+    } else {
+        // A member with state restarts from it: its data directory says which
+        // cluster it belongs to (a joined member's cluster id was learned, not
+        // derived from its config), and it never joins again.
+        let dir = DataDir::open(&options.data_dir).map_err(|e| ServeError(e.to_string()))?;
+        let found = dir.identity();
+        if found.member_id != identity.member_id || found.group_id != identity.group_id {
+            return Err(ServeError(format!(
+                "{} holds member {} (group {}), but the config says member_id {}: point data_dir at this member's \
+                 own directory",
+                options.data_dir.display(),
+                found.member_id,
+                found.group_id,
+                identity.member_id
+            )));
         }
-        _ => identity,
-    };
-    if !blank {
-        // A member with state restarts from it; it never joins again.
+        if options.join.is_none() && found.cluster_id != identity.cluster_id {
+            tracing::warn!(
+                data_dir = %options.data_dir.display(),
+                "the data directory belongs to cluster {:016x}; cluster.token / cluster.initial_members now derive \
+                 {:016x}; they only matter for a new member, so the data directory's cluster id is used",
+                found.cluster_id,
+                identity.cluster_id
+            );
+        }
+        options.member.cluster_id = found.cluster_id;
         options.join = None;
-    }
-    let dir = DataDir::create(&options.data_dir, identity).map_err(|e| ServeError(e.to_string()))?;
+        dir
+    };
     let _lock = dir.lock(LockMode::Exclusive).map_err(|e| ServeError(e.to_string()))?;
     // Members added or removed since the config was written.
     for (id, addresses) in load_address_book(dir.root()) {

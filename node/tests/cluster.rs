@@ -172,6 +172,24 @@ fn a_fourth_member_joins_and_is_promoted_and_a_dead_one_is_removed_with_force() 
     // The new member serves the data.
     let out = etcdctl(&[cluster.member(4).config.advertise_client()], &["get", "seed"]);
     assert_eq!(stdout(&out), "seed\n1\n");
+    // A full restart: the members' address books keep member 4 reachable
+    // although no config names it.
+    for id in 1..=4 {
+        cluster.member(id).kill();
+    }
+    for id in 1..=4 {
+        cluster.member(id).start(&[]);
+    }
+    cluster.wait_leader(STARTUP);
+    put_until_ok(&cluster.member(1).config.advertise_client(), "after-restart", "1", STARTUP);
+    let member4 = cluster.member(4).config.advertise_client();
+    let deadline = Instant::now() + STARTUP;
+    while stdout(&etcdctl(std::slice::from_ref(&member4), &["get", "after-restart", "--consistency=s"]))
+        != "after-restart\n1\n"
+    {
+        assert!(Instant::now() < deadline, "member 4 lost touch after a restart: {}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Member 3 dies: a plain remove refuses, --force removes it.
     cluster.member(3).kill();
     std::thread::sleep(Duration::from_millis(700));
