@@ -16,6 +16,15 @@ use std::time::{Duration, Instant};
 use crate::config::{InitialMember, MemberConfig};
 use crate::server::{run_member, MemberControl, ServerOptions};
 
+/// Prints a line on stdout, ignoring a closed stdout (`lockstep dev | head`)
+/// rather than panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// The members of a dev cluster.
 pub const DEV_MEMBERS: u64 = 3;
 /// etcd's conventional local ports (its Procfile), then admin ports.
@@ -128,7 +137,7 @@ pub fn run_dev(options: &DevOptions, stop: Arc<AtomicBool>) -> Result<(), String
             .map_err(|e| format!("cannot create a data directory: {e}"))?
             .keep(),
     };
-    println!("data directory: {}", root.display());
+    say!("data directory: {}", root.display());
     let configs = dev_configs(&root, options.log_level.as_deref())?;
     let mut controls = Vec::new();
     let mut threads = Vec::new();
@@ -171,9 +180,9 @@ pub fn run_dev(options: &DevOptions, stop: Arc<AtomicBool>) -> Result<(), String
         std::thread::sleep(Duration::from_millis(20));
     }
     for config in &configs {
-        println!("{}", member_line(config));
+        say!("{}", member_line(config));
     }
-    println!(
+    say!(
         "leader: member {} (cluster ready in {} ms); etcdctl --endpoints {} put foo bar; Ctrl-C stops",
         leader.unwrap_or(0),
         started.elapsed().as_millis(),
@@ -182,7 +191,7 @@ pub fn run_dev(options: &DevOptions, stop: Arc<AtomicBool>) -> Result<(), String
     while !stop.load(Ordering::SeqCst) && !threads.iter().any(|t| t.is_finished()) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    println!("stopping the dev cluster");
+    say!("stopping the dev cluster");
     stop_all(&controls);
     let mut errors = Vec::new();
     for t in threads {
@@ -191,7 +200,7 @@ pub fn run_dev(options: &DevOptions, stop: Arc<AtomicBool>) -> Result<(), String
         }
     }
     if errors.is_empty() {
-        println!("stopped; the data stays in {}", root.display());
+        say!("stopped; the data stays in {}", root.display());
         Ok(())
     } else {
         Err(errors.join("; "))
