@@ -269,6 +269,7 @@ async fn serve(options: ServerOptions, control: Arc<MemberControl>) -> Result<()
         join_cluster(&member, &admin_state, join, &options).await?;
     }
     tracing::info!(member = member.id(), name = %options.name, %admin, %client, "serving");
+    glommio::spawn_local(progress_notifications(member.clone())).detach();
     glommio::spawn_local(keep_address_book(member.clone(), admin_state.clone(), options.data_dir.clone())).detach();
     let failed = Rc::new(std::cell::RefCell::new(None));
     {
@@ -458,5 +459,21 @@ async fn keep_address_book(member: Member, admin: Rc<crate::http::AdminState>, r
             }
         }
         glommio::timer::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// How often watchers created with `progress_notify` get a progress
+/// notification (etcd: every 10 minutes).
+const WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Sends the periodic progress notifications of `progress_notify` watchers.
+async fn progress_notifications(member: Member) {
+    loop {
+        glommio::timer::sleep(WATCH_PROGRESS_INTERVAL).await;
+        if member.status().failure.is_some() {
+            return;
+        }
+        member.with_store(|store| store.watch_progress(false));
+        member.poke_watchers();
     }
 }
