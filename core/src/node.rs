@@ -253,7 +253,9 @@ impl<S: StateMachine> Node<S> {
         self.check_admin_requests();
         self.maybe_snapshot();
         self.raft.end_step(now);
-        let at = self.next_deadline();
+        // A deadline that is already due would never fire again (the driver
+        // just delivered the tick for it): the timer always lies in the future.
+        let at = self.next_deadline().max(now + 1);
         if self.timer_at != Some(at) {
             self.timer_at = Some(at);
             self.raft.out.push(Command::SetTimer { at });
@@ -424,7 +426,7 @@ impl<S: StateMachine> Node<S> {
             self.reads
                 .values()
                 .next()
-                .filter(|r| r.index.is_none() && self.raft.role() != Role::Leader)
+                .filter(|r| r.index.is_none() && self.raft.role() != Role::Leader && self.raft.leader().is_some())
                 .map(|r| r.asked_at + self.raft.config().heartbeat_interval_ms),
             self.membership_change.map(|(_, _, _, d)| d),
             self.transfer.map(|(_, d)| d),
