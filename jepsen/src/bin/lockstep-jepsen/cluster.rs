@@ -106,6 +106,7 @@ impl Member {
             .arg("serve")
             .arg("--config")
             .arg(&self.config_path)
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(log)

@@ -103,14 +103,9 @@ pub fn op_line(op: &Op) -> String {
 
 /// One nemesis event as a JSON Lines line, ending in `\n`.
 pub fn nemesis_line(event: &NemesisEvent) -> String {
-    let json = serde_json::json!({
-        "process": "nemesis",
-        "type": "info",
-        "f": event.f,
-        "value": event.value,
-        "time": event.time_ns,
-    });
-    format!("{json}\n")
+    let f = serde_json::Value::String(event.f.clone());
+    let value = serde_json::Value::String(event.value.clone());
+    format!("{{\"process\":\"nemesis\",\"type\":\"info\",\"f\":{f},\"value\":{value},\"time\":{}}}\n", event.time_ns)
 }
 
 #[cfg(test)]
@@ -165,6 +160,7 @@ mod tests {
         let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
         assert!(history.starts_with(r#"{"process":0,"type":"invoke","f":"write","value":1,"time":"#), "{history}");
         let nemesis = std::fs::read_to_string(dir.join("nemesis.jsonl")).unwrap();
+        assert!(nemesis.starts_with(r#"{"process":"nemesis","type":"info","f":"kill","value":"member 2","time":"#));
         let json: serde_json::Value = serde_json::from_str(nemesis.trim()).unwrap();
         assert_eq!(json["process"], "nemesis");
         assert_eq!(json["type"], "info");
