@@ -2,7 +2,7 @@
 //! network namespaces for about 20 s under every nemesis, then its results.
 //!
 //! Needs root, `ip netns`, iptables, etcdctl and the `lockstep` binary (built
-//! by `cargo build -p lockstep`, or named by `LOCKSTEP_BIN`). Without them the
+//! by `cargo build -p lockstep`, or named by `JEPSEN_LOCKSTEP_BIN`). Without them the
 //! test prints why and skips; under `CI=true` it fails instead.
 
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use std::process::Command;
 const HARNESS: &str = env!("CARGO_BIN_EXE_lockstep-jepsen");
 
 fn lockstep_binary() -> Option<PathBuf> {
-    if let Ok(path) = std::env::var("LOCKSTEP_BIN") {
+    if let Ok(path) = std::env::var("JEPSEN_LOCKSTEP_BIN") {
         return Some(PathBuf::from(path));
     }
     let sibling = PathBuf::from(HARNESS).parent()?.join("lockstep");
@@ -37,7 +37,7 @@ fn missing_prerequisite() -> Option<String> {
         return Some("etcdctl is not installed (apt-get install etcd-client)".into());
     }
     if lockstep_binary().is_none() {
-        return Some("the lockstep binary is not built (cargo build -p lockstep, or set LOCKSTEP_BIN)".into());
+        return Some("the lockstep binary is not built (cargo build -p lockstep, or set JEPSEN_LOCKSTEP_BIN)".into());
     }
     None
 }

@@ -73,6 +73,13 @@ impl Member {
         })
     }
 
+    /// The last `lines` lines of the member's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// The client URL.
     pub fn client_url(&self) -> String {
         format!("http://{}:{CLIENT_PORT}", self.ip)
@@ -100,7 +107,14 @@ impl Member {
             .map_err(|error| format!("cannot open {}: {error}", self.log_path.display()))?;
         let stdout = log.try_clone().map_err(|error| error.to_string())?;
         // `ip netns exec` execs the program, so the child's pid is lockstep's own.
-        let child = Command::new("ip")
+        let mut command = Command::new("ip");
+        // lockstep takes every LOCKSTEP_* variable as a config key (and refuses unknown ones): the config file alone decides.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("LOCKSTEP_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
             .args(["netns", "exec", &self.netns])
             .arg(lockstep)
             .arg("serve")

@@ -172,7 +172,14 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
         member.start(lockstep)?;
         env.members.push(member);
     }
-    let leader = cluster::wait_healthy(&env.members, RECOVERY_TIMEOUT, stop)?;
+    let leader = cluster::wait_healthy(&env.members, RECOVERY_TIMEOUT, stop).map_err(|message| {
+        let tails: Vec<String> = env
+            .members
+            .iter()
+            .map(|member| format!("--- member {} log ---\n{}", member.id, member.log_tail(5)))
+            .collect();
+        format!("{message}\n{}", tails.join("\n"))
+    })?;
     eprintln!("cluster up: leader {leader} after {:.1} s", wall.elapsed().as_secs_f64());
 
     let start = Instant::now();
