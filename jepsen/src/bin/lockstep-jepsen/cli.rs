@@ -102,6 +102,10 @@ pub struct RunArgs {
     /// The `lockstep` binary; default: next to this binary, else on PATH.
     #[arg(long)]
     pub lockstep: Option<PathBuf>,
+    /// How reads are served: `serializable` lets any member answer from its
+    /// own, possibly stale, state; a self-test that stale reads are caught.
+    #[arg(long, value_enum, default_value = "linearizable")]
+    pub reads: crate::client::Reads,
     /// Seed of the nemesis schedule and the operation mix; default: from the clock.
     #[arg(long)]
     pub seed: Option<u64>,

@@ -48,9 +48,24 @@ impl Request {
     }
 }
 
+/// How reads are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Reads {
+    /// etcd's default: the member confirms it leads (ReadIndex) before answering.
+    Linearizable,
+    /// `--consistency=s`: any member answers from its own state, possibly
+    /// stale. Not linearizable by design: a self-test that the harness and
+    /// checker catch stale reads.
+    Serializable,
+}
+
 /// The etcdctl arguments (after the global flags) and stdin of a request.
-pub fn etcdctl_args(key: &str, request: Request) -> (Vec<String>, Option<String>) {
+pub fn etcdctl_args(key: &str, request: Request, reads: Reads) -> (Vec<String>, Option<String>) {
     match request {
+        Request::Read if reads == Reads::Serializable => {
+            let args = ["get", key, "--print-value-only", "--consistency=s"];
+            (args.iter().map(|arg| (*arg).to_owned()).collect(), None)
+        }
         Request::Read => (vec!["get".into(), key.into(), "--print-value-only".into()], None),
         Request::Write(value) => (vec!["put".into(), key.into(), value.to_string()], None),
         Request::Cas(expected, new) => {
@@ -62,8 +77,8 @@ pub fn etcdctl_args(key: &str, request: Request) -> (Vec<String>, Option<String>
 }
 
 /// Runs `request` on `key` against the client URL `endpoint`.
-pub fn execute(endpoint: &str, key: &str, request: Request) -> Outcome {
-    let (args, stdin) = etcdctl_args(key, request);
+pub fn execute(endpoint: &str, key: &str, request: Request, reads: Reads) -> Outcome {
+    let (args, stdin) = etcdctl_args(key, request, reads);
     let child = Command::new("timeout")
         .args(["-s", "KILL", &KILL_AFTER_S.to_string(), "etcdctl"])
         .arg(format!("--endpoints={endpoint}"))
@@ -141,11 +156,16 @@ mod tests {
 
     #[test]
     fn requests_become_etcdctl_commands() {
-        assert_eq!(etcdctl_args("lsj/r", Request::Read).0.join(" "), "get lsj/r --print-value-only");
-        assert_eq!(etcdctl_args("lsj/r", Request::Write(7)).0.join(" "), "put lsj/r 7");
-        let (args, stdin) = etcdctl_args("lsj/r", Request::Cas(3, 4));
+        assert_eq!(
+            etcdctl_args("lsj/r", Request::Read, Reads::Linearizable).0.join(" "),
+            "get lsj/r --print-value-only"
+        );
+        assert_eq!(etcdctl_args("lsj/r", Request::Write(7), Reads::Linearizable).0.join(" "), "put lsj/r 7");
+        let (args, stdin) = etcdctl_args("lsj/r", Request::Cas(3, 4), Reads::Serializable);
         assert_eq!(args, ["txn"]);
         assert_eq!(stdin.unwrap(), "value(\"lsj/r\") = \"3\"\n\nput lsj/r 4\n\n\n");
+        let (args, _) = etcdctl_args("lsj/r", Request::Read, Reads::Serializable);
+        assert_eq!(args.join(" "), "get lsj/r --print-value-only --consistency=s");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use lockstep_jepsen::{OpType, Value};
 
 use crate::check_cmd;
 use crate::cli::RunArgs;
-use crate::client::{self, Outcome, Request};
+use crate::client::{self, Outcome, Reads, Request};
 use crate::cluster::{self, Member};
 use crate::history_log::HistoryLog;
 use crate::nemesis::{self, Fault, NemesisKind, Target};
@@ -188,19 +188,18 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
     let endpoints: Vec<String> = env.members.iter().map(Member::client_url).collect();
     let deadline = start + args.time_limit;
     let concurrency = u64::from(args.concurrency);
+    let clients = Arc::new(Clients { log: Arc::clone(&log), concurrency, reads: args.reads });
     let workers: Vec<_> = (0..concurrency)
         .map(|worker| {
-            let (log, generator, stop) = (Arc::clone(&log), Arc::clone(&generator), Arc::clone(stop));
+            let (clients, generator, stop) = (Arc::clone(&clients), Arc::clone(&generator), Arc::clone(stop));
             let endpoint = endpoints[(worker % endpoints.len() as u64) as usize].clone();
             std::thread::spawn(move || {
                 let mut rng = Rng::new(seed ^ (worker + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let mut process = worker;
                 while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
                     let planned = generator.next(&mut rng, start.elapsed());
-                    if !run_op(
-                        &log,
+                    if !clients.run_op(
                         &mut process,
-                        concurrency,
                         &endpoint,
                         planned.key.as_deref(),
                         &planned.etcd_key,
@@ -238,7 +237,7 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
             Ok(leader) => {
                 recovered = true;
                 eprintln!("recovered: leader {leader}; final reads");
-                final_reads(&log, &generator, &env.members, &processes, concurrency, start.elapsed());
+                final_reads(&clients, &generator, &env.members, &processes, start.elapsed());
             }
             Err(message) => warnings.push(message),
         }
@@ -274,7 +273,10 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
         started_utc,
         seed,
         members: args.members,
-        workload: args.workload.as_str().to_owned(),
+        workload: match args.reads {
+            Reads::Linearizable => args.workload.as_str().to_owned(),
+            Reads::Serializable => format!("{} (serializable reads: stale reads expected)", args.workload.as_str()),
+        },
         nemesis: args.nemesis.describe(),
         time_limit_s: args.time_limit.as_secs_f64(),
         concurrency: args.concurrency,
@@ -307,38 +309,40 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
     Ok(check_cmd::exit_code(verdict))
 }
 
-/// Runs one operation and records it; returns whether it completed `ok`.
-fn run_op(
-    log: &HistoryLog,
-    process: &mut u64,
+/// What every client shares: the history, the process-id stride, how to read.
+struct Clients {
+    log: Arc<HistoryLog>,
     concurrency: u64,
-    endpoint: &str,
-    key: Option<&str>,
-    etcd_key: &str,
-    request: Request,
-) -> bool {
-    let f = request.f();
-    let invoke_value = match request {
-        Request::Read => Value::Nil,
-        Request::Write(value) => Value::Int(value),
-        Request::Cas(expected, new) => Value::Cas { expected: Some(expected), new },
-    };
-    log.record(*process, OpType::Invoke, f, key, invoke_value);
-    match client::execute(endpoint, etcd_key, request) {
-        Outcome::Ok(read) => {
-            let value = if request == Request::Read { read.map_or(Value::Nil, Value::Int) } else { invoke_value };
-            log.record(*process, OpType::Ok, f, key, value);
-            true
-        }
-        Outcome::Fail(_) => {
-            log.record(*process, OpType::Fail, f, key, invoke_value);
-            false
-        }
-        Outcome::Info(_) => {
-            log.record(*process, OpType::Info, f, key, invoke_value);
-            // The process may still have an operation in flight: continue as a new one.
-            *process += concurrency;
-            false
+    reads: Reads,
+}
+
+impl Clients {
+    /// Runs one operation as `process` and records it; returns whether it completed `ok`.
+    fn run_op(&self, process: &mut u64, endpoint: &str, key: Option<&str>, etcd_key: &str, request: Request) -> bool {
+        let log = &self.log;
+        let f = request.f();
+        let invoke_value = match request {
+            Request::Read => Value::Nil,
+            Request::Write(value) => Value::Int(value),
+            Request::Cas(expected, new) => Value::Cas { expected: Some(expected), new },
+        };
+        log.record(*process, OpType::Invoke, f, key, invoke_value);
+        match client::execute(endpoint, etcd_key, request, self.reads) {
+            Outcome::Ok(read) => {
+                let value = if request == Request::Read { read.map_or(Value::Nil, Value::Int) } else { invoke_value };
+                log.record(*process, OpType::Ok, f, key, value);
+                true
+            }
+            Outcome::Fail(_) => {
+                log.record(*process, OpType::Fail, f, key, invoke_value);
+                false
+            }
+            Outcome::Info(_) => {
+                log.record(*process, OpType::Info, f, key, invoke_value);
+                // The process may still have an operation in flight: continue as a new one.
+                *process += self.concurrency;
+                false
+            }
         }
     }
 }
@@ -470,14 +474,7 @@ fn heal_all(members: &mut [Member], names: &Names, lockstep: &Path, log: &Histor
 
 /// Reads every key used, through every member, until each read succeeds
 /// (a few tries), as the workers' last processes.
-fn final_reads(
-    log: &HistoryLog,
-    generator: &Generator,
-    members: &[Member],
-    processes: &[u64],
-    concurrency: u64,
-    elapsed: Duration,
-) {
+fn final_reads(clients: &Clients, generator: &Generator, members: &[Member], processes: &[u64], elapsed: Duration) {
     let mut processes: Vec<u64> = processes.iter().copied().filter(|process| *process != u64::MAX).collect();
     if processes.is_empty() {
         return;
@@ -489,15 +486,8 @@ fn final_reads(
             let slot = next % processes.len();
             next += 1;
             for _ in 0..5 {
-                if run_op(
-                    log,
-                    &mut processes[slot],
-                    concurrency,
-                    &member.client_url(),
-                    key.as_deref(),
-                    &etcd_key,
-                    Request::Read,
-                ) {
+                if clients.run_op(&mut processes[slot], &member.client_url(), key.as_deref(), &etcd_key, Request::Read)
+                {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(500));
