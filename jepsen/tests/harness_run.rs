@@ -52,6 +52,13 @@ fn a_short_run_with_every_nemesis_is_linearizable_and_cleans_up() {
     let out = std::env::temp_dir().join(format!("lsj-harness-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let lockstep = lockstep_binary().expect("checked above");
+    // Leftovers of a run that died without cleaning up (pid 0x7fffff is above
+    // any pid_max, so that run is certainly dead): the next run removes them.
+    let ip = |args: &[&str]| Command::new("ip").args(args).status().unwrap().success();
+    let _ = ip(&["netns", "del", "lsj-7fffff-1"]);
+    let _ = ip(&["link", "del", "lsj7fffff"]);
+    assert!(ip(&["netns", "add", "lsj-7fffff-1"]));
+    assert!(ip(&["link", "add", "lsj7fffff", "type", "bridge"]));
     let output = Command::new(HARNESS)
         .args(["run", "--members", "3", "--time-limit", "20s", "--workload", "register", "--nemesis", "all"])
         .args(["--nemesis-interval", "3s", "--concurrency", "6", "--seed", "7", "--out"])
@@ -91,5 +98,8 @@ fn a_short_run_with_every_nemesis_is_linearizable_and_cleans_up() {
     let links = String::from_utf8_lossy(&links.stdout);
     assert!(!links.contains(&format!("lsj{run_id}")), "links left: {links}");
     assert!(!std::env::temp_dir().join(format!("lsj-{run_id}")).exists(), "data directories left");
+    assert!(!netns.contains("lsj-7fffff-1"), "a dead run's namespace was not removed: {netns}");
+    assert!(!links.contains("lsj7fffff"), "a dead run's bridge was not removed: {links}");
+    assert!(stderr.contains("removed leftovers of earlier runs"), "{context}");
     let _ = std::fs::remove_dir_all(&out);
 }
