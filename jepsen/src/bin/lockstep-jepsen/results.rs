@@ -188,20 +188,32 @@ fn value_text(value: Value) -> String {
     value.to_string()
 }
 
-/// `report.html`: the summary, then a timeline with one lane per process.
-pub fn html(summary_text: &str, ops: &[Op], events: &[NemesisEvent], check: &CheckInfo) -> String {
-    const WIDTH: f64 = 1400.0;
-    const LANE: f64 = 14.0;
-    const LEFT: f64 = 60.0;
-    let end_ns =
-        ops.iter().map(|op| op.time_ns).chain(events.iter().map(|event| event.time_ns)).max().unwrap_or(1).max(1);
-    let x = |ns: u64| LEFT + ns as f64 / end_ns as f64 * WIDTH;
-    let mut processes: Vec<u64> = ops.iter().map(|op| op.process).collect();
-    processes.sort_unstable();
-    processes.dedup();
-    let lane: HashMap<u64, usize> = processes.iter().enumerate().map(|(index, process)| (*process, index)).collect();
-    // Ops the checker named in a counterexample, by invocation index.
-    let mut flagged: HashMap<u64, &'static str> = HashMap::new();
+/// One operation drawn on a timeline: its invocation, its completion if any,
+/// and its index among the history's events.
+struct Drawn<'a> {
+    invoke_index: usize,
+    invoke: &'a Op,
+    completion: Option<&'a Op>,
+}
+
+/// Pairs invocations with completions, in invocation order.
+fn pair(ops: &[Op]) -> Vec<Drawn<'_>> {
+    let mut pending: HashMap<u64, usize> = HashMap::new();
+    let mut drawn: Vec<Drawn<'_>> = Vec::new();
+    for (index, op) in ops.iter().enumerate() {
+        if op.op_type == OpType::Invoke {
+            pending.insert(op.process, drawn.len());
+            drawn.push(Drawn { invoke_index: index, invoke: op, completion: None });
+        } else if let Some(slot) = pending.remove(&op.process) {
+            drawn[slot].completion = Some(op);
+        }
+    }
+    drawn
+}
+
+/// Ops the checker named in a counterexample, by invocation index.
+fn flagged_ops(check: &CheckInfo) -> HashMap<u64, &'static str> {
+    let mut flagged = HashMap::new();
     if let Some(result) = &check.result {
         for key in &result.keys {
             if let KeyOutcome::Invalid(counterexample) = &key.outcome {
@@ -212,11 +224,55 @@ pub fn html(summary_text: &str, ops: &[Op], events: &[NemesisEvent], check: &Che
             }
         }
     }
+    flagged
+}
+
+/// The time range around the first counterexample: its last prefix ops and
+/// candidates, with a little margin.
+fn violation_window(check: &CheckInfo) -> Option<(u64, u64)> {
+    let result = check.result.as_ref()?;
+    let counterexample = result.keys.iter().find_map(|key| match &key.outcome {
+        KeyOutcome::Invalid(counterexample) => Some(counterexample),
+        _ => None,
+    })?;
+    let recent = counterexample.prefix.iter().rev().take(5);
+    let ops: Vec<_> = recent.chain(counterexample.candidates.iter()).chain([&counterexample.blocked]).collect();
+    let from = ops.iter().map(|op| op.invoke_time_ns).min()?;
+    let to = ops.iter().map(|op| op.complete_time_ns.unwrap_or(op.invoke_time_ns)).max()?;
+    let margin = (to - from) / 10 + 1_000_000;
+    Some((from.saturating_sub(margin), to + margin))
+}
+
+/// An SVG timeline of the ops overlapping `from_ns..to_ns`: one lane per
+/// process, fault windows shaded, counterexample ops outlined in red.
+fn timeline(
+    ops: &[Op],
+    events: &[NemesisEvent],
+    flagged: &HashMap<u64, &'static str>,
+    from_ns: u64,
+    to_ns: u64,
+) -> String {
+    const WIDTH: f64 = 1400.0;
+    const LANE: f64 = 14.0;
+    const LEFT: f64 = 60.0;
+    let span = to_ns.saturating_sub(from_ns).max(1);
+    let x = |ns: u64| LEFT + (ns.clamp(from_ns, to_ns) - from_ns) as f64 / span as f64 * WIDTH;
+    let shown: Vec<Drawn<'_>> = pair(ops)
+        .into_iter()
+        .filter(|drawn| {
+            let end = drawn.completion.map_or(u64::MAX, |op| op.time_ns);
+            drawn.invoke.time_ns <= to_ns && end >= from_ns
+        })
+        .collect();
+    let mut processes: Vec<u64> = shown.iter().map(|drawn| drawn.invoke.process).collect();
+    processes.sort_unstable();
+    processes.dedup();
+    let lane: HashMap<u64, usize> = processes.iter().enumerate().map(|(index, process)| (*process, index)).collect();
     let height = processes.len() as f64 * LANE + 40.0;
     let mut svg = String::new();
     let _ =
         writeln!(svg, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}">"#, WIDTH + LEFT + 20.0);
-    for window in windows(events, end_ns) {
+    for window in windows(events, to_ns).iter().filter(|window| window.start_ns <= to_ns && window.end_ns >= from_ns) {
         let _ = writeln!(
             svg,
             r##"<rect x="{:.1}" y="0" width="{:.1}" height="{height}" fill="#f8d0d0"><title>{}</title></rect>"##,
@@ -225,26 +281,34 @@ pub fn html(summary_text: &str, ops: &[Op], events: &[NemesisEvent], check: &Che
             escape(&window.label)
         );
     }
-    for second in 0..=(end_ns / 1_000_000_000) {
+    // About ten labelled ticks, on a round step.
+    let step_ns = [1_000_000u64, 10_000_000, 100_000_000, 1_000_000_000, 10_000_000_000, 60_000_000_000]
+        .into_iter()
+        .find(|step| span / step <= 20)
+        .unwrap_or(600_000_000_000);
+    let mut tick = from_ns.div_ceil(step_ns) * step_ns;
+    while tick <= to_ns {
         let _ = writeln!(
             svg,
-            r##"<text x="{:.1}" y="{}" font-size="9" fill="#666">{second}s</text>"##,
-            x(second * 1_000_000_000),
-            height - 5.0
+            r##"<text x="{:.1}" y="{}" font-size="9" fill="#666">{}s</text>"##,
+            x(tick),
+            height - 5.0,
+            tick as f64 / 1e9
         );
+        tick += step_ns;
     }
     for (index, process) in processes.iter().enumerate() {
         let _ = writeln!(svg, r#"<text x="2" y="{:.1}" font-size="9">p{process}</text>"#, index as f64 * LANE + 10.0);
     }
-    let mut pending: HashMap<u64, (usize, &Op)> = HashMap::new();
-    let draw = |svg: &mut String, invoke_index: usize, invoke: &Op, completion: Option<&Op>| {
-        let (color, end, outcome) = match completion {
+    for drawn in &shown {
+        let (invoke, invoke_index) = (drawn.invoke, drawn.invoke_index);
+        let (color, end, outcome) = match drawn.completion {
             Some(op) if op.op_type == OpType::Ok => ("#4caf50", op.time_ns, "ok"),
             Some(op) if op.op_type == OpType::Fail => ("#b0b0b0", op.time_ns, "fail"),
             Some(op) => ("#ff9800", op.time_ns, "info"),
-            None => ("#ff9800", end_ns, "never completed"),
+            None => ("#ff9800", to_ns, "never completed"),
         };
-        let shown = completion.filter(|op| op.op_type == OpType::Ok).map_or(invoke.value, |op| op.value);
+        let value = drawn.completion.filter(|op| op.op_type == OpType::Ok).map_or(invoke.value, |op| op.value);
         let key = invoke.key.as_deref().map(|key| format!(" key {key}")).unwrap_or_default();
         let stroke = match flagged.get(&(invoke_index as u64)) {
             Some(&"blocked") => r#" stroke="red" stroke-width="3""#,
@@ -260,24 +324,31 @@ pub fn html(summary_text: &str, ops: &[Op], events: &[NemesisEvent], check: &Che
             LANE - 4.0,
             invoke.process,
             invoke.f,
-            escape(&value_text(shown)),
+            escape(&value_text(value)),
             invoke.time_ns as f64 / 1e9,
             end as f64 / 1e9,
         );
-    };
-    for (index, op) in ops.iter().enumerate() {
-        if op.op_type == OpType::Invoke {
-            pending.insert(op.process, (index, op));
-        } else if let Some((invoke_index, invoke)) = pending.remove(&op.process) {
-            draw(&mut svg, invoke_index, invoke, Some(op));
-        }
-    }
-    let mut open: Vec<(usize, &Op)> = pending.into_values().collect();
-    open.sort_by_key(|(index, _)| *index);
-    for (invoke_index, invoke) in open {
-        draw(&mut svg, invoke_index, invoke, None);
     }
     svg.push_str("</svg>\n");
+    svg
+}
+
+/// `report.html`: the summary, for a violation a close-up of it, then the
+/// whole run's timeline with one lane per process, then the nemesis events.
+pub fn html(summary_text: &str, ops: &[Op], events: &[NemesisEvent], check: &CheckInfo) -> String {
+    let end_ns =
+        ops.iter().map(|op| op.time_ns).chain(events.iter().map(|event| event.time_ns)).max().unwrap_or(1).max(1);
+    let flagged = flagged_ops(check);
+    let close_up = match violation_window(check) {
+        Some((from, to)) => format!(
+            "<h2>Around the violation ({:.3} s to {:.3} s)</h2>\n<div style=\"overflow-x:auto\">{}</div>\n",
+            from as f64 / 1e9,
+            to as f64 / 1e9,
+            timeline(ops, events, &flagged, from, to)
+        ),
+        None => String::new(),
+    };
+    let svg = timeline(ops, events, &flagged, 0, end_ns);
     let mut faults = String::new();
     for event in events {
         let _ = writeln!(faults, "{:>9.3}s  {:<9} {}", event.time_ns as f64 / 1e9, event.f, escape(&event.value));
@@ -286,11 +357,11 @@ pub fn html(summary_text: &str, ops: &[Op], events: &[NemesisEvent], check: &Che
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>lockstep-jepsen: {verdict}</title>\n\
          <style>body{{font-family:sans-serif;margin:1em}} pre{{background:#f4f4f4;padding:.5em}} \
          .legend span{{display:inline-block;padding:0 .5em;margin-right:.5em}}</style></head><body>\n\
-         <h1>lockstep-jepsen: {verdict}</h1>\n<pre>{summary}</pre>\n<h2>Timeline</h2>\n\
+         <h1>lockstep-jepsen: {verdict}</h1>\n<pre>{summary}</pre>\n\
          <p class=\"legend\"><span style=\"background:#4caf50\">ok</span><span style=\"background:#b0b0b0\">fail</span>\
          <span style=\"background:#ff9800\">info / never completed</span><span style=\"background:#f8d0d0\">fault active</span>\
          <span style=\"border:2px solid red\">op in a counterexample</span> One lane per process; hover for details.</p>\n\
-         <div style=\"overflow-x:auto\">{svg}</div>\n<h2>Nemesis</h2>\n<pre>{faults}</pre>\n</body></html>\n",
+         {close_up}<h2>Timeline</h2>\n<div style=\"overflow-x:auto\">{svg}</div>\n<h2>Nemesis</h2>\n<pre>{faults}</pre>\n</body></html>\n",
         verdict = escape(&check.verdict),
         summary = escape(summary_text),
     )
@@ -353,5 +424,21 @@ mod tests {
         assert!(page.contains("<svg"));
         assert_eq!(page.matches("<rect").count(), 3 + 1, "three ops and one fault window");
         assert!(page.contains("never completed"));
+    }
+
+    #[test]
+    fn a_violation_gets_a_close_up_with_the_blocked_op_outlined() {
+        let text = "{\"process\":0,\"type\":\"invoke\",\"f\":\"write\",\"value\":1,\"time\":1000000000}\n\
+                    {\"process\":0,\"type\":\"ok\",\"f\":\"write\",\"value\":1,\"time\":2000000000}\n\
+                    {\"process\":1,\"type\":\"invoke\",\"f\":\"read\",\"value\":null,\"time\":3000000000}\n\
+                    {\"process\":1,\"type\":\"ok\",\"f\":\"read\",\"value\":2,\"time\":4000000000}\n";
+        let history = lockstep_jepsen::History::parse_jsonl(text).unwrap();
+        let result = lockstep_jepsen::check(&history, &lockstep_jepsen::CheckConfig::default());
+        let check = CheckInfo { verdict: "not linearizable".into(), time_s: 0.0, result: Some(result) };
+        let page = html("summary", history.ops(), &[], &check);
+        assert!(page.contains("<h2>Around the violation"), "{page}");
+        // Outlined in the close-up and in the whole timeline.
+        assert_eq!(page.matches(r#"stroke="red" stroke-width="3""#).count(), 2, "{page}");
+        assert!(page.contains("p1 read 2 -&gt; ok"), "{page}");
     }
 }
