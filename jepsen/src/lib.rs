@@ -37,6 +37,7 @@
 mod check;
 mod edn;
 mod edn_history;
+mod generate;
 mod history;
 mod jsonl;
 mod model;
@@ -46,6 +47,7 @@ mod report;
 mod wgl;
 
 pub use check::{check, CheckConfig};
+pub use generate::{corrupt, linearizable_history, Corruption, GeneratorConfig};
 pub use history::{History, HistoryError, HistoryRecorder, OpRef, HISTORY_OPS_MAX};
 pub use jsonl::JSONL_LINE_BYTES_MAX;
 pub use op::{Op, OpType, RegisterDisplay, Value, F};
