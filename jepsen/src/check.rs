@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::history::History;
 use crate::model::{Register, RegisterOp, WindowRegister, WindowState};
+use crate::necessary::{self, Violation};
 use crate::op::{OpType, Value, F};
 use crate::report::{CheckResult, Counterexample, KeyOutcome, KeyResult, OpReport, Verdict};
 use crate::wgl::{self, Event, Limits, Outcome, Search, Stuck};
@@ -248,6 +249,18 @@ fn check_key(sub: &SubHistory, limits: Limits) -> KeyResult {
         if let Some(outcome) = search.run(slice) {
             break outcome;
         }
+        if slice == FIRST_SLICE_STEPS {
+            if let Some(violation) = necessary::impossible_observation(&sub.ops, &sub.events) {
+                let effort = search.effort();
+                return KeyResult {
+                    key: sub.key.clone(),
+                    ops: sub.ops.len() as u64,
+                    states: effort.states,
+                    steps: effort.steps,
+                    outcome: KeyOutcome::Invalid(Box::new(violation_counterexample(sub, violation))),
+                };
+            }
+        }
         slice = slice.saturating_mul(2);
         // Still undecided: a history that is not linearizable gets stuck at
         // its first impossible return, so look for a short window there
@@ -364,7 +377,8 @@ fn search_window(
     }
     let model = WindowRegister { initial };
     let window_limits = Limits { steps_max: limits.steps_max.min(WINDOW_STEPS_MAX), ..limits };
-    match wgl::check(&model, &ops, &events, window_limits) {
+    let outcome = wgl::check(&model, &ops, &events, window_limits);
+    match outcome {
         Outcome::NotLinearizable(_, stuck) => Some((ids, stuck)),
         Outcome::Linearizable(_) | Outcome::Exhausted(_) => None,
     }
@@ -413,6 +427,27 @@ fn minimize(sub: &SubHistory, (start, end): Window, limits: Limits) -> Window {
         }
     }
     (start, high)
+}
+
+/// Explains a violation of a necessary condition.
+fn violation_counterexample(sub: &SubHistory, violation: Violation) -> Counterexample {
+    let report = |id: u32| sub.reports[id as usize].clone();
+    let prefix: Vec<OpReport> = violation.writer.into_iter().chain(violation.between).map(report).collect();
+    let prefix_value = match violation.between.or(violation.writer).map(|id| sub.ops[id as usize]) {
+        Some(RegisterOp::Write(value) | RegisterOp::Cas { new: value, .. }) => Some(value),
+        _ => None,
+    };
+    let mut window = prefix.clone();
+    window.push(report(violation.observer));
+    window.sort_by_key(|op| op.invoke_index);
+    Counterexample {
+        key: sub.key.clone(),
+        prefix,
+        prefix_value,
+        blocked: report(violation.observer),
+        candidates: vec![report(violation.observer)],
+        window,
+    }
 }
 
 /// Explains a failing window found before the whole-key search decided.

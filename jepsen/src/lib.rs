@@ -41,6 +41,7 @@ mod generate;
 mod history;
 mod jsonl;
 mod model;
+mod necessary;
 mod op;
 mod parse_error;
 mod report;
