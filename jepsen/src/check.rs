@@ -6,6 +6,7 @@
 //! sub-history of every key is, so each key is searched on its own.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use crate::history::History;
 use crate::model::{Register, RegisterOp, WindowRegister, WindowState};
@@ -18,18 +19,23 @@ use crate::wgl::{self, Event, Limits, Outcome, Search, Stuck};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckConfig {
     /// The most distinct (linearized set, register value) pairs to remember
-    /// for one key. Each costs about `ops / 8 + 40` bytes, with `ops` the
-    /// key's operation count. Values above `u32::MAX - 1` act as that.
+    /// for one key. Each is kept as a 128-bit fingerprint and costs about 40
+    /// bytes whatever the key's length. Values above `u32::MAX - 1` act as
+    /// that.
     pub states_max: u64,
     /// The most model steps to take for one key; bounds the time spent.
     pub steps_max: u64,
+    /// The most wall-clock time the whole check may take; `None` for no
+    /// bound. Keys not decided in time are unknown.
+    pub time_max: Option<Duration>,
 }
 
 impl Default for CheckConfig {
-    /// One million states and one hundred million steps per key: seconds at
-    /// most, and well under a second for ordinary histories.
+    /// Ten million states (about 400 MB of memo) and a billion steps per
+    /// key: under a minute at worst on one core, and well under a second for
+    /// ordinary histories; no time bound.
     fn default() -> CheckConfig {
-        CheckConfig { states_max: 1_000_000, steps_max: 100_000_000 }
+        CheckConfig { states_max: 10_000_000, steps_max: 1_000_000_000, time_max: None }
     }
 }
 
@@ -42,7 +48,8 @@ impl Default for CheckConfig {
 /// real-time order is the order of the history's events.
 #[must_use]
 pub fn check(history: &History, config: &CheckConfig) -> CheckResult {
-    let limits = Limits { states_max: config.states_max, steps_max: config.steps_max, deadline: None };
+    let deadline = config.time_max.and_then(|time_max| Instant::now().checked_add(time_max));
+    let limits = Limits { states_max: config.states_max, steps_max: config.steps_max, deadline };
     let keys: Vec<KeyResult> = split_by_key(history).into_iter().map(|sub| check_key(&sub, limits)).collect();
     let verdict = if keys.iter().any(|key| matches!(key.outcome, KeyOutcome::Invalid(_))) {
         Verdict::Invalid

@@ -367,7 +367,7 @@ fn exhausted_budget_is_unknown_not_valid() {
     }
     script.op(9, F::Read, Value::Nil, int(99));
     let history = std::mem::take(&mut script.recorder).finish();
-    let tight = CheckConfig { states_max: 10, steps_max: 1_000_000 };
+    let tight = CheckConfig { states_max: 10, steps_max: 1_000_000, ..CheckConfig::default() };
     let result = check(&history, &tight);
     assert_eq!(result.verdict, Verdict::Unknown);
     assert!(!result.valid);
