@@ -295,13 +295,20 @@ fn check_key(sub: &SubHistory, limits: Limits) -> KeyResult {
             (effort, KeyOutcome::Unknown { states_max: limits.states_max, steps_max: limits.steps_max })
         }
         Outcome::NotLinearizable(effort, stuck) => {
+            let stuck = plain_explanation(sub, limits).unwrap_or(stuck);
             let report = |id: &u32| sub.reports[*id as usize].clone();
-            let window = search
-                .furthest_return()
-                .and_then(|end| failing_window(sub, end + 1, limits))
-                .map(|window| minimize(sub, window, limits))
-                .map(|window| window_ops(sub, window).into_iter().map(|id| report(&id)).collect())
-                .unwrap_or_default();
+            // The smallest failing window: a necessary condition's two or
+            // three operations, else a minimized window at the furthest
+            // dead end.
+            let window = match necessary::impossible_observation(&sub.ops, &sub.events) {
+                Some(violation) => violation_counterexample(sub, violation).window,
+                None => search
+                    .furthest_return()
+                    .and_then(|end| failing_window(sub, end + 1, limits))
+                    .map(|window| minimize(sub, window, limits))
+                    .map(|window| window_ops(sub, window).into_iter().map(|id| report(&id)).collect())
+                    .unwrap_or_default(),
+            };
             let counterexample = Counterexample {
                 key: sub.key.clone(),
                 prefix: stuck.prefix.iter().map(report).collect(),
@@ -314,6 +321,26 @@ fn check_key(sub: &SubHistory, limits: Limits) -> KeyResult {
         }
     };
     KeyResult { key: sub.key.clone(), ops: sub.ops.len() as u64, states: effort.states, steps: effort.steps, outcome }
+}
+
+/// The most operations, and steps, for which a violation is explained
+/// again by the plain search.
+const PLAIN_EXPLANATION_OPS_MAX: usize = 2_000;
+const PLAIN_EXPLANATION_STEPS_MAX: u64 = 1 << 20;
+
+/// For a small key found not linearizable: the deepest dead end of the
+/// plain search, which names the operation a person would point at (the
+/// stale read rather than the write it keeps from happening).
+fn plain_explanation(sub: &SubHistory, limits: Limits) -> Option<Box<Stuck<Option<i64>>>> {
+    if sub.ops.len() > PLAIN_EXPLANATION_OPS_MAX {
+        return None;
+    }
+    let limits = Limits { steps_max: limits.steps_max.min(PLAIN_EXPLANATION_STEPS_MAX), ..limits };
+    let mut search = Search::new(&Register, &sub.ops, &sub.events, limits).plain();
+    match search.run(u64::MAX) {
+        Some(Outcome::NotLinearizable(_, stuck)) => Some(stuck),
+        _ => None,
+    }
 }
 
 /// A window of a key's events: `start..end` in `SubHistory::events`.

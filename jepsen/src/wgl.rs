@@ -340,6 +340,10 @@ pub(crate) struct Search<'a, M: Model> {
     /// yet linearized. Once the state is left, it never comes back, so it
     /// may only be left when this count is zero.
     observers_pending: HashMap<M::State, u32>,
+    /// Whether forced moves, the just-in-time order and stranding are used;
+    /// without them the search is Porcupine's, whose dead ends explain a
+    /// violation more plainly.
+    pruned: bool,
 }
 
 /// How many steps pass between two looks at the clock.
@@ -372,8 +376,17 @@ impl<'a, M: Model> Search<'a, M> {
             furthest_return_node: HEAD,
             done: None,
             observers_pending: HashMap::new(),
+            pruned: true,
         }
         .with_observers(events)
+    }
+
+    /// The same search without forced moves, the just-in-time order and
+    /// stranding: slower, but its deepest dead end is the operation a person
+    /// would point at. Used to explain small violations.
+    pub(crate) fn plain(mut self) -> Search<'a, M> {
+        self.pruned = false;
+        self
     }
 
     fn with_observers(mut self, events: &[Event]) -> Search<'a, M> {
@@ -525,7 +538,7 @@ impl<'a, M: Model> Search<'a, M> {
         let mut forced = None;
         while let Event::Call(id) = self.list.event[node as usize] {
             let op = &self.ops[id as usize];
-            if forced.is_none() && self.model.read_only(&self.state, op) {
+            if self.pruned && forced.is_none() && self.model.read_only(&self.state, op) {
                 self.effort.steps += 1;
                 if self.model.step(&self.state, op).is_some() {
                     forced = Some(id);
@@ -540,6 +553,9 @@ impl<'a, M: Model> Search<'a, M> {
         if let Some(id) = forced {
             self.order.truncate(start);
             self.order.push(id);
+            return;
+        }
+        if !self.pruned {
             return;
         }
         // Drop candidates that cannot happen now, and sort the rest.

@@ -116,7 +116,6 @@ fn empty_history_is_valid() {
 }
 
 #[test]
-#[ignore = "TODO: the verdict is still Invalid, but the reported dead end moved (the stranding pruning stops the search earlier); expectations to be updated"]
 fn stale_read_is_invalid_and_explained() {
     let result = Script::default()
         .op(1, F::Write, int(1), int(1))
@@ -141,6 +140,10 @@ fn stale_read_is_invalid_and_explained() {
     );
     assert_eq!(summary(&counterexample.candidates), vec![(3, F::Read, int(1))]);
     assert_eq!(
+        summary(&counterexample.window),
+        vec![(1, F::Write, int(1)), (2, F::Write, int(2)), (3, F::Read, int(1))]
+    );
+    assert_eq!(
         result.to_string(),
         "History is NOT linearizable: 1 keys, 3 ops checked.\n\
          the default register is not linearizable.\n  \
@@ -149,12 +152,15 @@ fn stale_read_is_invalid_and_explained() {
          process 2 write 2 (event 2, invoked at 30 ns, ok at 40 ns)\n  \
          Could not linearize: process 3 read -> 1 (event 4, invoked at 50 ns, ok at 60 ns)\n  \
          It completed before it could take effect; no op pending then can be linearized next:\n    \
+         process 3 read -> 1 (event 4, invoked at 50 ns, ok at 60 ns)\n  \
+         Smallest failing window found (3 ops; no order of them works):\n    \
+         process 1 write 1 (event 0, invoked at 10 ns, ok at 20 ns)\n    \
+         process 2 write 2 (event 2, invoked at 30 ns, ok at 40 ns)\n    \
          process 3 read -> 1 (event 4, invoked at 50 ns, ok at 60 ns)\n"
     );
 }
 
 #[test]
-#[ignore = "TODO: the verdict is still Invalid, but the reported dead end moved (the stranding pruning stops the search earlier); expectations to be updated"]
 fn lost_write_is_invalid() {
     let result = Script::default()
         .op(1, F::Write, int(1), int(1))
@@ -181,7 +187,6 @@ fn cas_from_a_wrong_value_is_invalid() {
 }
 
 #[test]
-#[ignore = "TODO: the verdict is still Invalid, but the reported dead end moved (the stranding pruning stops the search earlier); expectations to be updated"]
 fn cas_from_nil_needs_a_never_written_register() {
     let valid = Script::default().op(1, F::Cas, cas(None, 1), cas(None, 1)).op(2, F::Read, Value::Nil, int(1)).run();
     assert_valid(&valid);
@@ -222,7 +227,6 @@ fn read_of_a_value_never_written_is_invalid() {
 }
 
 #[test]
-#[ignore = "TODO: the verdict is still Invalid, but the reported dead end moved (the stranding pruning stops the search earlier); expectations to be updated"]
 fn read_of_nil_reads_the_initial_state() {
     let valid = Script::default().op(1, F::Read, Value::Nil, Value::Nil).run();
     assert_valid(&valid);
@@ -231,7 +235,6 @@ fn read_of_nil_reads_the_initial_state() {
 }
 
 #[test]
-#[ignore = "TODO: the verdict is still Invalid, but the reported dead end moved (the stranding pruning stops the search earlier); expectations to be updated"]
 fn concurrent_ops_can_be_ordered_either_way() {
     // A read concurrent with a write may see the old or the new value.
     for seen in [None, Some(1)] {
@@ -294,7 +297,6 @@ fn info_op_may_take_effect_later_or_never() {
 }
 
 #[test]
-#[ignore = "TODO: the verdict is still Invalid, but the reported dead end moved (the stranding pruning stops the search earlier); expectations to be updated"]
 fn info_op_cannot_take_effect_before_it_was_invoked_or_twice() {
     let before = Script::default().op(2, F::Read, Value::Nil, int(1)).invoke(1, F::Write, int(1)).info(1).run();
     let counterexample = invalid_key(&before);
