@@ -29,6 +29,11 @@ fn time_max() -> Duration {
 
 /// Checks `history`, prints how long it took, and asserts the time bound.
 fn timed_check(name: &str, history: &History) -> CheckResult {
+    timed_check_within(name, history, time_max())
+}
+
+/// Like `timed_check`, with an explicit bound.
+fn timed_check_within(name: &str, history: &History, bound: Duration) -> CheckResult {
     let start = Instant::now();
     let result = check(history, &CheckConfig::default());
     let elapsed = start.elapsed();
@@ -40,7 +45,7 @@ fn timed_check(name: &str, history: &History) -> CheckResult {
         result.keys.len(),
         result.verdict
     );
-    assert!(elapsed < time_max(), "{name} took {elapsed:?}");
+    assert!(elapsed < bound, "{name} took {elapsed:?}");
     result
 }
 
@@ -107,16 +112,18 @@ fn ten_thousand_ops_ten_clients_generated() {
 }
 
 /// The bar is 60 s and 4 GiB on the 2-core machine; release builds
-/// take well under a second. Slow in debug builds, so run with
+/// take well under a second each (bounded here at 10 s, as the machine is
+/// shared). Slow in debug builds, so run with
 /// `cargo test --release -p lockstep-jepsen --test speed -- --include-ignored`.
 #[test]
 #[cfg_attr(debug_assertions, ignore = "seconds in debug builds; run in release with --include-ignored")]
 fn fifty_thousand_ops_fifty_clients_with_info() {
-    let result = timed_check("50k x 50, 0.5 % info", &generated(50_000, 50, 0.005, None));
+    let bound = Duration::from_secs(10);
+    let result = timed_check_within("50k x 50, 0.5 % info", &generated(50_000, 50, 0.005, None), bound);
     assert_eq!(result.verdict, Verdict::Valid, "{result}");
     for corruption in Corruption::ALL {
         let name = format!("50k x 50, 0.5 % info, {}", corruption.as_str());
-        let result = timed_check(&name, &generated(50_000, 50, 0.005, Some(corruption)));
+        let result = timed_check_within(&name, &generated(50_000, 50, 0.005, Some(corruption)), bound);
         assert_eq!(result.verdict, Verdict::Invalid, "{result}");
     }
 }
