@@ -3,7 +3,10 @@
 //! `cargo run --release -p lockstep-jepsen --example gen_history -- OPS CLIENTS INFO_FRACTION SEED [CORRUPTION [AT]]`
 //!
 //! CORRUPTION is `never-written-read`, `stale-read` or `swapped-writes`; AT
-//! is where, as a fraction of the history (0.5 by default).
+//! is where, as a fraction of the history (0.5 by default). The environment
+//! variable `VALUES_MAX` makes written values cycle through `1..=VALUES_MAX`
+//! (as in Jepsen's register workloads) instead of being unique; corruptions
+//! are then not certain violations.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -23,7 +26,8 @@ fn main() -> ExitCode {
         eprintln!("{usage}");
         return ExitCode::from(2);
     };
-    let config = GeneratorConfig { ops, clients, info_fraction, seed, ..GeneratorConfig::default() };
+    let values_max = std::env::var("VALUES_MAX").ok().and_then(|value| value.parse().ok()).unwrap_or(i64::MAX);
+    let config = GeneratorConfig { ops, clients, info_fraction, seed, values_max, ..GeneratorConfig::default() };
     let mut history = linearizable_history(&config);
     if let Some(name) = args.get(4) {
         let Some(corruption) = Corruption::from_name(name) else {

@@ -28,6 +28,11 @@ pub struct CheckConfig {
     /// The most wall-clock time the whole check may take; `None` for no
     /// bound. Keys not decided in time are unknown.
     pub time_max: Option<Duration>,
+    /// The steps a key's search gets before the cheap necessary conditions
+    /// and short windows are tried; each later slice is twice as long. Small
+    /// histories are decided within the first slice (2^20 by default); tests
+    /// set 1 to exercise the other paths on every history.
+    pub slice_steps: u64,
 }
 
 impl Default for CheckConfig {
@@ -35,7 +40,7 @@ impl Default for CheckConfig {
     /// key: under a minute at worst on one core, and well under a second for
     /// ordinary histories; no time bound.
     fn default() -> CheckConfig {
-        CheckConfig { states_max: 10_000_000, steps_max: 1_000_000_000, time_max: None }
+        CheckConfig { states_max: 10_000_000, steps_max: 1_000_000_000, time_max: None, slice_steps: 1 << 20 }
     }
 }
 
@@ -50,7 +55,8 @@ impl Default for CheckConfig {
 pub fn check(history: &History, config: &CheckConfig) -> CheckResult {
     let deadline = config.time_max.and_then(|time_max| Instant::now().checked_add(time_max));
     let limits = Limits { states_max: config.states_max, steps_max: config.steps_max, deadline };
-    let keys: Vec<KeyResult> = split_by_key(history).into_iter().map(|sub| check_key(&sub, limits)).collect();
+    let keys: Vec<KeyResult> =
+        split_by_key(history).into_iter().map(|sub| check_key(&sub, limits, config.slice_steps.max(1))).collect();
     let verdict = if keys.iter().any(|key| matches!(key.outcome, KeyOutcome::Invalid(_))) {
         Verdict::Invalid
     } else if keys.iter().any(|key| matches!(key.outcome, KeyOutcome::Unknown { .. })) {
@@ -240,23 +246,20 @@ fn unobserved_open_ops(candidates: &[Candidate]) -> Vec<bool> {
     unobserved
 }
 
-/// The first slice of steps the whole-key search gets before windows are
-/// tried; each later slice is twice as long.
-const FIRST_SLICE_STEPS: u64 = 1 << 20;
 /// The window sizes tried around the furthest dead end, in events.
 const WINDOW_EVENTS: [usize; 7] = [8, 32, 128, 512, 2048, 8192, 32768];
 /// The step budget of one window search.
 const WINDOW_STEPS_MAX: u64 = 1 << 20;
 
-fn check_key(sub: &SubHistory, limits: Limits) -> KeyResult {
+fn check_key(sub: &SubHistory, limits: Limits, first_slice_steps: u64) -> KeyResult {
     let mut search = Search::new(&Register, &sub.ops, &sub.events, limits);
-    let mut slice = FIRST_SLICE_STEPS;
+    let mut slice = first_slice_steps;
     let mut windows_tried: Option<usize> = None;
     let outcome = loop {
         if let Some(outcome) = search.run(slice) {
             break outcome;
         }
-        if slice == FIRST_SLICE_STEPS {
+        if slice == first_slice_steps {
             if let Some(violation) = necessary::impossible_observation(&sub.ops, &sub.events) {
                 let effort = search.effort();
                 return KeyResult {
@@ -352,18 +355,26 @@ type Window = (usize, usize);
 /// happen).
 fn window_ops(sub: &SubHistory, (start, end): Window) -> Vec<u32> {
     let mut returned_before = vec![false; sub.ops.len()];
+    let mut returned_inside = vec![false; sub.ops.len()];
     let mut called = Vec::new();
     for (index, event) in sub.events[..end].iter().enumerate() {
         match *event {
             Event::Call(id) => called.push((index, id)),
             Event::Return(id) if index < start => returned_before[id as usize] = true,
-            Event::Return(_) => {}
+            Event::Return(id) => returned_inside[id as usize] = true,
         }
     }
     called
         .into_iter()
         .filter(|&(index, id)| {
-            index >= start || (!returned_before[id as usize] && !matches!(sub.ops[id as usize], RegisterOp::Read(_)))
+            let read = matches!(sub.ops[id as usize], RegisterOp::Read(_));
+            if index >= start {
+                // A read that does not return inside the window may not
+                // happen, so it constrains nothing.
+                !read || returned_inside[id as usize]
+            } else {
+                !returned_before[id as usize] && !read
+            }
         })
         .map(|(_, id)| id)
         .collect()
@@ -391,10 +402,15 @@ fn search_window(
     }
     let mut initial: HashSet<Option<i64>> = HashSet::from([None]);
     let mut events = Vec::with_capacity(ids.len() * 2);
+    // Operations called before the window straddle its start: they may have
+    // taken effect before it, so they keep no return (they may or may not
+    // happen inside it).
+    let mut straddles = vec![false; sub.ops.len()];
     for (index, event) in sub.events[..end].iter().enumerate() {
         match *event {
             Event::Call(id) => {
                 if index < start {
+                    straddles[id as usize] = true;
                     if let RegisterOp::Write(new) | RegisterOp::Cas { new, .. } = sub.ops[id as usize] {
                         initial.insert(Some(new));
                     }
@@ -403,7 +419,7 @@ fn search_window(
                     events.push(Event::Call(local[id as usize]));
                 }
             }
-            Event::Return(id) if index >= start && local[id as usize] != u32::MAX => {
+            Event::Return(id) if !straddles[id as usize] && local[id as usize] != u32::MAX => {
                 events.push(Event::Return(local[id as usize]));
             }
             Event::Return(_) => {}

@@ -538,7 +538,11 @@ impl<'a, M: Model> Search<'a, M> {
         let mut forced = None;
         while let Event::Call(id) = self.list.event[node as usize] {
             let op = &self.ops[id as usize];
-            if self.pruned && forced.is_none() && self.model.read_only(&self.state, op) {
+            // Only an operation with a return may be forced: one without
+            // may also be left out, and right before a blind write it must
+            // be (see `overwrites`), which a forced move would not allow.
+            let returns = self.list.return_node[id as usize] != NIL;
+            if self.pruned && forced.is_none() && returns && self.model.read_only(&self.state, op) {
                 self.effort.steps += 1;
                 if self.model.step(&self.state, op).is_some() {
                     forced = Some(id);

@@ -15,6 +15,13 @@ fn config(ops: u64, clients: u32, info_fraction: f64, seed: u64) -> GeneratorCon
     GeneratorConfig { ops, clients, info_fraction, seed, ..GeneratorConfig::default() }
 }
 
+/// The default budget, and one that tries the necessary conditions and the
+/// window search after a single step, so that their soundness is tested on
+/// every history (small ones are otherwise decided by the search alone).
+fn configs() -> [CheckConfig; 2] {
+    [CheckConfig::default(), CheckConfig { slice_steps: 1, ..CheckConfig::default() }]
+}
+
 fn corruption() -> impl Strategy<Value = Corruption> {
     prop::sample::select(Corruption::ALL.to_vec())
 }
@@ -30,8 +37,10 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let history = linearizable_history(&config(ops, clients, info_fraction, seed));
-        let result = check(&history, &CheckConfig::default());
-        prop_assert_eq!(result.verdict, Verdict::Valid, "{}\n{}", result, history.to_jsonl());
+        for check_config in configs() {
+            let result = check(&history, &check_config);
+            prop_assert_eq!(result.verdict, Verdict::Valid, "{}\n{}", result, history.to_jsonl());
+        }
     }
 
     #[test]
@@ -45,11 +54,13 @@ proptest! {
     ) {
         let history = linearizable_history(&config(ops, clients, info_fraction, seed));
         let Some(corrupted) = corrupt(&history, corruption, at) else { return Ok(()) };
-        let result = check(&corrupted, &CheckConfig::default());
-        prop_assert_eq!(result.verdict, Verdict::Invalid, "{:?}: {}\n{}", corruption, result, corrupted.to_jsonl());
-        let html = render_html(&corrupted, &result);
-        prop_assert!(html.contains("not linearizable"));
-        prop_assert!(html.contains("op bad"), "the failing ops are highlighted");
+        for check_config in configs() {
+            let result = check(&corrupted, &check_config);
+            prop_assert_eq!(result.verdict, Verdict::Invalid, "{:?}: {}\n{}", corruption, result, corrupted.to_jsonl());
+            let html = render_html(&corrupted, &result);
+            prop_assert!(html.contains("not linearizable"));
+            prop_assert!(html.contains("op bad"), "the failing ops are highlighted");
+        }
     }
 
     #[test]
@@ -67,8 +78,10 @@ proptest! {
             None => history,
         };
         let expected = brute_force_valid(&history);
-        let result = check(&history, &CheckConfig::default());
-        prop_assert_eq!(result.valid, expected, "{}\n{}", result, history.to_jsonl());
+        for check_config in configs() {
+            let result = check(&history, &check_config);
+            prop_assert_eq!(result.valid, expected, "{}\n{}", result, history.to_jsonl());
+        }
     }
 }
 

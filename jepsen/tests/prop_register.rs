@@ -76,10 +76,11 @@ proptest! {
     fn agrees_with_brute_force_on_small_histories(steps in small_history_steps()) {
         let history = small_history(&steps);
         let expected = brute_force_valid(&history);
-        let result = check(&history, &CheckConfig::default());
-        prop_assert_eq!(result.valid, expected, "{}\n{}", result, history.to_jsonl());
         let expected_verdict = if expected { Verdict::Valid } else { Verdict::Invalid };
-        prop_assert_eq!(result.verdict, expected_verdict);
+        for slice_steps in [1 << 20, 1] {
+            let result = check(&history, &CheckConfig { slice_steps, ..CheckConfig::default() });
+            prop_assert_eq!(result.verdict, expected_verdict, "{}\n{}", result, history.to_jsonl());
+        }
     }
 
     /// Random histories whose writes all write distinct values, where the
@@ -89,10 +90,13 @@ proptest! {
     fn agrees_with_brute_force_on_small_unique_value_histories(steps in small_history_steps()) {
         let history = small_unique_history(&steps);
         let expected = brute_force_valid(&history);
-        let result = check(&history, &CheckConfig::default());
-        prop_assert_eq!(result.valid, expected, "{}\n{}", result, history.to_jsonl());
         let expected_verdict = if expected { Verdict::Valid } else { Verdict::Invalid };
-        prop_assert_eq!(result.verdict, expected_verdict);
+        // Also with the necessary conditions and windows tried after one
+        // step, so that they are tested on every history.
+        for slice_steps in [1 << 20, 1] {
+            let result = check(&history, &CheckConfig { slice_steps, ..CheckConfig::default() });
+            prop_assert_eq!(result.verdict, expected_verdict, "{}\n{}", result, history.to_jsonl());
+        }
     }
 }
 
