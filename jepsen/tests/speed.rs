@@ -127,3 +127,18 @@ fn fifty_thousand_ops_fifty_clients_with_info() {
         assert_eq!(result.verdict, Verdict::Invalid, "{result}");
     }
 }
+
+/// A bound that runs out gives `Unknown`, promptly, never a guess: one
+/// register, 30 clients and only five values (so the prunings that need
+/// values written once do not apply) takes about 10 s in release builds.
+#[test]
+fn time_bound_gives_unknown() {
+    let config = GeneratorConfig { ops: 20_000, clients: 30, info_fraction: 0.005, values_max: 5, seed: 4, key: None };
+    let history = linearizable_history(&config);
+    let check_config = CheckConfig { time_max: Some(Duration::from_millis(300)), ..CheckConfig::default() };
+    let start = Instant::now();
+    let result = check(&history, &check_config);
+    let elapsed = start.elapsed();
+    assert_eq!(result.verdict, Verdict::Unknown, "{result}");
+    assert!(elapsed < Duration::from_secs(3), "stopped {elapsed:?} after a 300 ms bound");
+}
