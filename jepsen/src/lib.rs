@@ -10,22 +10,34 @@
 //! as an independent register that starts out `nil`:
 //!
 //! ```text
-//!  History ──split by key──▶ per-key events ──WGL search──▶ KeyResult ──▶ CheckResult
-//!                            (fail dropped,     (bitset + state memo,     (Valid | Invalid
-//!                             info open-ended)   states_max, steps_max)    | Unknown)
+//!  History ──split by key──▶ per-key events ──────────▶ WGL search, in slices ──▶ KeyResult ──▶ CheckResult
+//!            (fail dropped, unobserved info    │        (fingerprint memo,         (Valid | Invalid
+//!             dropped, observed info given     │         forced reads, JIT order,   + failing window
+//!             a deadline)                      │         stranding; states_max,     | Unknown)
+//!                                              │         steps_max, time_max)
+//!                                              └──▶ between slices: cheap necessary conditions,
+//!                                                   windows at the furthest dead end
 //! ```
 //!
 //! The search is the Wing & Gong / Lowe algorithm as in Porcupine: a linked
 //! list of call and return entries, lifted and unlifted as operations are
-//! tentatively linearized, and a memo of (linearized bitset, register value)
-//! pairs already explored. Two prunings keep `info` operations, which may
-//! take effect at any later point or never, from multiplying the search:
-//! an `info` write or cas whose value nothing observes is left out, and an
-//! `info` operation is never placed just before a write that would hide it.
-//! An invalid key comes with a [`Counterexample`]:
-//! the longest linearizable prefix found and the operation that could not
-//! follow it. A search that runs out of budget reports [`Verdict::Unknown`]
-//! rather than guessing.
+//! tentatively linearized, and a memo of (linearized set, register value)
+//! pairs already explored, kept as 128-bit fingerprints. Reads that can
+//! happen are linearized at once; the operation that must return first is
+//! tried first; a value written once is never left while an operation that
+//! needs it is pending; `info` operations that nothing observes are left
+//! out and those observed are given the earliest observer's return as a
+//! deadline. Histories that are not linearizable are usually decided by
+//! `O(n log n)` necessary conditions (a value never written, read before it
+//! was written, or read after a completed overwrite) or by a short window
+//! that fails on its own. See `docs/jepsen-checker.md`.
+//!
+//! An invalid key comes with a [`Counterexample`]: the longest linearizable
+//! prefix found, the operation that could not follow it, and the smallest
+//! failing window found; [`render_html`] draws it as a timeline. A search
+//! that runs out of budget reports [`Verdict::Unknown`] rather than
+//! guessing. [`linearizable_history`] and [`corrupt`] generate test
+//! histories with known verdicts.
 //!
 //! The crate is pure: it reads histories from strings or a `BufRead` and does
 //! no other I/O.
@@ -37,16 +49,21 @@
 mod check;
 mod edn;
 mod edn_history;
+mod generate;
 mod history;
+mod html;
 mod jsonl;
 mod model;
+mod necessary;
 mod op;
 mod parse_error;
 mod report;
 mod wgl;
 
 pub use check::{check, CheckConfig};
+pub use generate::{corrupt, linearizable_history, Corruption, GeneratorConfig};
 pub use history::{History, HistoryError, HistoryRecorder, OpRef, HISTORY_OPS_MAX};
+pub use html::{render_html, HTML_OPS_MAX};
 pub use jsonl::JSONL_LINE_BYTES_MAX;
 pub use op::{Op, OpType, RegisterDisplay, Value, F};
 pub use parse_error::{ParseError, ParseErrorKind};

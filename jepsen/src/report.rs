@@ -89,6 +89,12 @@ pub struct Counterexample {
     /// (`blocked` among them), in invocation order: none of them can be
     /// linearized next without a dead end. At most 32 are listed.
     pub candidates: Vec<OpReport>,
+    /// The smallest failing window found, in invocation order: these
+    /// operations alone cannot be linearized, whatever value the register
+    /// held before them (any value written earlier, or nil) and whether or
+    /// not the operations straddling the window's edges took effect. Empty
+    /// if the search for it ran out of budget.
+    pub window: Vec<OpReport>,
 }
 
 /// One operation as a report shows it.
@@ -156,6 +162,12 @@ impl fmt::Display for Counterexample {
         )?;
         for op in &self.candidates {
             writeln!(f, "    {op}")?;
+        }
+        if !self.window.is_empty() {
+            writeln!(f, "  Smallest failing window found ({} ops; no order of them works):", self.window.len())?;
+            for op in &self.window {
+                writeln!(f, "    {op}")?;
+            }
         }
         Ok(())
     }

@@ -140,6 +140,10 @@ fn stale_read_is_invalid_and_explained() {
     );
     assert_eq!(summary(&counterexample.candidates), vec![(3, F::Read, int(1))]);
     assert_eq!(
+        summary(&counterexample.window),
+        vec![(1, F::Write, int(1)), (2, F::Write, int(2)), (3, F::Read, int(1))]
+    );
+    assert_eq!(
         result.to_string(),
         "History is NOT linearizable: 1 keys, 3 ops checked.\n\
          the default register is not linearizable.\n  \
@@ -148,6 +152,10 @@ fn stale_read_is_invalid_and_explained() {
          process 2 write 2 (event 2, invoked at 30 ns, ok at 40 ns)\n  \
          Could not linearize: process 3 read -> 1 (event 4, invoked at 50 ns, ok at 60 ns)\n  \
          It completed before it could take effect; no op pending then can be linearized next:\n    \
+         process 3 read -> 1 (event 4, invoked at 50 ns, ok at 60 ns)\n  \
+         Smallest failing window found (3 ops; no order of them works):\n    \
+         process 1 write 1 (event 0, invoked at 10 ns, ok at 20 ns)\n    \
+         process 2 write 2 (event 2, invoked at 30 ns, ok at 40 ns)\n    \
          process 3 read -> 1 (event 4, invoked at 50 ns, ok at 60 ns)\n"
     );
 }
@@ -361,7 +369,7 @@ fn exhausted_budget_is_unknown_not_valid() {
     }
     script.op(9, F::Read, Value::Nil, int(99));
     let history = std::mem::take(&mut script.recorder).finish();
-    let tight = CheckConfig { states_max: 10, steps_max: 1_000_000 };
+    let tight = CheckConfig { states_max: 10, steps_max: 1_000_000, ..CheckConfig::default() };
     let result = check(&history, &tight);
     assert_eq!(result.verdict, Verdict::Unknown);
     assert!(!result.valid);

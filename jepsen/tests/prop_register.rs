@@ -6,11 +6,11 @@ mod support;
 
 use std::collections::HashMap;
 
-use lockstep_jepsen::{check, CheckConfig, History, HistoryRecorder, KeyOutcome, Op, OpType, Value, Verdict, F};
+use lockstep_jepsen::{check, CheckConfig, History, HistoryRecorder, KeyOutcome, OpType, Value, Verdict, F};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use support::{rebuild, simulate_with_values_max, Choice};
+use support::{brute_force_valid, rebuild, simulate_with_values_max, Choice};
 
 /// A value no simulated client ever writes.
 const NEVER_WRITTEN: i64 = 999_999_999;
@@ -76,11 +76,69 @@ proptest! {
     fn agrees_with_brute_force_on_small_histories(steps in small_history_steps()) {
         let history = small_history(&steps);
         let expected = brute_force_valid(&history);
-        let result = check(&history, &CheckConfig::default());
-        prop_assert_eq!(result.valid, expected, "{}\n{}", result, history.to_jsonl());
         let expected_verdict = if expected { Verdict::Valid } else { Verdict::Invalid };
-        prop_assert_eq!(result.verdict, expected_verdict);
+        for slice_steps in [1 << 20, 1] {
+            let result = check(&history, &CheckConfig { slice_steps, ..CheckConfig::default() });
+            prop_assert_eq!(result.verdict, expected_verdict, "{}\n{}", result, history.to_jsonl());
+        }
     }
+
+    /// Random histories whose writes all write distinct values, where the
+    /// prunings that rely on that (stranding, deadlines of observed `info`
+    /// writes, the necessary conditions) all apply.
+    #[test]
+    fn agrees_with_brute_force_on_small_unique_value_histories(steps in small_history_steps()) {
+        let history = small_unique_history(&steps);
+        let expected = brute_force_valid(&history);
+        let expected_verdict = if expected { Verdict::Valid } else { Verdict::Invalid };
+        // Also with the necessary conditions and windows tried after one
+        // step, so that they are tested on every history.
+        for slice_steps in [1 << 20, 1] {
+            let result = check(&history, &CheckConfig { slice_steps, ..CheckConfig::default() });
+            prop_assert_eq!(result.verdict, expected_verdict, "{}\n{}", result, history.to_jsonl());
+        }
+    }
+}
+
+/// Like [`small_history`] on one key, but every write and cas writes a new
+/// value (1, 2, 3, ...); reads return, and cas expect, nil or any of the
+/// first few values.
+fn small_unique_history(steps: &[SmallStep]) -> History {
+    let mut recorder = HistoryRecorder::new();
+    let mut open: HashMap<u64, lockstep_jepsen::OpRef> = HashMap::new();
+    let mut invocations = 0;
+    let mut written = 0;
+    for (time_ns, &(process, kind, f, value, _)) in steps.iter().enumerate() {
+        let time_ns = time_ns as u64;
+        // -1 is nil; 0..3 name the first values written, 1..=4.
+        let register = if value < 0 { None } else { Some(value + 1 + i64::from(kind % 2)) };
+        if let Some(op) = open.remove(&process) {
+            let op_type = match kind % 8 {
+                0 => OpType::Fail,
+                1 => OpType::Info,
+                _ => OpType::Ok,
+            };
+            let result = register.map_or(Value::Nil, Value::Int);
+            recorder.complete(op, op_type, result, time_ns).expect("open op completes");
+        } else if invocations < 10 {
+            let argument = match f {
+                0 => Value::Nil,
+                1 => {
+                    written += 1;
+                    Value::Int(written)
+                }
+                _ => {
+                    written += 1;
+                    Value::Cas { expected: register, new: written }
+                }
+            };
+            let f = [F::Read, F::Write, F::Cas][usize::from(f)];
+            let op = recorder.invoke(process, f, None, argument, time_ns).expect("idle");
+            open.insert(process, op);
+            invocations += 1;
+        }
+    }
+    recorder.finish()
 }
 
 /// (process, kind, f, value, key) choices for [`small_history`].
@@ -120,87 +178,4 @@ fn small_history(steps: &[SmallStep]) -> History {
         }
     }
     recorder.finish()
-}
-
-/// One operation as the brute-force search sees it.
-struct Candidate {
-    f: F,
-    argument: Value,
-    read: Option<i64>,
-    invoked_at: usize,
-    /// Index of the `ok` event; `None` for ops that may never take effect.
-    returned_at: Option<usize>,
-}
-
-/// Tries every order consistent with real time, separately per key.
-fn brute_force_valid(history: &History) -> bool {
-    let events = history.ops();
-    let mut by_key: HashMap<Option<String>, Vec<Candidate>> = HashMap::new();
-    let mut open: HashMap<u64, usize> = HashMap::new();
-    let mut completion: HashMap<usize, usize> = HashMap::new();
-    for (index, op) in events.iter().enumerate() {
-        if op.op_type == OpType::Invoke {
-            open.insert(op.process, index);
-        } else if let Some(invoke) = open.remove(&op.process) {
-            completion.insert(invoke, index);
-        }
-    }
-    for (index, op) in events.iter().enumerate() {
-        if op.op_type != OpType::Invoke {
-            continue;
-        }
-        let done: Option<&Op> = completion.get(&index).map(|&at| &events[at]);
-        let outcome = done.map_or(OpType::Info, |done| done.op_type);
-        if outcome == OpType::Fail || (op.f == F::Read && outcome != OpType::Ok) {
-            continue;
-        }
-        let read = match done.map(|done| done.value) {
-            Some(Value::Int(value)) if op.f == F::Read => Some(value),
-            _ => None,
-        };
-        let returned_at = if outcome == OpType::Ok { completion.get(&index).copied() } else { None };
-        by_key.entry(op.key.clone()).or_default().push(Candidate {
-            f: op.f,
-            argument: op.value,
-            read,
-            invoked_at: index,
-            returned_at,
-        });
-    }
-    by_key.values().all(|ops| search(ops, &mut vec![false; ops.len()], None))
-}
-
-fn search(ops: &[Candidate], done: &mut Vec<bool>, state: Option<i64>) -> bool {
-    let required_left = ops.iter().zip(done.iter()).any(|(op, &d)| !d && op.returned_at.is_some());
-    if !required_left {
-        return true;
-    }
-    for next in 0..ops.len() {
-        if done[next] {
-            continue;
-        }
-        // `next` may go first only if no other pending op returned before it
-        // was invoked.
-        let blocked = ops.iter().enumerate().any(|(other, op)| {
-            other != next && !done[other] && op.returned_at.is_some_and(|at| at < ops[next].invoked_at)
-        });
-        if blocked {
-            continue;
-        }
-        let after = match (ops[next].f, ops[next].argument) {
-            (F::Read, _) if ops[next].read == state => Some(state),
-            (F::Write, Value::Int(value)) => Some(Some(value)),
-            (F::Cas, Value::Cas { expected, new }) if expected == state => Some(Some(new)),
-            _ => None,
-        };
-        if let Some(after) = after {
-            done[next] = true;
-            let found = search(ops, done, after);
-            done[next] = false;
-            if found {
-                return true;
-            }
-        }
-    }
-    false
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+
 use lockstep_jepsen::{History, HistoryRecorder, Op, OpRef, OpType, Value, F};
 
 /// SplitMix64, a deterministic generator for test choices.
@@ -248,4 +250,87 @@ pub fn rebuild(ops: Vec<Op>) -> History {
         recorder.push(op).expect("edited history stays well formed");
     }
     recorder.finish()
+}
+
+/// One operation as the brute-force search sees it.
+struct Candidate {
+    f: F,
+    argument: Value,
+    read: Option<i64>,
+    invoked_at: usize,
+    /// Index of the `ok` event; `None` for ops that may never take effect.
+    returned_at: Option<usize>,
+}
+
+/// Tries every order consistent with real time, separately per key.
+pub fn brute_force_valid(history: &History) -> bool {
+    let events = history.ops();
+    let mut by_key: HashMap<Option<String>, Vec<Candidate>> = HashMap::new();
+    let mut open: HashMap<u64, usize> = HashMap::new();
+    let mut completion: HashMap<usize, usize> = HashMap::new();
+    for (index, op) in events.iter().enumerate() {
+        if op.op_type == OpType::Invoke {
+            open.insert(op.process, index);
+        } else if let Some(invoke) = open.remove(&op.process) {
+            completion.insert(invoke, index);
+        }
+    }
+    for (index, op) in events.iter().enumerate() {
+        if op.op_type != OpType::Invoke {
+            continue;
+        }
+        let done: Option<&Op> = completion.get(&index).map(|&at| &events[at]);
+        let outcome = done.map_or(OpType::Info, |done| done.op_type);
+        if outcome == OpType::Fail || (op.f == F::Read && outcome != OpType::Ok) {
+            continue;
+        }
+        let read = match done.map(|done| done.value) {
+            Some(Value::Int(value)) if op.f == F::Read => Some(value),
+            _ => None,
+        };
+        let returned_at = if outcome == OpType::Ok { completion.get(&index).copied() } else { None };
+        by_key.entry(op.key.clone()).or_default().push(Candidate {
+            f: op.f,
+            argument: op.value,
+            read,
+            invoked_at: index,
+            returned_at,
+        });
+    }
+    by_key.values().all(|ops| search(ops, &mut vec![false; ops.len()], None))
+}
+
+fn search(ops: &[Candidate], done: &mut Vec<bool>, state: Option<i64>) -> bool {
+    let required_left = ops.iter().zip(done.iter()).any(|(op, &d)| !d && op.returned_at.is_some());
+    if !required_left {
+        return true;
+    }
+    for next in 0..ops.len() {
+        if done[next] {
+            continue;
+        }
+        // `next` may go first only if no other pending op returned before it
+        // was invoked.
+        let blocked = ops.iter().enumerate().any(|(other, op)| {
+            other != next && !done[other] && op.returned_at.is_some_and(|at| at < ops[next].invoked_at)
+        });
+        if blocked {
+            continue;
+        }
+        let after = match (ops[next].f, ops[next].argument) {
+            (F::Read, _) if ops[next].read == state => Some(state),
+            (F::Write, Value::Int(value)) => Some(Some(value)),
+            (F::Cas, Value::Cas { expected, new }) if expected == state => Some(Some(new)),
+            _ => None,
+        };
+        if let Some(after) = after {
+            done[next] = true;
+            let found = search(ops, done, after);
+            done[next] = false;
+            if found {
+                return true;
+            }
+        }
+    }
+    false
 }
