@@ -30,7 +30,7 @@
 //! deadline. Histories that are not linearizable are usually decided by
 //! `O(n log n)` necessary conditions (a value never written, read before it
 //! was written, or read after a completed overwrite) or by a short window
-//! that fails on its own. See `docs/jepsen-checker.md`.
+//! that fails on its own. See the Checker section of `docs/jepsen.md`.
 //!
 //! An invalid key comes with a [`Counterexample`]: the longest linearizable
 //! prefix found, the operation that could not follow it, and the smallest
