@@ -337,3 +337,45 @@ fn plain_http1_services_are_served() {
         assert!(response.ends_with("\r\n\r\nGET /health\n"), "{response}");
     }
 }
+
+/// The JSON gateway with curl (HTTP/1.1, `application/json`) on the gRPC port.
+#[test]
+fn json_gateway_answers_curl() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        println!("SKIPPED: curl is not installed");
+        return;
+    }
+    let server = start_server();
+    let curl = |path: &str, body: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "-X", "POST", "-H", "content-type: application/json", "-d", body])
+            .arg(format!("http://127.0.0.1:{}{path}", server.port))
+            .output()
+            .expect("curl runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let put = curl("/v3/kv/put", r#"{"key": "Zm9v", "value": "YmFy"}"#);
+    assert!(put.contains(r#""revision":"2""#), "{put}");
+    let range = curl("/v3/kv/range", r#"{"key": "Zm9v"}"#);
+    assert!(range.contains(r#""kvs":[{"#) && range.contains(r#""value":"YmFy""#), "{range}");
+    let members = curl("/v3/cluster/member/list", "{}");
+    assert!(members.contains(r#""name":"m1""#), "{members}");
+    let status = curl("/v3/maintenance/status", "{}");
+    assert!(status.contains(r#""version":"3.5.0""#), "{status}");
+    // A watch streams one JSON line per response until curl gives up.
+    let watcher = Command::new("curl")
+        .args(["-sSN", "--max-time", "3", "-X", "POST", "-d", r#"{"create_request": {"key": "Zm9v"}}"#])
+        .arg(format!("http://127.0.0.1:{}/v3/watch", server.port))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl runs");
+    std::thread::sleep(Duration::from_millis(700));
+    curl("/v3/kv/put", r#"{"key": "Zm9v", "value": "YmF6"}"#);
+    let out = watcher.wait_with_output().expect("curl ends");
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with(r#"{"result":{"#) && lines[0].contains(r#""created":true"#), "{text}");
+    assert!(lines[1].contains(r#""events":[{"kv":{"#) && lines[1].contains(r#""value":"YmF6""#), "{text}");
+}
