@@ -284,10 +284,12 @@ impl EtcdService {
         self.stream_response::<pb::LeaseKeepAliveRequest, _>(answers)
     }
 
-    /// `Maintenance/Snapshot`: the backend's snapshot file in chunks of
+    /// `Maintenance/Snapshot`: the backend's snapshot file, zero-padded to a
+    /// multiple of 512 bytes and followed by its SHA-256 as etcd's stream is
+    /// (etcdctl checks that the checksum is there), in chunks of
     /// [`SNAPSHOT_CHUNK_BYTES`], each with the bytes still to come
-    /// (`remaining_bytes`), as etcd streams its database. The file is
-    /// lockstep's format (see `lockstep snapshot restore`), not bbolt.
+    /// (`remaining_bytes`). The file is lockstep's format (see `lockstep
+    /// snapshot restore`), not bbolt.
     async fn snapshot<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -299,7 +301,7 @@ impl EtcdService {
         }
         let backend = self.backend.clone();
         let file = match backend.snapshot().await {
-            Ok(file) => file,
+            Ok(file) => crate::sha256::with_snapshot_checksum(file),
             Err(e) => return backend_error(&e).into_http(),
         };
         let revision = match current_revision(&*backend).await {

@@ -38,6 +38,7 @@ pub mod convert;
 pub mod gateway;
 pub mod grpc;
 pub mod memory;
+pub mod sha256;
 pub mod status;
 
 pub use backend::{Backend, BackendError, EtcdError, HeaderInfo, KvHash, MemberInfo, MemberStatus};

@@ -184,9 +184,17 @@ impl Backend for MemberBackend {
         let addresses = self.admin.addresses();
         let info = |id: u64, is_learner: bool| {
             let a = addresses.get(&id);
+            let mut name = a.map(|a| a.name.clone()).unwrap_or_default();
+            // A member registered with MemberAdd has no name until it joins
+            // (etcd's "unstarted"); only the leader hears the name it joins
+            // with, so elsewhere a live peer connection shows it started.
+            let connected = id == status.id || status.peers.get(&id).is_some_and(|p| p.connected);
+            if name.is_empty() && connected {
+                name = format!("member-{id}");
+            }
             MemberInfo {
                 id,
-                name: a.map(|a| a.name.clone()).unwrap_or_default(),
+                name,
                 peer_urls: a.map(|a| vec![peer_url(&a.peer)]).unwrap_or_default(),
                 client_urls: a.filter(|a| !a.client.is_empty()).map(|a| vec![a.client.clone()]).unwrap_or_default(),
                 is_learner,
