@@ -314,11 +314,7 @@ impl EtcdService {
             .chunks(SNAPSHOT_CHUNK_BYTES)
             .scan(0usize, |sent, chunk| {
                 *sent += chunk.len();
-                Some(Ok(pb::SnapshotResponse {
-                    header: header.clone(),
-                    remaining_bytes: (total - *sent) as u64,
-                    blob: chunk.to_vec(),
-                }))
+                Some(Ok(pb::SnapshotResponse { header, remaining_bytes: (total - *sent) as u64, blob: chunk.to_vec() }))
             })
             .collect();
         self.stream_response::<pb::SnapshotRequest, _>(futures_lite::stream::iter(chunks))

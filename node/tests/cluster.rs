@@ -216,42 +216,42 @@ fn etcdctl_changes_membership_and_runs_maintenance() {
     let mut cluster = Cluster::start(3);
     let leader = cluster.wait_leader(STARTUP);
     put_until_ok(&cluster.running_clients()[0], "seed", "1", STARTUP);
-    let follower = cluster.members.iter().find(|m| m.config.member_id != leader).unwrap().config.advertise_client();
+    let follower =
+        vec![cluster.members.iter().find(|m| m.config.member_id != leader).unwrap().config.advertise_client()];
     let all = cluster.running_clients();
     let fail_text = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
 
     // A learner that never starts: added, cannot be promoted, removed.
-    let out = etcdctl(&[follower.clone()], &["member", "add", "ghost", "--learner", "--peer-urls=http://127.0.0.1:9"]);
+    let out = etcdctl(&follower, &["member", "add", "ghost", "--learner", "--peer-urls=http://127.0.0.1:9"]);
     assert!(out.status.success(), "{}", fail_text(&out));
     let text = stdout(&out);
     assert!(text.starts_with("Member "), "{text}");
     let ghost = text.split_whitespace().nth(1).unwrap().to_string();
-    let out = etcdctl(&[follower.clone()], &["member", "promote", &ghost]);
+    let out = etcdctl(&follower, &["member", "promote", &ghost]);
     assert!(
         fail_text(&out).contains("etcdserver: can only promote a learner member which is in sync with leader"),
         "{}",
         fail_text(&out)
     );
-    let out = etcdctl(&[follower.clone()], &["member", "promote", "1"]);
+    let out = etcdctl(&follower, &["member", "promote", "1"]);
     assert!(fail_text(&out).contains("etcdserver: can only promote a learner member"), "{}", fail_text(&out));
-    let out = etcdctl(&[follower.clone()], &["member", "promote", "abcdef"]);
+    let out = etcdctl(&follower, &["member", "promote", "abcdef"]);
     assert!(fail_text(&out).contains("etcdserver: member not found"), "{}", fail_text(&out));
-    let out = etcdctl(&[follower.clone()], &["member", "add", "dup", "--peer-urls=http://127.0.0.1:9"]);
+    let out = etcdctl(&follower, &["member", "add", "dup", "--peer-urls=http://127.0.0.1:9"]);
     assert!(fail_text(&out).contains("etcdserver: Peer URLs already exists"), "{}", fail_text(&out));
-    let out = etcdctl(&[follower.clone()], &["member", "update", &ghost, "--peer-urls=http://127.0.0.1:10"]);
+    let out = etcdctl(&follower, &["member", "update", &ghost, "--peer-urls=http://127.0.0.1:10"]);
     assert!(stdout(&out).contains("updated in cluster"), "{}{}", stdout(&out), fail_text(&out));
-    let out = etcdctl(&[follower.clone()], &["member", "list"]);
+    let out = etcdctl(&follower, &["member", "list"]);
     assert!(stdout(&out).contains(&format!("{ghost}, unstarted, , http://127.0.0.1:10, , true")), "{}", stdout(&out));
-    let out = etcdctl(&[follower.clone()], &["member", "remove", &ghost]);
+    let out = etcdctl(&follower, &["member", "remove", &ghost]);
     assert!(stdout(&out).contains(&format!("Member {ghost} removed from cluster")), "{}", fail_text(&out));
-    let out = etcdctl(&[follower.clone()], &["member", "remove", &ghost]);
+    let out = etcdctl(&follower, &["member", "remove", &ghost]);
     assert!(fail_text(&out).contains("etcdserver: member not found"), "{}", fail_text(&out));
 
     // A member registered with etcdctl, then started with `--join` under that id.
     let template = cluster.joiner(99);
     let peer = template.config.advertise_peer();
-    let out =
-        etcdctl(&[follower.clone()], &["member", "add", "m4", "--learner", &format!("--peer-urls=http://{peer}")]);
+    let out = etcdctl(&follower, &["member", "add", "m4", "--learner", &format!("--peer-urls=http://{peer}")]);
     assert!(out.status.success(), "{}", fail_text(&out));
     let id_hex = stdout(&out).split_whitespace().nth(1).unwrap().to_string();
     let id = u64::from_str_radix(&id_hex, 16).unwrap();
@@ -262,7 +262,7 @@ fn etcdctl_changes_membership_and_runs_maintenance() {
     cluster.members.push(joiner);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = etcdctl(&[follower.clone()], &["member", "list"]);
+        let out = etcdctl(&follower, &["member", "list"]);
         let line = stdout(&out).lines().find(|l| l.starts_with(&id_hex)).map(str::to_string).unwrap_or_default();
         if line.contains(", started, ") && line.ends_with(", false") {
             break;
@@ -287,10 +287,10 @@ fn etcdctl_changes_membership_and_runs_maintenance() {
         assert!(Instant::now() < deadline, "members disagree: {}{}", stdout(&out), fail_text(&out));
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = etcdctl(&[follower.clone()], &["defrag"]);
+    let out = etcdctl(&follower, &["defrag"]);
     assert!(stdout(&out).starts_with("Finished defragmenting etcd member"), "{}", fail_text(&out));
     let path = cluster.dir.path().join("etcdctl.snap");
-    let out = etcdctl(&[follower.clone()], &["snapshot", "save", path.to_str().unwrap()]);
+    let out = etcdctl(&follower, &["snapshot", "save", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", fail_text(&out));
     let bytes = std::fs::read(&path).unwrap();
     let (header, _) = lockstep::snapshot::decode_snapshot_file(&bytes).unwrap();
