@@ -296,6 +296,22 @@ fn etcdctl_changes_membership_and_runs_maintenance() {
     let (header, _) = lockstep::snapshot::decode_snapshot_file(&bytes).unwrap();
     assert!(header.revision >= 2);
 
+    // The JSON gateway on a follower's client port, with curl.
+    let curl = |path: &str, body: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-X", "POST", "-d", body])
+            .arg(format!("{}{path}", follower[0]))
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let put = curl("/v3/kv/put", r#"{"key": "Z3c=", "value": "MQ=="}"#);
+    assert!(put.contains(r#""revision":"#), "{put}");
+    let range = curl("/v3/kv/range", r#"{"key": "Z3c="}"#);
+    assert!(range.contains(r#""value":"MQ==""#), "{range}");
+    let members = curl("/v3/cluster/member/list", "{}");
+    assert!(members.contains(&format!(r#""ID":"{id}""#)), "{members}");
+
     // MoveLeader: etcdctl finds the leader among the endpoints.
     let leader = cluster.wait_leader(STARTUP);
     let target = cluster.members.iter().map(|m| m.config.member_id).find(|m| *m != leader && *m != id).unwrap();
