@@ -30,6 +30,39 @@ pub enum BackendError {
     /// The member cannot serve at all (stopping, not started, its WAL failed);
     /// the text is sent with gRPC status `UNAVAILABLE`.
     Unavailable(String),
+    /// One of etcd's specific refusals (membership, leadership transfer).
+    Etcd(EtcdError),
+    /// The backend does not implement this call (`UNIMPLEMENTED`).
+    Unimplemented(&'static str),
+}
+
+/// etcd's refusals of cluster and maintenance requests, each sent with etcd's
+/// status code and text (`api/v3rpc/rpctypes/error.go`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdError {
+    /// `ErrGRPCMemberNotFound`.
+    MemberNotFound,
+    /// `ErrGRPCMemberExist`.
+    MemberExists,
+    /// `ErrGRPCPeerURLExist`.
+    PeerUrlExists,
+    /// `ErrGRPCMemberBadURLs`.
+    MemberBadUrls,
+    /// `ErrGRPCMemberNotLearner`.
+    MemberNotLearner,
+    /// `ErrGRPCLearnerNotReady`.
+    LearnerNotReady,
+    /// `ErrGRPCMemberNotEnoughStarted`.
+    NotEnoughStartedMembers,
+    /// `ErrGRPCNotLeader` (`FAILED_PRECONDITION`, as etcd sends it for
+    /// `MoveLeader`).
+    NotLeader,
+    /// `ErrGRPCBadLeaderTransferee`.
+    BadLeaderTransferee,
+    /// `ErrGRPCFutureRev` (a hash asked at a revision not reached yet).
+    FutureRevision,
+    /// `ErrGRPCCompacted` (a hash asked below the compacted revision).
+    Compacted,
 }
 
 impl From<ClientError> for BackendError {
@@ -76,6 +109,17 @@ pub struct MemberInfo {
     pub client_urls: Vec<String>,
     /// It is a learner (non-voting).
     pub is_learner: bool,
+}
+
+/// The outcome of `Maintenance/HashKV`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KvHash {
+    /// The hash of every revision record up to `hash_revision`.
+    pub hash: u32,
+    /// The compacted revision when the hash was computed.
+    pub compact_revision: i64,
+    /// The revision the hash covers.
+    pub hash_revision: i64,
 }
 
 /// What the etcd API needs from a member. Futures are !Send: one backend lives
@@ -136,5 +180,61 @@ pub trait Backend {
     async fn members(&self, linearizable: bool) -> Result<Vec<MemberInfo>, BackendError> {
         let _ = linearizable;
         Ok(vec![MemberInfo { id: self.header().member_id, ..MemberInfo::default() }])
+    }
+
+    /// `Cluster/MemberAdd`: registers a new member reachable at `peer_urls`
+    /// (as a learner when `is_learner`) under a fresh id; the added member and
+    /// the members afterwards.
+    async fn member_add(
+        &self,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> Result<(MemberInfo, Vec<MemberInfo>), BackendError> {
+        let _ = (peer_urls, is_learner);
+        Err(BackendError::Unimplemented("Cluster/MemberAdd"))
+    }
+
+    /// `Cluster/MemberRemove`: the members afterwards.
+    async fn member_remove(&self, id: u64) -> Result<Vec<MemberInfo>, BackendError> {
+        let _ = id;
+        Err(BackendError::Unimplemented("Cluster/MemberRemove"))
+    }
+
+    /// `Cluster/MemberUpdate`: changes a member's peer URLs; the members
+    /// afterwards.
+    async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<Vec<MemberInfo>, BackendError> {
+        let _ = (id, peer_urls);
+        Err(BackendError::Unimplemented("Cluster/MemberUpdate"))
+    }
+
+    /// `Cluster/MemberPromote`: makes a caught-up learner a voter; the members
+    /// afterwards.
+    async fn member_promote(&self, id: u64) -> Result<Vec<MemberInfo>, BackendError> {
+        let _ = id;
+        Err(BackendError::Unimplemented("Cluster/MemberPromote"))
+    }
+
+    /// `Maintenance/Snapshot`: the member's state as one file (the service
+    /// streams it in chunks).
+    async fn snapshot(&self) -> Result<Vec<u8>, BackendError> {
+        Err(BackendError::Unimplemented("Maintenance/Snapshot"))
+    }
+
+    /// `Maintenance/Hash`: a hash of everything the member stores.
+    async fn hash(&self) -> Result<u32, BackendError> {
+        Err(BackendError::Unimplemented("Maintenance/Hash"))
+    }
+
+    /// `Maintenance/HashKV`: a hash of the revision records up to `revision`
+    /// (0: the current one), equal on every member at the same revision.
+    async fn hash_kv(&self, revision: i64) -> Result<KvHash, BackendError> {
+        let _ = revision;
+        Err(BackendError::Unimplemented("Maintenance/HashKV"))
+    }
+
+    /// `Maintenance/MoveLeader`: hands leadership to `target` (leader only).
+    async fn move_leader(&self, target: u64) -> Result<(), BackendError> {
+        let _ = target;
+        Err(BackendError::Unimplemented("Maintenance/MoveLeader"))
     }
 }

@@ -22,6 +22,10 @@
 //! | `/etcdserverpb.Maintenance/Alarm` | `read` (GET) or `write` |
 //! | `/etcdserverpb.Maintenance/Status` | `status` |
 //! | `/etcdserverpb.Cluster/MemberList` | `members` |
+//! | `/etcdserverpb.Cluster/{MemberAdd,MemberRemove,MemberUpdate,MemberPromote}` | `member_add`, `member_remove`, `member_update`, `member_promote` |
+//! | `/etcdserverpb.Maintenance/Snapshot` (server stream) | `snapshot`, sent in 32 KiB chunks |
+//! | `/etcdserverpb.Maintenance/{Hash,HashKV,MoveLeader}` | `hash`, `hash_kv`, `move_leader` |
+//! | `/etcdserverpb.Maintenance/Defragment` | none: answers OK (fjall compacts online) |
 //!
 //! Any other path answers `UNIMPLEMENTED`. Errors are etcd's statuses
 //! ([`crate::status`]).
@@ -67,6 +71,9 @@ use crate::status::{backend_error, kv_error};
 /// The etcd version reported by `Maintenance/Status`: lockstep implements
 /// etcd 3.5's API, and clients compare this string to decide what they may use.
 pub const ETCD_VERSION: &str = "3.5.0";
+
+/// The size of one `Maintenance/Snapshot` message (etcd's: 32 KiB).
+pub const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -149,13 +156,28 @@ impl EtcdService {
         EtcdService { backend, config }
     }
 
-    /// Answers one HTTP request (a gRPC call).
+    /// Answers one HTTP request: a gRPC call, or (any other content type) a
+    /// JSON gateway call ([`crate::gateway`]).
     pub async fn handle<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError> + Send,
     {
         let backend = &self.backend;
+        let grpc = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/grpc"));
+        if !grpc {
+            return crate::gateway::handle(
+                backend.clone(),
+                request,
+                self.config.request_bytes_max,
+                self.config.watch_fragment_bytes,
+            )
+            .await;
+        }
         match request.uri().path() {
             "/etcdserverpb.KV/Range" => self.unary(request, |r| range(backend.clone(), r)).await,
             "/etcdserverpb.KV/Put" => self.unary(request, |r| put(backend.clone(), r)).await,
@@ -173,6 +195,15 @@ impl EtcdService {
             "/etcdserverpb.Maintenance/Alarm" => self.unary(request, |r| alarm(backend.clone(), r)).await,
             "/etcdserverpb.Maintenance/Status" => self.unary(request, |r| status(backend.clone(), r)).await,
             "/etcdserverpb.Cluster/MemberList" => self.unary(request, |r| member_list(backend.clone(), r)).await,
+            "/etcdserverpb.Cluster/MemberAdd" => self.unary(request, |r| member_add(backend.clone(), r)).await,
+            "/etcdserverpb.Cluster/MemberRemove" => self.unary(request, |r| member_remove(backend.clone(), r)).await,
+            "/etcdserverpb.Cluster/MemberUpdate" => self.unary(request, |r| member_update(backend.clone(), r)).await,
+            "/etcdserverpb.Cluster/MemberPromote" => self.unary(request, |r| member_promote(backend.clone(), r)).await,
+            "/etcdserverpb.Maintenance/Hash" => self.unary(request, |r| hash(backend.clone(), r)).await,
+            "/etcdserverpb.Maintenance/HashKV" => self.unary(request, |r| hash_kv(backend.clone(), r)).await,
+            "/etcdserverpb.Maintenance/Defragment" => self.unary(request, |r| defragment(backend.clone(), r)).await,
+            "/etcdserverpb.Maintenance/MoveLeader" => self.unary(request, |r| move_leader(backend.clone(), r)).await,
+            "/etcdserverpb.Maintenance/Snapshot" => self.snapshot(request).await,
             path => Status::unimplemented(format!("lockstep: unknown method {path}")).into_http(),
         }
     }
@@ -253,6 +284,42 @@ impl EtcdService {
         self.stream_response::<pb::LeaseKeepAliveRequest, _>(answers)
     }
 
+    /// `Maintenance/Snapshot`: the backend's snapshot file, zero-padded to a
+    /// multiple of 512 bytes and followed by its SHA-256 as etcd's stream is
+    /// (etcdctl checks that the checksum is there), in chunks of
+    /// [`SNAPSHOT_CHUNK_BYTES`], each with the bytes still to come
+    /// (`remaining_bytes`). The file is lockstep's format (see `lockstep
+    /// snapshot restore`), not bbolt.
+    async fn snapshot<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError> + Send,
+    {
+        let mut requests = self.request_stream::<B, pb::SnapshotRequest, pb::SnapshotResponse>(request);
+        if let Err(status) = requests.message().await {
+            return status.into_http();
+        }
+        let backend = self.backend.clone();
+        let file = match backend.snapshot().await {
+            Ok(file) => crate::sha256::with_snapshot_checksum(file),
+            Err(e) => return backend_error(&e).into_http(),
+        };
+        let revision = match current_revision(&*backend).await {
+            Ok(revision) => revision,
+            Err(status) => return status.into_http(),
+        };
+        let header = crate::convert::header(backend.header(), kv::ResponseHeader { revision });
+        let total = file.len();
+        let chunks: Vec<Result<pb::SnapshotResponse, Status>> = file
+            .chunks(SNAPSHOT_CHUNK_BYTES)
+            .scan(0usize, |sent, chunk| {
+                *sent += chunk.len();
+                Some(Ok(pb::SnapshotResponse { header, remaining_bytes: (total - *sent) as u64, blob: chunk.to_vec() }))
+            })
+            .collect();
+        self.stream_response::<pb::SnapshotRequest, _>(futures_lite::stream::iter(chunks))
+    }
+
     /// `Watch/Watch`: see the module doc.
     fn watch<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
     where
@@ -310,7 +377,7 @@ fn unexpected(what: &str, response: &KvResponse) -> Status {
     Status::internal(format!("lockstep: backend answered {what} with {kind}"))
 }
 
-async fn range(backend: Rc<dyn Backend>, r: pb::RangeRequest) -> Result<pb::RangeResponse, Status> {
+pub(crate) async fn range(backend: Rc<dyn Backend>, r: pb::RangeRequest) -> Result<pb::RangeResponse, Status> {
     let request: kv::RangeRequest = r.try_into()?;
     let linearizable = !request.serializable;
     match outcome(backend.read(KvQuery::Range(request), linearizable).await)? {
@@ -319,21 +386,24 @@ async fn range(backend: Rc<dyn Backend>, r: pb::RangeRequest) -> Result<pb::Rang
     }
 }
 
-async fn put(backend: Rc<dyn Backend>, r: pb::PutRequest) -> Result<pb::PutResponse, Status> {
+pub(crate) async fn put(backend: Rc<dyn Backend>, r: pb::PutRequest) -> Result<pb::PutResponse, Status> {
     match outcome(backend.write(KvCommand::Put(r.into())).await)? {
         KvResponse::Put(r) => Ok(r.to_pb(backend.header())),
         other => Err(unexpected("a put", &other)),
     }
 }
 
-async fn delete_range(backend: Rc<dyn Backend>, r: pb::DeleteRangeRequest) -> Result<pb::DeleteRangeResponse, Status> {
+pub(crate) async fn delete_range(
+    backend: Rc<dyn Backend>,
+    r: pb::DeleteRangeRequest,
+) -> Result<pb::DeleteRangeResponse, Status> {
     match outcome(backend.write(KvCommand::DeleteRange(r.into())).await)? {
         KvResponse::DeleteRange(r) => Ok(r.to_pb(backend.header())),
         other => Err(unexpected("a delete", &other)),
     }
 }
 
-async fn txn(backend: Rc<dyn Backend>, r: pb::TxnRequest) -> Result<pb::TxnResponse, Status> {
+pub(crate) async fn txn(backend: Rc<dyn Backend>, r: pb::TxnRequest) -> Result<pb::TxnResponse, Status> {
     let request: kv::TxnRequest = r.try_into()?;
     let result = if request.writes() {
         backend.write(KvCommand::Txn(request)).await
@@ -353,28 +423,37 @@ fn serializable(txn: &kv::TxnRequest) -> bool {
     txn.success.iter().chain(&txn.failure).all(|op| matches!(op, kv::RequestOp::Range(r) if r.serializable))
 }
 
-async fn compact(backend: Rc<dyn Backend>, r: pb::CompactionRequest) -> Result<pb::CompactionResponse, Status> {
+pub(crate) async fn compact(
+    backend: Rc<dyn Backend>,
+    r: pb::CompactionRequest,
+) -> Result<pb::CompactionResponse, Status> {
     match outcome(backend.write(KvCommand::Compaction(r.into())).await)? {
         KvResponse::Compaction(r) => Ok(r.to_pb(backend.header())),
         other => Err(unexpected("a compaction", &other)),
     }
 }
 
-async fn lease_grant(backend: Rc<dyn Backend>, r: pb::LeaseGrantRequest) -> Result<pb::LeaseGrantResponse, Status> {
+pub(crate) async fn lease_grant(
+    backend: Rc<dyn Backend>,
+    r: pb::LeaseGrantRequest,
+) -> Result<pb::LeaseGrantResponse, Status> {
     match outcome(backend.write(KvCommand::LeaseGrant(r.into())).await)? {
         KvResponse::LeaseGrant(r) => Ok(r.to_pb(backend.header())),
         other => Err(unexpected("a lease grant", &other)),
     }
 }
 
-async fn lease_revoke(backend: Rc<dyn Backend>, r: pb::LeaseRevokeRequest) -> Result<pb::LeaseRevokeResponse, Status> {
+pub(crate) async fn lease_revoke(
+    backend: Rc<dyn Backend>,
+    r: pb::LeaseRevokeRequest,
+) -> Result<pb::LeaseRevokeResponse, Status> {
     match outcome(backend.write(KvCommand::LeaseRevoke(r.into())).await)? {
         KvResponse::LeaseRevoke(r) => Ok(r.to_pb(backend.header())),
         other => Err(unexpected("a lease revoke", &other)),
     }
 }
 
-async fn lease_time_to_live(
+pub(crate) async fn lease_time_to_live(
     backend: Rc<dyn Backend>,
     r: pb::LeaseTimeToLiveRequest,
 ) -> Result<pb::LeaseTimeToLiveResponse, Status> {
@@ -421,7 +500,7 @@ async fn alarm(backend: Rc<dyn Backend>, r: pb::AlarmRequest) -> Result<pb::Alar
     }
 }
 
-async fn status(backend: Rc<dyn Backend>, _: pb::StatusRequest) -> Result<pb::StatusResponse, Status> {
+pub(crate) async fn status(backend: Rc<dyn Backend>, _: pb::StatusRequest) -> Result<pb::StatusResponse, Status> {
     let revision = current_revision(&*backend).await?;
     let s = backend.status().await.map_err(|e| backend_error(&e))?;
     Ok(pb::StatusResponse {
@@ -438,7 +517,10 @@ async fn status(backend: Rc<dyn Backend>, _: pb::StatusRequest) -> Result<pb::St
     })
 }
 
-async fn member_list(backend: Rc<dyn Backend>, r: pb::MemberListRequest) -> Result<pb::MemberListResponse, Status> {
+pub(crate) async fn member_list(
+    backend: Rc<dyn Backend>,
+    r: pb::MemberListRequest,
+) -> Result<pb::MemberListResponse, Status> {
     let revision = current_revision(&*backend).await?;
     let members = backend.members(r.linearizable).await.map_err(|e| backend_error(&e))?;
     Ok(pb::MemberListResponse {
@@ -456,6 +538,83 @@ async fn member_list(backend: Rc<dyn Backend>, r: pb::MemberListRequest) -> Resu
     })
 }
 
+fn members_pb(members: Vec<crate::backend::MemberInfo>) -> Vec<pb::Member> {
+    members.into_iter().map(member_pb).collect()
+}
+
+fn member_pb(m: crate::backend::MemberInfo) -> pb::Member {
+    pb::Member {
+        id: m.id,
+        name: m.name,
+        peer_ur_ls: m.peer_urls,
+        client_ur_ls: m.client_urls,
+        is_learner: m.is_learner,
+    }
+}
+
+async fn response_header(backend: &dyn Backend) -> Result<Option<pb::ResponseHeader>, Status> {
+    let revision = current_revision(backend).await?;
+    Ok(crate::convert::header(backend.header(), kv::ResponseHeader { revision }))
+}
+
+async fn member_add(backend: Rc<dyn Backend>, r: pb::MemberAddRequest) -> Result<pb::MemberAddResponse, Status> {
+    let (member, members) = backend.member_add(r.peer_ur_ls, r.is_learner).await.map_err(|e| backend_error(&e))?;
+    Ok(pb::MemberAddResponse {
+        header: response_header(&*backend).await?,
+        member: Some(member_pb(member)),
+        members: members_pb(members),
+    })
+}
+
+async fn member_remove(
+    backend: Rc<dyn Backend>,
+    r: pb::MemberRemoveRequest,
+) -> Result<pb::MemberRemoveResponse, Status> {
+    let members = backend.member_remove(r.id).await.map_err(|e| backend_error(&e))?;
+    Ok(pb::MemberRemoveResponse { header: response_header(&*backend).await?, members: members_pb(members) })
+}
+
+async fn member_update(
+    backend: Rc<dyn Backend>,
+    r: pb::MemberUpdateRequest,
+) -> Result<pb::MemberUpdateResponse, Status> {
+    let members = backend.member_update(r.id, r.peer_ur_ls).await.map_err(|e| backend_error(&e))?;
+    Ok(pb::MemberUpdateResponse { header: response_header(&*backend).await?, members: members_pb(members) })
+}
+
+async fn member_promote(
+    backend: Rc<dyn Backend>,
+    r: pb::MemberPromoteRequest,
+) -> Result<pb::MemberPromoteResponse, Status> {
+    let members = backend.member_promote(r.id).await.map_err(|e| backend_error(&e))?;
+    Ok(pb::MemberPromoteResponse { header: response_header(&*backend).await?, members: members_pb(members) })
+}
+
+async fn hash(backend: Rc<dyn Backend>, _: pb::HashRequest) -> Result<pb::HashResponse, Status> {
+    let hash = backend.hash().await.map_err(|e| backend_error(&e))?;
+    Ok(pb::HashResponse { header: response_header(&*backend).await?, hash })
+}
+
+async fn hash_kv(backend: Rc<dyn Backend>, r: pb::HashKvRequest) -> Result<pb::HashKvResponse, Status> {
+    let h = backend.hash_kv(r.revision).await.map_err(|e| backend_error(&e))?;
+    Ok(pb::HashKvResponse {
+        header: response_header(&*backend).await?,
+        hash: h.hash,
+        compact_revision: h.compact_revision,
+    })
+}
+
+/// `Maintenance/Defragment` answers OK at once: fjall compacts its LSM tree
+/// online, so there is nothing to defragment and the member never blocks.
+async fn defragment(backend: Rc<dyn Backend>, _: pb::DefragmentRequest) -> Result<pb::DefragmentResponse, Status> {
+    Ok(pb::DefragmentResponse { header: response_header(&*backend).await? })
+}
+
+async fn move_leader(backend: Rc<dyn Backend>, r: pb::MoveLeaderRequest) -> Result<pb::MoveLeaderResponse, Status> {
+    backend.move_leader(r.target_id).await.map_err(|e| backend_error(&e))?;
+    Ok(pb::MoveLeaderResponse { header: response_header(&*backend).await? })
+}
+
 /// The member's current revision, from a local count-only read.
 async fn current_revision(backend: &dyn Backend) -> Result<kv::Revision, Status> {
     let probe = kv::RangeRequest { key: vec![0], count_only: true, ..kv::RangeRequest::default() };
@@ -466,6 +625,29 @@ async fn current_revision(backend: &dyn Backend) -> Result<kv::Revision, Status>
 }
 
 // ---- watch ----
+
+/// A watch stream without client messages after `request` (the JSON
+/// gateway's `/v3/watch`): its responses until the watcher ends.
+pub(crate) fn watch_one(
+    backend: Rc<dyn Backend>,
+    request: pb::WatchRequest,
+    fragment_bytes: usize,
+) -> impl Stream<Item = Result<pb::WatchResponse, Status>> {
+    let mut stream = WatchStream {
+        backend,
+        requests: None,
+        watchers: BTreeSet::new(),
+        fragmented: BTreeSet::new(),
+        pending: VecDeque::new(),
+        fragment_bytes,
+        done: false,
+    };
+    stream.handle(request);
+    futures_lite::stream::unfold(stream, |mut stream| async move {
+        let answer = stream.next().await?;
+        Some((answer, stream))
+    })
+}
 
 /// The state of one `Watch/Watch` call (see the module doc).
 struct WatchStream {

@@ -420,3 +420,85 @@ fn fragments_split_like_etcd() {
     assert_eq!(events, response.events);
     assert_eq!(fragments(response.clone(), 1 << 20), vec![response]);
 }
+
+#[test]
+fn snapshot_streams_chunks_with_remaining_bytes() {
+    let svc = service();
+    for i in 0..200 {
+        put(&svc, &format!("key-{i:03}"), &"v".repeat(1000));
+    }
+    let (chunks, code, message) = finish::<pb::SnapshotResponse>(block_on(
+        svc.handle(request("/etcdserverpb.Maintenance/Snapshot", frame(&pb::SnapshotRequest {}))),
+    ));
+    assert_eq!(code, 0, "{message}");
+    assert!(chunks.len() > 1);
+    let total: usize = chunks.iter().map(|c| c.blob.len()).sum();
+    let mut remaining = total;
+    for chunk in &chunks {
+        assert!(chunk.blob.len() <= SNAPSHOT_CHUNK_BYTES);
+        remaining -= chunk.blob.len();
+        assert_eq!(chunk.remaining_bytes, remaining as u64);
+    }
+    let whole: Vec<u8> = chunks.iter().flat_map(|c| c.blob.clone()).collect();
+    let expected = block_on(svc.backend.snapshot()).unwrap();
+    let body = crate::sha256::strip_snapshot_checksum(&whole).expect("a valid checksum");
+    assert_eq!(&body[..expected.len()], &expected[..]);
+    assert!(body[expected.len()..].iter().all(|b| *b == 0));
+}
+
+#[test]
+fn defragment_answers_ok_and_unserved_cluster_calls_are_unimplemented() {
+    let svc = service();
+    let _: pb::DefragmentResponse =
+        call(&svc, "/etcdserverpb.Maintenance/Defragment", pb::DefragmentRequest {}).unwrap();
+    let add = pb::MemberAddRequest { peer_ur_ls: vec!["http://127.0.0.1:1".into()], is_learner: true };
+    let refused = call::<_, pb::MemberAddResponse>(&svc, "/etcdserverpb.Cluster/MemberAdd", add).unwrap_err();
+    assert_eq!(refused.0, tonic::Code::Unimplemented as i32);
+    let hash =
+        call::<_, pb::HashKvResponse>(&svc, "/etcdserverpb.Maintenance/HashKV", pb::HashKvRequest { revision: 0 });
+    assert_eq!(hash.unwrap_err().0, tonic::Code::Unimplemented as i32);
+}
+
+fn json_call(svc: &EtcdService, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://localhost{path}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let response = block_on(svc.handle(request));
+    let status = response.status().as_u16();
+    let bytes = block_on(response.into_body().collect()).expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).expect("a JSON answer"))
+}
+
+#[test]
+fn json_gateway_puts_and_ranges_as_grpc_gateway_does() {
+    let svc = service();
+    let (code, put) = json_call(&svc, "/v3/kv/put", r#"{"key": "Zm9v", "value": "YmFy"}"#);
+    assert_eq!(code, 200, "{put}");
+    assert_eq!(put["header"]["revision"], "2");
+    assert_eq!(put["header"]["cluster_id"], "4660");
+    let (code, range) = json_call(&svc, "/v3/kv/range", r#"{"key": "Zm9v", "rangeEnd": "Zm9w"}"#);
+    assert_eq!(code, 200, "{range}");
+    assert_eq!(range["count"], "1");
+    assert_eq!(range["kvs"][0]["key"], "Zm9v");
+    assert_eq!(range["kvs"][0]["value"], "YmFy");
+    assert_eq!(range["kvs"][0]["create_revision"], "2");
+    let txn = r#"{"compare": [{"key": "Zm9v", "result": "EQUAL", "target": "VALUE", "value": "YmFy"}],
+                  "success": [{"request_range": {"key": "Zm9v"}}, {"requestPut": {"key": "YQ==", "value": "Yg=="}}]}"#;
+    let (code, txn) = json_call(&svc, "/v3/kv/txn", txn);
+    assert_eq!(code, 200, "{txn}");
+    assert_eq!(txn["succeeded"], true);
+    assert_eq!(txn["responses"][0]["response_range"]["count"], "1");
+    assert_eq!(txn["responses"][1]["response_put"]["header"]["revision"], "3");
+    let (code, lease) = json_call(&svc, "/v3/lease/grant", r#"{"TTL": 30}"#);
+    assert_eq!(code, 200, "{lease}");
+    assert_eq!(lease["TTL"], "30");
+    let (code, error) = json_call(&svc, "/v3/kv/put", r#"{"value": "YmFy"}"#);
+    assert_eq!(code, 400);
+    assert_eq!(error["message"], "etcdserver: key is not provided");
+    assert_eq!(error["code"], 3);
+    let (code, _) = json_call(&svc, "/v3/nope", "{}");
+    assert_eq!(code, 501);
+}

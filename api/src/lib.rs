@@ -35,11 +35,13 @@
 
 pub mod backend;
 pub mod convert;
+pub mod gateway;
 pub mod grpc;
 pub mod memory;
+pub mod sha256;
 pub mod status;
 
-pub use backend::{Backend, BackendError, HeaderInfo, MemberInfo, MemberStatus};
+pub use backend::{Backend, BackendError, EtcdError, HeaderInfo, KvHash, MemberInfo, MemberStatus};
 pub use grpc::{EtcdService, ResponseBody, ServiceConfig};
 pub use memory::MemoryBackend;
 

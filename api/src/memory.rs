@@ -125,6 +125,12 @@ impl Backend for MemoryBackend {
         self.info
     }
 
+    /// The store's state-machine snapshot (no file header: this backend has
+    /// no data directory to restore into).
+    async fn snapshot(&self) -> Result<Vec<u8>, BackendError> {
+        Ok(StateMachine::snapshot(&*self.store.borrow()))
+    }
+
     async fn write(&self, command: KvCommand) -> Result<KvResult, BackendError> {
         self.tick();
         let command = command.encode();

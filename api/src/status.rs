@@ -6,7 +6,7 @@ use lockstep_core::kv::KvError;
 use lockstep_core::ClientError;
 use tonic::{Code, Status};
 
-use crate::backend::BackendError;
+use crate::backend::{BackendError, EtcdError};
 
 /// etcd's `ErrGRPCNoLeader`.
 pub const NO_LEADER: &str = "etcdserver: no leader";
@@ -72,7 +72,31 @@ pub fn backend_error(e: &BackendError) -> Status {
     match e {
         BackendError::Client(e) => client_error(e),
         BackendError::Unavailable(why) => Status::unavailable(why.clone()),
+        BackendError::Etcd(e) => etcd_error(*e),
+        BackendError::Unimplemented(what) => Status::unimplemented(format!("lockstep: {what} is not served")),
     }
+}
+
+/// One of etcd's cluster and maintenance refusals, with etcd's code and text.
+pub fn etcd_error(e: EtcdError) -> Status {
+    let (code, text) = match e {
+        EtcdError::MemberNotFound => (Code::NotFound, "etcdserver: member not found"),
+        EtcdError::MemberExists => (Code::FailedPrecondition, "etcdserver: member ID already exist"),
+        EtcdError::PeerUrlExists => (Code::FailedPrecondition, "etcdserver: Peer URLs already exists"),
+        EtcdError::MemberBadUrls => (Code::InvalidArgument, "etcdserver: given member URLs are invalid"),
+        EtcdError::MemberNotLearner => (Code::FailedPrecondition, "etcdserver: can only promote a learner member"),
+        EtcdError::LearnerNotReady => {
+            (Code::FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader")
+        }
+        EtcdError::NotEnoughStartedMembers => {
+            (Code::FailedPrecondition, "etcdserver: re-configuration failed due to not enough started members")
+        }
+        EtcdError::NotLeader => (Code::FailedPrecondition, NOT_LEADER),
+        EtcdError::BadLeaderTransferee => (Code::FailedPrecondition, "etcdserver: bad leader transferee"),
+        EtcdError::FutureRevision => (Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
+        EtcdError::Compacted => (Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
+    };
+    Status::new(code, text)
 }
 
 #[cfg(test)]

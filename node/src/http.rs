@@ -16,7 +16,8 @@
 //! | GET | `/cluster/leader` | the leader (503 when none) |
 //! | POST | `/cluster/members` | add a member: `{"id", "peer", "client", "admin", "learner"}` (leader only) |
 //! | POST | `/cluster/members/{id}/promote` | promote a caught-up learner (leader only) |
-//! | DELETE | `/cluster/members/{id}` | remove a member; `?force=true` for a dead one (leader only) |
+//! | DELETE | `/cluster/members/{id}` | remove a member; `?force=true` for a dead one, `?quorum=true`: remove it if the reachable rest is a quorum (leader only) |
+//! | PUT | `/cluster/members/{id}` | `{"peer"}`: change the peer address this member knows (this member only) |
 //! | POST | `/cluster/leader/transfer` | `{"to": id}`: hand leadership over (leader only) |
 //!
 //! Requests that only the leader serves get `421 Misdirected Request` with the
@@ -138,12 +139,27 @@ pub async fn handle_admin(
     })
 }
 
+/// Answers an admin request on this member without HTTP (the etcd API's
+/// cluster calls reuse the admin rules): the status and the JSON body.
+pub async fn admin_local(state: &AdminState, method: &Method, path: &str, query: &str, body: &[u8]) -> (u16, Value) {
+    match route(state, method, path, query, body).await {
+        Routed::Answer(answer) => (answer.status, serde_json::from_str(&answer.body).unwrap_or(Value::Null)),
+        Routed::Bytes(_) => (200, Value::Null),
+    }
+}
+
 /// `GET /snapshot`: the member's state as one snapshot file, taken between two
 /// steps of the event loop (one applied index).
 fn snapshot_answer(state: &AdminState) -> Routed {
-    let status = state.member.status();
+    Routed::Bytes(snapshot_file(&state.member))
+}
+
+/// The member's state as one snapshot file (`lockstep snapshot restore`
+/// reads it), taken between two steps of the event loop (one applied index).
+pub fn snapshot_file(member: &Member) -> Vec<u8> {
+    let status = member.status();
     let (data, applied_index, revision) =
-        state.member.with_store(|s| (StateMachine::snapshot(&*s), s.applied_index(), s.current_revision()));
+        member.with_store(|s| (StateMachine::snapshot(&*s), s.applied_index(), s.current_revision()));
     let header = crate::snapshot::SnapshotHeader {
         cluster_id: status.cluster_id,
         member_id: status.id,
@@ -152,7 +168,7 @@ fn snapshot_answer(state: &AdminState) -> Routed {
         data_len: data.len() as u64,
         data_crc: crc32c::crc32c(&data),
     };
-    Routed::Bytes(crate::snapshot::encode_snapshot_file(&header, &data))
+    crate::snapshot::encode_snapshot_file(&header, &data)
 }
 
 /// A routed answer: JSON/text, or raw bytes.
@@ -192,7 +208,21 @@ async fn route(state: &AdminState, method: &Method, path: &str, query: &str, bod
             Err(_) => error(400, format!("bad member id {id:?}")),
         },
         (&Method::DELETE, ["cluster", "members", id]) => match id.parse() {
-            Ok(id) => remove(state, id, query.split('&').any(|kv| kv == "force=true" || kv == "force")).await,
+            Ok(id) => {
+                let flag = |name: &str| query.split('&').any(|kv| kv == name || kv == format!("{name}=true"));
+                let force = if flag("force") {
+                    Force::Always
+                } else if flag("quorum") {
+                    Force::IfQuorum
+                } else {
+                    Force::Never
+                };
+                remove(state, id, force).await
+            }
+            Err(_) => error(400, format!("bad member id {id:?}")),
+        },
+        (&Method::PUT, ["cluster", "members", id]) => match id.parse() {
+            Ok(id) => update_peer(state, id, body),
             Err(_) => error(400, format!("bad member id {id:?}")),
         },
         (&Method::POST, ["cluster", "leader", "transfer"]) => transfer(state, body).await,
@@ -266,9 +296,17 @@ async fn add_member(state: &AdminState, body: &[u8]) -> Answer {
     let status = state.member.status();
     let mut target = status.membership.clone();
     if target.voters.contains(&id) || target.learners.contains(&id) {
-        // Idempotent for a joining member that retries.
-        let same = state.addresses().get(&id).is_some_and(|a| a.peer == peer);
-        if same {
+        // Idempotent for a joining member that retries, or that was registered
+        // beforehand (etcd's `MemberAdd`): what it tells about itself is kept.
+        let known = state.addresses().get(&id).cloned().filter(|a| a.peer == peer);
+        if let Some(mut known) = known {
+            for (field, key) in [(&mut known.name, "name"), (&mut known.client, "client"), (&mut known.admin, "admin")]
+            {
+                if let Some(text) = request[key].as_str().filter(|t| !t.is_empty()) {
+                    *field = text.to_string();
+                }
+            }
+            state.learn(BTreeMap::from([(id, known)]));
             return json_answer(
                 200,
                 &json!({"voters": target.voters, "learners": target.learners, "members": members_json(state),
@@ -283,6 +321,8 @@ async fn add_member(state: &AdminState, body: &[u8]) -> Answer {
         target.voters.push(id);
     }
     let addresses = MemberAddresses {
+        // An empty name marks a member registered but not started (etcd
+        // shows it as "unstarted").
         name: request["name"].as_str().map_or_else(|| format!("member-{id}"), str::to_string),
         peer: peer.to_string(),
         client: request["client"].as_str().unwrap_or("").to_string(),
@@ -322,7 +362,43 @@ async fn promote(state: &AdminState, id: NodeId) -> Answer {
     change_membership(state, target).await
 }
 
-async fn remove(state: &AdminState, id: NodeId, force: bool) -> Answer {
+/// When `DELETE /cluster/members/{id}` removes a member it cannot reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Force {
+    /// Refuse (409): the operator must confirm with `force`.
+    Never,
+    /// Remove it when the remaining reachable voters are a quorum of the new
+    /// voters, else refuse with 412 (etcd's rule for `MemberRemove`).
+    IfQuorum,
+    /// Remove it (`?force=true`).
+    Always,
+}
+
+/// `PUT /cluster/members/{id}` `{"peer": "host:port"}`: changes the peer
+/// address this member knows for `id` (not replicated: the etcd API's
+/// `MemberUpdate` calls it on every member it can reach).
+fn update_peer(state: &AdminState, id: NodeId, body: &[u8]) -> Answer {
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let Some(peer) = request["peer"].as_str().filter(|p| !p.is_empty()) else {
+        return error(400, "`peer` (host:port) is required");
+    };
+    let status = state.member.status();
+    if !status.membership.voters.contains(&id) && !status.membership.learners.contains(&id) {
+        return error(404, format!("member {id} is not in the cluster"));
+    }
+    let mut addresses = state.addresses().get(&id).cloned().unwrap_or_else(|| MemberAddresses {
+        name: String::new(),
+        peer: String::new(),
+        client: String::new(),
+        admin: String::new(),
+    });
+    addresses.peer = peer.to_string();
+    tracing::info!(member = id, peer, "updating a member's peer address");
+    state.learn(BTreeMap::from([(id, addresses)]));
+    json_answer(200, &json!({"members": members_json(state)}))
+}
+
+async fn remove(state: &AdminState, id: NodeId, force: Force) -> Answer {
     if let Err(answer) = require_leader(state) {
         return answer;
     }
@@ -330,8 +406,15 @@ async fn remove(state: &AdminState, id: NodeId, force: bool) -> Answer {
     if !status.membership.voters.contains(&id) && !status.membership.learners.contains(&id) {
         return error(404, format!("member {id} is not in the cluster"));
     }
-    let reachable = id == status.id || status.peers.get(&id).is_some_and(|p| p.connected);
-    if !force && !reachable {
+    let reachable = |id: &NodeId| *id == status.id || status.peers.get(id).is_some_and(|p| p.connected);
+    if force == Force::IfQuorum {
+        let remaining: Vec<NodeId> = status.membership.voters.iter().copied().filter(|v| *v != id).collect();
+        let started = remaining.iter().filter(|v| reachable(v)).count();
+        if !remaining.is_empty() && started <= remaining.len() / 2 {
+            return error(412, "re-configuration failed due to not enough started members");
+        }
+    }
+    if force == Force::Never && !reachable(&id) {
         return error(
             409,
             format!("member {id} is not reachable; if it is dead and will not come back, remove it with --force"),
@@ -343,7 +426,7 @@ async fn remove(state: &AdminState, id: NodeId, force: bool) -> Answer {
     if target.voters.is_empty() {
         return error(400, "cannot remove the last voter");
     }
-    tracing::info!(member = id, force, "removing a member");
+    tracing::info!(member = id, force = ?force, "removing a member");
     let answer = change_membership(state, target).await;
     if answer.status == 200 {
         state.addresses.borrow_mut().remove(&id);

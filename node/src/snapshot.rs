@@ -91,7 +91,18 @@ pub fn decode_snapshot_file(bytes: &[u8]) -> Result<(SnapshotHeader, &[u8]), Str
         data_len: u64_at(44),
         data_crc: u32_at(52),
     };
-    let data = &bytes[SNAPSHOT_HEADER_LEN..];
+    let mut data = &bytes[SNAPSHOT_HEADER_LEN..];
+    if data.len() as u64 > header.data_len {
+        // Saved by `etcdctl snapshot save`: zero padding and a SHA-256 follow.
+        let body = lockstep_api::sha256::strip_snapshot_checksum(bytes)
+            .ok_or("the file is longer than its header says and has no valid SHA-256 trailer: it is damaged")?;
+        let data_len = usize::try_from(header.data_len).map_err(|e| e.to_string())?;
+        data = &body[SNAPSHOT_HEADER_LEN..];
+        if data.len() < data_len || data[data_len..].iter().any(|b| *b != 0) {
+            return Err("the padding before the SHA-256 trailer is not zeros: the file is damaged".into());
+        }
+        data = &data[..data_len];
+    }
     if data.len() as u64 != header.data_len {
         return Err(format!(
             "the file holds {} bytes of state, its header says {}: it is truncated or damaged",

@@ -223,3 +223,121 @@ fn sigterm_stops_a_member_cleanly() {
     let new_leader = cluster.wait_leader(STARTUP);
     assert_ne!(new_leader, leader);
 }
+
+/// etcd's Cluster and Maintenance calls through etcdctl, sent to a follower
+/// (membership changes are forwarded to the leader's admin endpoints).
+#[test]
+fn etcdctl_changes_membership_and_runs_maintenance() {
+    if !etcdctl_available() {
+        return;
+    }
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_leader(STARTUP);
+    put_until_ok(&cluster.running_clients()[0], "seed", "1", STARTUP);
+    let follower =
+        vec![cluster.members.iter().find(|m| m.config.member_id != leader).unwrap().config.advertise_client()];
+    let all = cluster.running_clients();
+    let fail_text = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    // A learner that never starts: added, cannot be promoted, removed.
+    let out = etcdctl(&follower, &["member", "add", "ghost", "--learner", "--peer-urls=http://127.0.0.1:9"]);
+    assert!(out.status.success(), "{}", fail_text(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("Member "), "{text}");
+    let ghost = text.split_whitespace().nth(1).unwrap().to_string();
+    let out = etcdctl(&follower, &["member", "promote", &ghost]);
+    assert!(
+        fail_text(&out).contains("etcdserver: can only promote a learner member which is in sync with leader"),
+        "{}",
+        fail_text(&out)
+    );
+    let out = etcdctl(&follower, &["member", "promote", "1"]);
+    assert!(fail_text(&out).contains("etcdserver: can only promote a learner member"), "{}", fail_text(&out));
+    let out = etcdctl(&follower, &["member", "promote", "abcdef"]);
+    assert!(fail_text(&out).contains("etcdserver: member not found"), "{}", fail_text(&out));
+    let out = etcdctl(&follower, &["member", "add", "dup", "--peer-urls=http://127.0.0.1:9"]);
+    assert!(fail_text(&out).contains("etcdserver: Peer URLs already exists"), "{}", fail_text(&out));
+    let out = etcdctl(&follower, &["member", "update", &ghost, "--peer-urls=http://127.0.0.1:10"]);
+    assert!(stdout(&out).contains("updated in cluster"), "{}{}", stdout(&out), fail_text(&out));
+    let out = etcdctl(&follower, &["member", "list"]);
+    assert!(stdout(&out).contains(&format!("{ghost}, unstarted, , http://127.0.0.1:10, , true")), "{}", stdout(&out));
+    let out = etcdctl(&follower, &["member", "remove", &ghost]);
+    assert!(stdout(&out).contains(&format!("Member {ghost} removed from cluster")), "{}", fail_text(&out));
+    let out = etcdctl(&follower, &["member", "remove", &ghost]);
+    assert!(fail_text(&out).contains("etcdserver: member not found"), "{}", fail_text(&out));
+
+    // A member registered with etcdctl, then started with `--join` under that id.
+    let template = cluster.joiner(99);
+    let peer = template.config.advertise_peer();
+    let out = etcdctl(&follower, &["member", "add", "m4", "--learner", &format!("--peer-urls=http://{peer}")]);
+    assert!(out.status.success(), "{}", fail_text(&out));
+    let id_hex = stdout(&out).split_whitespace().nth(1).unwrap().to_string();
+    let id = u64::from_str_radix(&id_hex, 16).unwrap();
+    let mut config = template.config.clone();
+    config.member_id = id;
+    let mut joiner = common::Proc::new(cluster.dir.path(), config);
+    joiner.start(&[]);
+    cluster.members.push(joiner);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = etcdctl(&follower, &["member", "list"]);
+        let line = stdout(&out).lines().find(|l| l.starts_with(&id_hex)).map(str::to_string).unwrap_or_default();
+        if line.contains(", started, ") && line.ends_with(", false") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "member {id_hex} never started as a voter: {line}\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = etcdctl(&[cluster.member(id).config.advertise_client()], &["get", "seed", "--consistency=s"]);
+    assert_eq!(stdout(&out), "seed\n1\n");
+
+    // Maintenance: HashKV agrees on every member, defrag answers, snapshot
+    // save writes a file `lockstep snapshot restore` reads.
+    let endpoints = cluster.running_clients();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = etcdctl(&endpoints, &["endpoint", "hashkv"]);
+        let hashes: BTreeSet<String> =
+            stdout(&out).lines().filter_map(|l| l.rsplit_once(", ").map(|(_, h)| h.to_string())).collect();
+        if out.status.success() && hashes.len() == 1 && stdout(&out).lines().count() == endpoints.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "members disagree: {}{}", stdout(&out), fail_text(&out));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = etcdctl(&follower, &["defrag"]);
+    assert!(stdout(&out).starts_with("Finished defragmenting etcd member"), "{}", fail_text(&out));
+    let path = cluster.dir.path().join("etcdctl.snap");
+    let out = etcdctl(&follower, &["snapshot", "save", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", fail_text(&out));
+    let bytes = std::fs::read(&path).unwrap();
+    let (header, _) = lockstep::snapshot::decode_snapshot_file(&bytes).unwrap();
+    assert!(header.revision >= 2);
+
+    // The JSON gateway on a follower's client port, with curl.
+    let curl = |path: &str, body: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-X", "POST", "-d", body])
+            .arg(format!("{}{path}", follower[0]))
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let put = curl("/v3/kv/put", r#"{"key": "Z3c=", "value": "MQ=="}"#);
+    assert!(put.contains(r#""revision":"#), "{put}");
+    let range = curl("/v3/kv/range", r#"{"key": "Z3c="}"#);
+    assert!(range.contains(r#""value":"MQ==""#), "{range}");
+    let members = curl("/v3/cluster/member/list", "{}");
+    assert!(members.contains(&format!(r#""ID":"{id}""#)), "{members}");
+
+    // MoveLeader: etcdctl finds the leader among the endpoints.
+    let leader = cluster.wait_leader(STARTUP);
+    let target = cluster.members.iter().map(|m| m.config.member_id).find(|m| *m != leader && *m != id).unwrap();
+    let out = etcdctl(&all, &["move-leader", &format!("{target:x}")]);
+    assert!(stdout(&out).contains("Leadership transferred"), "{}{}", stdout(&out), fail_text(&out));
+    assert_eq!(cluster.wait_leader(STARTUP), target);
+    // Through a follower alone etcdctl finds no leader to ask.
+    let old_leader = cluster.member(leader).config.advertise_client();
+    let out = etcdctl(&[old_leader], &["move-leader", &format!("{leader:x}")]);
+    assert!(!out.status.success());
+}

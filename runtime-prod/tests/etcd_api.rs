@@ -285,12 +285,13 @@ fn malformed_requests_fail_and_the_server_keeps_serving() {
     stream.write_all(&[0xff; 64]).expect("write");
     let _ = read_all(stream);
 
-    // A plain HTTP/1.1 request to an unknown path answers, too.
+    // A plain HTTP/1.1 request (not gRPC: the JSON gateway) to an unknown
+    // path answers grpc-gateway's 501, too.
     let mut stream = connect();
     stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
     let response = read_all(stream);
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains("grpc-status: 12"), "{response}");
+    assert!(response.starts_with("HTTP/1.1 501"), "{response}");
+    assert!(response.contains(r#""code":12"#), "{response}");
 
     // The server still serves real clients.
     if etcdctl_installed() {
@@ -336,4 +337,46 @@ fn plain_http1_services_are_served() {
         assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
         assert!(response.ends_with("\r\n\r\nGET /health\n"), "{response}");
     }
+}
+
+/// The JSON gateway with curl (HTTP/1.1, `application/json`) on the gRPC port.
+#[test]
+fn json_gateway_answers_curl() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        println!("SKIPPED: curl is not installed");
+        return;
+    }
+    let server = start_server();
+    let curl = |path: &str, body: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "-X", "POST", "-H", "content-type: application/json", "-d", body])
+            .arg(format!("http://127.0.0.1:{}{path}", server.port))
+            .output()
+            .expect("curl runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let put = curl("/v3/kv/put", r#"{"key": "Zm9v", "value": "YmFy"}"#);
+    assert!(put.contains(r#""revision":"2""#), "{put}");
+    let range = curl("/v3/kv/range", r#"{"key": "Zm9v"}"#);
+    assert!(range.contains(r#""kvs":[{"#) && range.contains(r#""value":"YmFy""#), "{range}");
+    let members = curl("/v3/cluster/member/list", "{}");
+    assert!(members.contains(r#""name":"m1""#), "{members}");
+    let status = curl("/v3/maintenance/status", "{}");
+    assert!(status.contains(r#""version":"3.5.0""#), "{status}");
+    // A watch streams one JSON line per response until curl gives up.
+    let watcher = Command::new("curl")
+        .args(["-sSN", "--max-time", "3", "-X", "POST", "-d", r#"{"create_request": {"key": "Zm9v"}}"#])
+        .arg(format!("http://127.0.0.1:{}/v3/watch", server.port))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl runs");
+    std::thread::sleep(Duration::from_millis(700));
+    curl("/v3/kv/put", r#"{"key": "Zm9v", "value": "YmF6"}"#);
+    let out = watcher.wait_with_output().expect("curl ends");
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with(r#"{"result":{"#) && lines[0].contains(r#""created":true"#), "{text}");
+    assert!(lines[1].contains(r#""events":[{"kv":{"#) && lines[1].contains(r#""value":"YmF6""#), "{text}");
 }
