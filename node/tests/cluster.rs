@@ -28,13 +28,16 @@ fn three_members_serve_etcdctl_and_admin_endpoints() {
         let out = etcdctl(&[m.config.advertise_client()], &["get", "greeting"]);
         assert_eq!(stdout(&out), "greeting\nhello\n", "member {}", m.config.member_id);
     }
-    // Health: three checks, all healthy.
+    // Health: the three checks.
     let (code, health) = cluster.members[0].get("/health").unwrap();
     assert_eq!(code, 200, "{health}");
-    assert_eq!(health["status"], "healthy");
-    for check in ["store", "raft", "disk"] {
+    // Store and raft are healthy; the disk check depends on the test machine's
+    // free space (degraded below 10 %), never unhealthy here.
+    for check in ["store", "raft"] {
         assert_eq!(health["checks"][check]["status"], "healthy", "{check}: {health}");
     }
+    assert_ne!(health["checks"]["disk"]["status"], "unhealthy", "{health}");
+    assert_ne!(health["status"], "unhealthy", "{health}");
     assert_eq!(cluster.members[0].get_text("/livez").unwrap(), (200, "ok\n".to_string()));
     // Metrics: every name the dashboards and alerts use (docs/deploy/metrics.txt).
     let (code, metrics) = cluster.members[0].get_text("/metrics").unwrap();
