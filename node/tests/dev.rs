@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::BIN;
+use common::{signal_and_wait, BIN};
 
 /// Starts `lockstep dev --data-dir DIR`, returns the child and the member lines.
 fn start_dev(dir: &std::path::Path) -> (std::process::Child, Vec<String>) {
@@ -31,21 +31,6 @@ fn start_dev(dir: &std::path::Path) -> (std::process::Child, Vec<String>) {
         }
     }
     (child, lines)
-}
-
-fn interrupt_and_wait(child: &mut std::process::Child) -> Option<i32> {
-    let _ = Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -79,10 +64,10 @@ fn dev_prints_three_members_serves_and_stops_on_ctrl_c() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    assert_eq!(interrupt_and_wait(&mut child), Some(0));
+    assert_eq!(signal_and_wait(&mut child, "INT"), Some(0));
     // The same data directory restarts the same cluster (same member lines).
     let (mut again, lines_again) = start_dev(dir.path());
     let members_again: Vec<&String> = lines_again.iter().filter(|l| l.starts_with("member ")).collect();
     assert_eq!(members_again, members, "{lines_again:?}");
-    assert_eq!(interrupt_and_wait(&mut again), Some(0));
+    assert_eq!(signal_and_wait(&mut again, "INT"), Some(0));
 }

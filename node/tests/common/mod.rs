@@ -184,19 +184,7 @@ impl Proc {
     /// SIGTERM, then waits; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        signal_and_wait(&mut child, "TERM")
     }
 
     pub fn get(&self, path: &str) -> Result<(u16, Value), String> {
@@ -252,6 +240,24 @@ pub fn put_until_ok(endpoint: &str, key: &str, value: &str, timeout: Duration) -
             return started.elapsed();
         }
         assert!(started.elapsed() < timeout, "put {key} never succeeded: {}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `signal` (a name such as `TERM` or `INT`) and waits up to 20 s for
+/// the process to exit; returns its exit code (`None`: killed after the wait).
+pub fn signal_and_wait(child: &mut Child, signal: &str) -> Option<i32> {
+    let _ = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
