@@ -52,7 +52,8 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn json(status: u16, value: &Value) -> Answer {
+    /// A pretty-printed JSON answer.
+    pub fn json(status: u16, value: &Value) -> Answer {
         let mut body = serde_json::to_string_pretty(value).expect("JSON values serialize");
         body.push('\n');
         Answer { status, content_type: "application/json", body }

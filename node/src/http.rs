@@ -107,14 +107,8 @@ fn answer_to_response(answer: Answer) -> Response<Full<Bytes>> {
         .expect("a valid response")
 }
 
-fn json_answer(status: u16, value: &Value) -> Answer {
-    let mut body = serde_json::to_string_pretty(value).expect("JSON values serialize");
-    body.push('\n');
-    Answer { status, content_type: "application/json", body }
-}
-
 fn error(status: u16, message: impl Into<String>) -> Answer {
-    json_answer(status, &json!({ "error": message.into() }))
+    Answer::json(status, &json!({ "error": message.into() }))
 }
 
 /// Answers one admin request.
@@ -245,7 +239,7 @@ fn require_leader(state: &AdminState) -> Result<(), Answer> {
         return Ok(());
     }
     let leader_admin = status.leader.and_then(|l| state.addresses().get(&l).map(|a| a.admin.clone()));
-    Err(json_answer(
+    Err(Answer::json(
         421,
         &json!({"error": "this member is not the leader", "leader": status.leader, "leader_admin": leader_admin}),
     ))
@@ -258,7 +252,7 @@ async fn change_membership(state: &AdminState, target: Membership) -> Answer {
         .await
     {
         Ok(NodeResponse::Membership(m)) => {
-            json_answer(200, &json!({"voters": m.voters, "learners": m.learners, "members": members_json(state)}))
+            Answer::json(200, &json!({"voters": m.voters, "learners": m.learners, "members": members_json(state)}))
         }
         Ok(other) => error(500, format!("unexpected response {other:?}")),
         Err(ClientError::Busy) => error(409, "another membership change is in progress; retry when it finished"),
@@ -307,7 +301,7 @@ async fn add_member(state: &AdminState, body: &[u8]) -> Answer {
                 }
             }
             state.learn(BTreeMap::from([(id, known)]));
-            return json_answer(
+            return Answer::json(
                 200,
                 &json!({"voters": target.voters, "learners": target.learners, "members": members_json(state),
                         "cluster_id": format!("{:016x}", status.cluster_id)}),
@@ -339,7 +333,7 @@ async fn promote(state: &AdminState, id: NodeId) -> Answer {
     }
     let status = state.member.status();
     if status.membership.voters.contains(&id) {
-        return json_answer(200, &json!({"voters": status.membership.voters, "learners": status.membership.learners}));
+        return Answer::json(200, &json!({"voters": status.membership.voters, "learners": status.membership.learners}));
     }
     if !status.membership.learners.contains(&id) {
         return error(404, format!("member {id} is not a learner of this cluster"));
@@ -395,7 +389,7 @@ fn update_peer(state: &AdminState, id: NodeId, body: &[u8]) -> Answer {
     addresses.peer = peer.to_string();
     tracing::info!(member = id, peer, "updating a member's peer address");
     state.learn(BTreeMap::from([(id, addresses)]));
-    json_answer(200, &json!({"members": members_json(state)}))
+    Answer::json(200, &json!({"members": members_json(state)}))
 }
 
 async fn remove(state: &AdminState, id: NodeId, force: Force) -> Answer {
@@ -443,7 +437,7 @@ async fn transfer(state: &AdminState, body: &[u8]) -> Answer {
         return error(400, "`to` (a member id) is required");
     };
     match state.member.request_local(NodeRequest::TransferLeader { to }).await {
-        Ok(NodeResponse::Transferred { leader }) => json_answer(200, &json!({"leader": leader})),
+        Ok(NodeResponse::Transferred { leader }) => Answer::json(200, &json!({"leader": leader})),
         Ok(other) => error(500, format!("unexpected response {other:?}")),
         Err(ClientError::Invalid(why)) => error(400, why),
         Err(e) => error(503, format!("the transfer did not complete: {e:?}")),
