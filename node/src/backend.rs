@@ -79,13 +79,13 @@ impl MemberBackend {
     /// leads, else over HTTP at the leader's admin URL. Returns the status and
     /// JSON body; refusals stay for the caller to map.
     async fn on_leader(&self, method: Method, path: String, body: Option<Value>) -> Result<(u16, Value), BackendError> {
-        let status = self.member.status();
-        if status.role == Role::Leader {
+        let view = self.member.raft_view();
+        if view.role == Role::Leader {
             let (path, query) = path.split_once('?').unwrap_or((path.as_str(), ""));
             let bytes = body.map(|b| b.to_string()).unwrap_or_default();
             return Ok(crate::http::admin_local(&self.admin, &method, path, query, bytes.as_bytes()).await);
         }
-        let Some(leader) = status.leader else {
+        let Some(leader) = view.leader else {
             return Err(client(ClientError::NotLeader { leader: None }));
         };
         let url = self.admin.addresses().get(&leader).map(|a| a.admin.clone()).filter(|a| !a.is_empty());
@@ -129,8 +129,8 @@ impl MemberBackend {
 #[async_trait::async_trait(?Send)]
 impl Backend for MemberBackend {
     fn header(&self) -> HeaderInfo {
-        let status = self.member.status();
-        HeaderInfo { cluster_id: status.cluster_id, member_id: status.id, raft_term: status.term }
+        let view = self.member.raft_view();
+        HeaderInfo { cluster_id: view.cluster_id, member_id: view.id, raft_term: view.term }
     }
 
     async fn write(&self, command: KvCommand) -> Result<KvResult, BackendError> {

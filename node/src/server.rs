@@ -282,15 +282,15 @@ async fn serve(options: ServerOptions, control: Arc<MemberControl>) -> Result<()
         .detach();
     }
     loop {
-        let status = member.status();
+        let view = member.raft_view();
         control.publish(Published {
-            leader: status.leader,
-            is_leader: status.role == Role::Leader,
+            leader: view.leader,
+            is_leader: view.role == Role::Leader,
             admin: Some(admin),
             client: Some(client),
         });
         if let Some(why) = failed.borrow().clone() {
-            return Err(ServeError(format!("member {} stopped: {why}", status.id)));
+            return Err(ServeError(format!("member {} stopped: {why}", view.id)));
         }
         if control.stopping() {
             break;

@@ -47,7 +47,7 @@ mod wal;
 pub mod wire;
 
 pub use fjall_storage::{FjallStorage, StorageOpenError};
-pub use member::{Member, MemberOptions, MemberStatus, StartError, StartMode};
+pub use member::{Member, MemberOptions, MemberStatus, RaftView, StartError, StartMode};
 pub use metrics::Metrics;
 pub use transport::{Transport, TransportOptions};
 pub use wal::{Wal, WalFailure, WalOpenError, WalStats};

@@ -168,6 +168,24 @@ pub struct MemberStatus {
     pub disk: Option<DiskSpace>,
 }
 
+/// Who this member is and what it knows of the leadership: what every client
+/// response header needs, without building a whole [`MemberStatus`] (which
+/// copies the membership and peer counters and asks the file system for free
+/// space).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftView {
+    /// This member.
+    pub id: NodeId,
+    /// The cluster.
+    pub cluster_id: u64,
+    /// The current term.
+    pub term: u64,
+    /// Leader, follower or candidate.
+    pub role: Role,
+    /// The leader this member knows of.
+    pub leader: Option<NodeId>,
+}
+
 /// Space on a file system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiskSpace {
@@ -538,6 +556,19 @@ impl Member {
     /// handshakes).
     pub fn peer_addresses(&self) -> BTreeMap<NodeId, String> {
         self.inner.borrow().transport.peer_addresses()
+    }
+
+    /// Identity, term and leadership, cheaply (see [`RaftView`]).
+    pub fn raft_view(&self) -> RaftView {
+        let inner = self.inner.borrow();
+        let raft = inner.node.raft();
+        RaftView {
+            id: raft.id(),
+            cluster_id: inner.cluster_id,
+            term: raft.term(),
+            role: raft.role(),
+            leader: raft.leader(),
+        }
     }
 
     /// The current state.
