@@ -502,3 +502,30 @@ fn json_gateway_puts_and_ranges_as_grpc_gateway_does() {
     let (code, _) = json_call(&svc, "/v3/nope", "{}");
     assert_eq!(code, 501);
 }
+
+#[test]
+fn oversize_requests_get_etcds_errors_and_the_service_keeps_serving() {
+    // As a member configures it: etcd's 1.5 MiB request limit in the store,
+    // plus etcd's 512 KiB of gRPC overhead in the decoder.
+    let limit = 1536 * 1024;
+    let svc = EtcdService::new(
+        Rc::new(MemoryBackend::new(INFO, KvConfig { request_bytes_max: limit as u64, ..KvConfig::default() })),
+        ServiceConfig { request_bytes_max: limit + 512 * 1024, ..ServiceConfig::default() },
+    );
+    let big = |bytes: usize| pb::PutRequest { key: b"k".to_vec(), value: vec![b'x'; bytes], ..Default::default() };
+    // Decodable but over the store's limit: etcd's own error.
+    let err = call::<_, pb::PutResponse>(&svc, "/etcdserverpb.KV/Put", big(limit + 1000)).unwrap_err();
+    assert_eq!(err, (tonic::Code::InvalidArgument as i32, "etcdserver: request is too large".into()));
+    // Over the decoder's limit: grpc-go's words and code, as etcd's clients see them.
+    let message = big(3 << 20);
+    let size = message.encoded_len();
+    let err = call::<_, pb::PutResponse>(&svc, "/etcdserverpb.KV/Put", message).unwrap_err();
+    assert_eq!(
+        err,
+        (
+            tonic::Code::ResourceExhausted as i32,
+            format!("grpc: received message larger than max ({size} vs. {})", limit + 512 * 1024)
+        )
+    );
+    assert_eq!(put(&svc, "k", "small").header.unwrap().revision, 2);
+}
