@@ -131,8 +131,23 @@ fn unknown_methods_are_unimplemented_and_garbage_is_refused() {
     assert_eq!(code, tonic::Code::Unimplemented as i32);
     // A frame whose payload is not a RangeRequest.
     let garbage = vec![0, 0, 0, 0, 3, 0xff, 0xff, 0xff];
-    let (_, code, _) = finish::<pb::RangeResponse>(block_on(svc.handle(request("/etcdserverpb.KV/Range", garbage))));
-    assert_ne!(code, 0);
+    let (_, code, message) =
+        finish::<pb::RangeResponse>(block_on(svc.handle(request("/etcdserverpb.KV/Range", garbage))));
+    // grpc-go (etcd) answers INTERNAL too, in its own words.
+    assert_eq!((code, message.as_str()), (13, "failed to decode Protobuf message: invalid varint"));
+    // A frame announcing more bytes than the body has.
+    let truncated = vec![0, 0, 0, 0, 100, 0x0a, 0x01];
+    let (_, code, message) =
+        finish::<pb::RangeResponse>(block_on(svc.handle(request("/etcdserverpb.KV/Range", truncated))));
+    assert_eq!((code, message.as_str()), (13, "Unexpected EOF decoding stream."));
+    // The compressed flag without a grpc-encoding.
+    let compressed = vec![1, 0, 0, 0, 3, 0x0a, 0x01, b'k'];
+    let (_, code, message) =
+        finish::<pb::RangeResponse>(block_on(svc.handle(request("/etcdserverpb.KV/Range", compressed))));
+    assert_eq!(
+        (code, message.as_str()),
+        (13, "protocol error: received message with compressed-flag but no grpc-encoding was specified")
+    );
     // The service still answers.
     assert_eq!(put(&svc, "k", "v").header.unwrap().revision, 2);
 }
