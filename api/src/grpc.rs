@@ -465,14 +465,17 @@ pub(crate) async fn lease_time_to_live(
     }
 }
 
-async fn lease_leases(backend: Rc<dyn Backend>, _: pb::LeaseLeasesRequest) -> Result<pb::LeaseLeasesResponse, Status> {
+pub(crate) async fn lease_leases(
+    backend: Rc<dyn Backend>,
+    _: pb::LeaseLeasesRequest,
+) -> Result<pb::LeaseLeasesResponse, Status> {
     match outcome(backend.read(KvQuery::LeaseLeases, true).await)? {
         KvResponse::LeaseLeases(r) => Ok(r.to_pb(backend.header())),
         other => Err(unexpected("a lease listing", &other)),
     }
 }
 
-async fn keep_alive_one(
+pub(crate) async fn keep_alive_one(
     backend: &dyn Backend,
     r: pb::LeaseKeepAliveRequest,
 ) -> Result<pb::LeaseKeepAliveResponse, Status> {
@@ -490,7 +493,7 @@ async fn keep_alive_one(
     }
 }
 
-async fn alarm(backend: Rc<dyn Backend>, r: pb::AlarmRequest) -> Result<pb::AlarmResponse, Status> {
+pub(crate) async fn alarm(backend: Rc<dyn Backend>, r: pb::AlarmRequest) -> Result<pb::AlarmResponse, Status> {
     let request: kv::AlarmRequest = r.try_into()?;
     let result = match request.action {
         kv::AlarmAction::Get => backend.read(KvQuery::Alarms, true).await,
@@ -579,7 +582,10 @@ fn cluster_header(backend: &dyn Backend) -> Option<pb::ResponseHeader> {
     crate::convert::header(backend.header(), kv::ResponseHeader { revision: 0 })
 }
 
-async fn member_add(backend: Rc<dyn Backend>, r: pb::MemberAddRequest) -> Result<pb::MemberAddResponse, Status> {
+pub(crate) async fn member_add(
+    backend: Rc<dyn Backend>,
+    r: pb::MemberAddRequest,
+) -> Result<pb::MemberAddResponse, Status> {
     let (member, members) = backend.member_add(r.peer_ur_ls, r.is_learner).await.map_err(|e| backend_error(&e))?;
     Ok(pb::MemberAddResponse {
         header: cluster_header(&*backend),
@@ -588,7 +594,7 @@ async fn member_add(backend: Rc<dyn Backend>, r: pb::MemberAddRequest) -> Result
     })
 }
 
-async fn member_remove(
+pub(crate) async fn member_remove(
     backend: Rc<dyn Backend>,
     r: pb::MemberRemoveRequest,
 ) -> Result<pb::MemberRemoveResponse, Status> {
@@ -596,7 +602,7 @@ async fn member_remove(
     Ok(pb::MemberRemoveResponse { header: cluster_header(&*backend), members: members_pb(members) })
 }
 
-async fn member_update(
+pub(crate) async fn member_update(
     backend: Rc<dyn Backend>,
     r: pb::MemberUpdateRequest,
 ) -> Result<pb::MemberUpdateResponse, Status> {
@@ -604,7 +610,7 @@ async fn member_update(
     Ok(pb::MemberUpdateResponse { header: cluster_header(&*backend), members: members_pb(members) })
 }
 
-async fn member_promote(
+pub(crate) async fn member_promote(
     backend: Rc<dyn Backend>,
     r: pb::MemberPromoteRequest,
 ) -> Result<pb::MemberPromoteResponse, Status> {
@@ -612,12 +618,12 @@ async fn member_promote(
     Ok(pb::MemberPromoteResponse { header: cluster_header(&*backend), members: members_pb(members) })
 }
 
-async fn hash(backend: Rc<dyn Backend>, _: pb::HashRequest) -> Result<pb::HashResponse, Status> {
+pub(crate) async fn hash(backend: Rc<dyn Backend>, _: pb::HashRequest) -> Result<pb::HashResponse, Status> {
     let hash = backend.hash().await.map_err(|e| backend_error(&e))?;
     Ok(pb::HashResponse { header: response_header(&*backend).await?, hash })
 }
 
-async fn hash_kv(backend: Rc<dyn Backend>, r: pb::HashKvRequest) -> Result<pb::HashKvResponse, Status> {
+pub(crate) async fn hash_kv(backend: Rc<dyn Backend>, r: pb::HashKvRequest) -> Result<pb::HashKvResponse, Status> {
     let h = backend.hash_kv(r.revision).await.map_err(|e| backend_error(&e))?;
     Ok(pb::HashKvResponse {
         header: response_header(&*backend).await?,
@@ -630,11 +636,14 @@ async fn hash_kv(backend: Rc<dyn Backend>, r: pb::HashKvRequest) -> Result<pb::H
 /// `Maintenance/Defragment` answers OK at once: fjall compacts its LSM tree
 /// online, so there is nothing to defragment and the member never blocks.
 /// Like etcd's, the response carries no header.
-async fn defragment(_: Rc<dyn Backend>, _: pb::DefragmentRequest) -> Result<pb::DefragmentResponse, Status> {
+pub(crate) async fn defragment(_: Rc<dyn Backend>, _: pb::DefragmentRequest) -> Result<pb::DefragmentResponse, Status> {
     Ok(pb::DefragmentResponse { header: None })
 }
 
-async fn move_leader(backend: Rc<dyn Backend>, r: pb::MoveLeaderRequest) -> Result<pb::MoveLeaderResponse, Status> {
+pub(crate) async fn move_leader(
+    backend: Rc<dyn Backend>,
+    r: pb::MoveLeaderRequest,
+) -> Result<pb::MoveLeaderResponse, Status> {
     backend.move_leader(r.target_id).await.map_err(|e| backend_error(&e))?;
     // etcd's MoveLeader response carries no header.
     Ok(pb::MoveLeaderResponse { header: None })
