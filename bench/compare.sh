@@ -9,12 +9,14 @@
 #   bench/compare.sh --smoke      a second of load per workload (the test suite's shape check)
 #   bench/compare.sh --scaling    also throughput and p99 vs clients and value size, as SVG charts
 #   bench/compare.sh --profile    lockstep only: `perf record` of the leader under the put workload
+#                                 (after a warm-up run of the same length)
 #   bench/compare.sh --results DIR --runs 3 --duration 10s
 #
 # Environment: BENCH_BIN (skip the release build and use this binary),
 # BENCH_WORKDIR (where the members keep their data; must not be tmpfs; default
 # a fresh directory under $TMPDIR or /var/tmp), BENCH_PORT_BASE (default 41000;
-# 18 ports from there), KEEP=1 (keep the data directories).
+# 18 ports from there), KEEP=1 (keep the data directories and logs),
+# BENCH_LOG_LEVEL (the lockstep members' log level, default warn).
 #
 # The table (stdout, and RESULTS/table.txt) has one line per workload:
 #   put  lockstep 52000 qps p99 4.1 ms | etcd 21000 qps p99 9.8 ms | 2.48x
@@ -157,7 +159,7 @@ listen:
   peer: "127.0.0.1:$((base + 8 + i))"
   admin: "127.0.0.1:$((base + 11 + i))"
 log:
-  level: "warn"
+  level: "${BENCH_LOG_LEVEL:-warn}"
 EOF
   "$bin" config check "$config" >&2
   "$bin" serve --config "$config" >"$work/lockstep-$i.log" 2>&1 &
@@ -190,6 +192,10 @@ if [ "$profile" = 1 ]; then
   leader_pid=${lockstep_pids[$((leader - 1))]}
   say "profiling the leader, member $leader (pid $leader_pid), under put (100 clients, 10 connections, $duration)"
   seconds=${duration%s}
+  # A warm-up run first, so that the profile is of a cluster with some history
+  # (the steady state), not of an empty one.
+  "$bin" bench put --clients 100 --conns 10 --key-space 100000 --total 10000000 --duration "$duration" \
+    --endpoints "$lockstep_endpoints" --label lockstep --name put --output json >"$results/profile-put-warmup.json"
   # Self time per symbol (no call graphs: the release build has no frame pointers) ...
   perf record -F 999 -p "$leader_pid" -o "$results/perf-flat.data" -- sleep "$seconds" 2>"$results/perf-flat.log" &
   flat=$!
