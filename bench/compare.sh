@@ -14,7 +14,7 @@
 #
 # Environment: BENCH_BIN (skip the release build and use this binary),
 # BENCH_WORKDIR (where the members keep their data; must not be tmpfs; default
-# a fresh directory under $TMPDIR or /var/tmp), BENCH_PORT_BASE (default 41000;
+# a fresh directory under $TMPDIR or /var/tmp), BENCH_PORT_BASE (default 27000;
 # 18 ports from there), KEEP=1 (keep the data directories and logs),
 # BENCH_LOG_LEVEL (the lockstep members' log level, default warn).
 #
@@ -98,8 +98,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-base=${BENCH_PORT_BASE:-41000}
-port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+# Below Linux's ephemeral range (32768-60999 by default), so that no outgoing
+# connection of another program holds one of these ports as its local port.
+base=${BENCH_PORT_BASE:-27000}
+port_busy() { ss -Htan exclude time-wait "( sport = :$1 )" 2>/dev/null | grep -q .; }
 for offset in $(seq 0 17); do
   if port_busy $((base + offset)); then
     echo "compare.sh: port $((base + offset)) is in use (set BENCH_PORT_BASE)" >&2

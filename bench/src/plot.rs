@@ -124,7 +124,7 @@ pub fn line_chart_svg(title: &str, x_label: &str, y_label: &str, lines: &[Series
     Ok(svg)
 }
 
-/// 1500 -> "1.5k", 65536 -> "65.5k", 0.25 -> "0.25": short axis labels.
+/// 1500 -> "1.5k", 65536 -> "66k", 1 -> "1", 0.25 -> "0.25": short axis labels.
 pub fn format_number(v: f64) -> String {
     let a = v.abs();
     if a >= 1e6 {
@@ -133,7 +133,7 @@ pub fn format_number(v: f64) -> String {
         format!("{:.0}k", v / 1e3)
     } else if a >= 1e3 {
         format!("{:.1}k", v / 1e3)
-    } else if a >= 10.0 || a == 0.0 {
+    } else if a >= 10.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")
@@ -220,6 +220,8 @@ mod tests {
         assert_eq!(format_number(0.25), "0.25");
         assert_eq!(format_number(256.0), "256");
         assert_eq!(format_number(0.0), "0");
+        assert_eq!(format_number(1.0), "1");
+        assert_eq!(format_number(2.5), "2.50");
     }
 
     #[test]
