@@ -118,19 +118,19 @@ done
 
 # --- etcd: three members, defaults (every commit fsynced) -------------------
 start_etcd() {
-etcd_cluster=""
-for i in 1 2 3; do etcd_cluster+="${etcd_cluster:+,}e$i=http://127.0.0.1:$((base + 2 + i))"; done
-say "starting etcd ($(etcd --version | head -1)) in $work/etcd"
-for i in 1 2 3; do
-  client=$((base + i - 1)); peer=$((base + 2 + i))
-  mkdir -p "$work/etcd"
-  etcd --name "e$i" --data-dir "$work/etcd/e$i" \
-    --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
-    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-    --initial-cluster "$etcd_cluster" --initial-cluster-state new --initial-cluster-token compare \
-    --logger zap --log-level error >"$work/etcd-e$i.log" 2>&1 &
-  pids+=($!)
-done
+  etcd_cluster=""
+  for i in 1 2 3; do etcd_cluster+="${etcd_cluster:+,}e$i=http://127.0.0.1:$((base + 2 + i))"; done
+  say "starting etcd ($(etcd --version | head -1)) in $work/etcd"
+  for i in 1 2 3; do
+    client=$((base + i - 1)); peer=$((base + 2 + i))
+    mkdir -p "$work/etcd"
+    etcd --name "e$i" --data-dir "$work/etcd/e$i" \
+      --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
+      --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+      --initial-cluster "$etcd_cluster" --initial-cluster-state new --initial-cluster-token compare \
+      --logger zap --log-level error >"$work/etcd-e$i.log" 2>&1 &
+    pids+=($!)
+  done
 }
 [ "$profile" = 1 ] || start_etcd
 
