@@ -59,6 +59,8 @@ enum Command {
     /// Check a member's config file, or print a default one.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Load-test etcd v3 endpoints (lockstep or etcd) like etcd's `benchmark` tool; compare and plot reports.
+    Bench(lockstep_bench::BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -304,6 +306,7 @@ fn main() -> ExitCode {
         Command::Version(args) => run_version(&args),
         Command::Config(ConfigCommand::Check(args)) => run_config_check(&args),
         Command::Config(ConfigCommand::Default) => run_config_default(),
+        Command::Bench(args) => lockstep_bench::run_cli(&args),
     }
 }
 
