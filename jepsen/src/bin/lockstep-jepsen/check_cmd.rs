@@ -51,9 +51,17 @@ pub fn without_nemesis_lines(text: &str) -> String {
         .join("\n")
 }
 
-/// Parses a history file's text.
+/// Whether a file holds a Jepsen console log (the `jepsen.util` op lines).
+pub fn is_jepsen_log(path: &Path, text: &str) -> bool {
+    path.extension().is_some_and(|extension| extension == "log") || History::looks_like_jepsen_log(text)
+}
+
+/// Parses a history file's text: a Jepsen console log (`.log`, or a first
+/// line with `jepsen.util - `), Jepsen EDN, or JSON Lines.
 pub fn parse(path: &Path, text: &str) -> Result<History, ParseError> {
-    if is_edn(path, text) {
+    if is_jepsen_log(path, text) {
+        History::parse_jepsen_log(text)
+    } else if is_edn(path, text) {
         History::parse_edn(text)
     } else {
         History::parse_jsonl(&without_nemesis_lines(text))
@@ -124,6 +132,9 @@ mod tests {
         assert!(is_edn(Path::new("h"), "{:type :invoke, :f :read}"));
         assert!(is_edn(Path::new("h"), "  [{:type :invoke}]"));
         assert!(!is_edn(Path::new("h.jsonl"), "{\"process\":0}"));
+        assert!(is_jepsen_log(Path::new("etcd_000.log"), ""));
+        assert!(is_jepsen_log(Path::new("h"), "\nINFO  jepsen.util - 0\t:invoke\t:read\tnil\n"));
+        assert!(!is_jepsen_log(Path::new("h.edn"), "{:type :invoke}"));
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub enum Command {
     /// The last line is `linearizable`, `not linearizable` or `unknown`; the
     /// exit code 0, 1 or 2 (2 also for unreadable input).
     Check(CheckArgs),
+    /// Convert a history (Jepsen console log, Jepsen EDN or JSON Lines) to
+    /// JSON Lines or Jepsen EDN.
+    Convert(ConvertArgs),
     /// Run a lockstep cluster in network namespaces under a nemesis, record a
     /// history and check it (needs root and `ip netns`).
     Run(RunArgs),
@@ -52,6 +55,29 @@ pub struct CheckArgs {
     pub timeout: Option<f64>,
     /// The history: `.edn` (or content starting with `{` `:`, `[` or `#`) is
     /// read as Jepsen EDN, anything else as JSON Lines.
+    pub file: PathBuf,
+}
+
+/// The format `convert` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// JSON Lines, as `run` records and `check` reads.
+    Jsonl,
+    /// Jepsen `history.edn`: one op map per line.
+    Edn,
+}
+
+/// `lockstep-jepsen convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The format to write.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub to: Format,
+    /// Where to write; default standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// The history: a Jepsen console log (`.log`, or `jepsen.util - ` on its
+    /// first line), Jepsen EDN (as for `check`) or JSON Lines.
     pub file: PathBuf,
 }
 
