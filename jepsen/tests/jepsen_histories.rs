@@ -135,3 +135,9 @@ fn conversions_read_back_to_the_same_history_and_verdict() {
         assert_eq!(verdict, wanted, "{file}");
     }
 }
+
+#[test]
+fn the_committed_broken_build_history_checks_not_linearizable() {
+    let history = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/jepsen/broken-follower-reads/history.jsonl");
+    assert_eq!(run_check(&history), ("not linearizable".to_owned(), 1));
+}

@@ -92,6 +92,9 @@ pub fn run(args: &CheckArgs) -> i32 {
             return 2;
         }
     };
+    if args.model == Model::Bank {
+        return check_bank(&args.file, &text);
+    }
     let history = match parse(&args.file, &text) {
         Ok(history) => history,
         Err(error) => {
@@ -104,6 +107,7 @@ pub fn run(args: &CheckArgs) -> i32 {
         Model::CasRegister => "cas-register",
         Model::Register => "register",
         Model::Kv => "kv (independent registers)",
+        Model::Bank => "bank",
     };
     println!("{}: {} events, model {model}", args.file.display(), history.len());
     let timeout = args.timeout.map(|seconds| Duration::from_secs_f64(seconds.max(0.0)));
@@ -116,6 +120,24 @@ pub fn run(args: &CheckArgs) -> i32 {
         }
         None => {
             println!("the check did not finish within {} s", args.timeout.unwrap_or_default());
+            println!("unknown");
+            2
+        }
+    }
+}
+
+/// `check --model bank`: the bank checker on a `bank.jsonl`.
+fn check_bank(path: &Path, text: &str) -> i32 {
+    match crate::bank::parse(text) {
+        Ok(events) => {
+            println!("{}: {} events, model bank", path.display(), events.len());
+            let report = crate::bank::check(&events);
+            print!("{}", report.text());
+            println!("{}", if report.valid() { "valid" } else { "invalid" });
+            i32::from(!report.valid())
+        }
+        Err(error) => {
+            println!("error: {}: {error}", path.display());
             println!("unknown");
             2
         }

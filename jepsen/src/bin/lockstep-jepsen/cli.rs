@@ -42,6 +42,9 @@ pub enum Model {
     Register,
     /// Independent registers, one per key (every model splits by key).
     Kv,
+    /// A `bank.jsonl` of the bank workload: every read holds the same total
+    /// and no negative balance. The last line is `valid` or `invalid`.
+    Bank,
 }
 
 /// `lockstep-jepsen check`.
@@ -88,6 +91,9 @@ pub enum Workload {
     Register,
     /// Many independent registers, one key each, a few keys active at a time.
     Registers,
+    /// Transfers between accounts by multi-key txn; every read must see the
+    /// same total and no negative balance (history in `bank.jsonl`).
+    Bank,
 }
 
 impl Workload {
@@ -96,6 +102,7 @@ impl Workload {
         match self {
             Workload::Register => "register",
             Workload::Registers => "registers",
+            Workload::Bank => "bank",
         }
     }
 }
@@ -112,7 +119,8 @@ pub struct RunArgs {
     /// The workload.
     #[arg(long, value_enum, default_value = "register")]
     pub workload: Workload,
-    /// Faults to inject: a comma-separated list of kill, pause, partition;
+    /// Faults to inject: a comma-separated list of kill, pause, partition,
+    /// asymmetric (one-way partitions);
     /// `all` for all of them, `none` for none.
     #[arg(long, default_value = "all", value_parser = parse_nemesis)]
     pub nemesis: NemesisSet,
@@ -182,7 +190,9 @@ pub fn parse_nemesis(text: &str) -> Result<NemesisSet, String> {
                     kinds.insert(kind);
                 }
                 None => {
-                    return Err(format!("unknown nemesis {name:?}: use kill, pause, partition, all or none"));
+                    return Err(format!(
+                        "unknown nemesis {name:?}: use kill, pause, partition, asymmetric, all or none"
+                    ));
                 }
             },
         }
@@ -209,8 +219,8 @@ mod tests {
     #[test]
     fn nemesis_lists() {
         let all = parse_nemesis("all").unwrap();
-        assert_eq!(all.0.len(), 3);
-        assert_eq!(all.describe(), "kill,pause,partition");
+        assert_eq!(all.0.len(), 4);
+        assert_eq!(all.describe(), "kill,pause,partition,asymmetric");
         assert_eq!(parse_nemesis("partition,kill,kill").unwrap().describe(), "kill,partition");
         assert_eq!(parse_nemesis("none").unwrap().describe(), "none");
         let error = parse_nemesis("kill,clock").unwrap_err();

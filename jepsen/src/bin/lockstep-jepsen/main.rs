@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bank;
 mod check_cmd;
 mod cli;
 mod client;

@@ -17,11 +17,14 @@ pub enum NemesisKind {
     Pause,
     /// Drop traffic between members with iptables, flush the rules at the heal.
     Partition,
+    /// Drop traffic in one direction only, flush the rules at the heal.
+    Asymmetric,
 }
 
 impl NemesisKind {
     /// Every kind, for `--nemesis all`.
-    pub const ALL: [NemesisKind; 3] = [NemesisKind::Kill, NemesisKind::Pause, NemesisKind::Partition];
+    pub const ALL: [NemesisKind; 4] =
+        [NemesisKind::Kill, NemesisKind::Pause, NemesisKind::Partition, NemesisKind::Asymmetric];
 
     /// The name on the command line.
     pub fn as_str(self) -> &'static str {
@@ -29,6 +32,7 @@ impl NemesisKind {
             NemesisKind::Kill => "kill",
             NemesisKind::Pause => "pause",
             NemesisKind::Partition => "partition",
+            NemesisKind::Asymmetric => "asymmetric",
         }
     }
 
@@ -57,6 +61,14 @@ pub enum PartitionKind {
     /// Each member reaches only its two neighbours in this ring order: with
     /// five members every member sees a majority, but no two majorities agree.
     Ring(Vec<u64>),
+    /// One direction only: the leader hears nobody, everyone hears it (its
+    /// heartbeats arrive, the answers do not).
+    LeaderDeaf,
+    /// One direction only: nobody hears the leader, it hears everyone.
+    LeaderMute,
+    /// One direction only: these members hear nobody outside their side,
+    /// the others still hear them.
+    DeafSide(Vec<u64>),
 }
 
 /// One fault.
@@ -76,6 +88,9 @@ impl Fault {
         match self {
             Fault::Kill(_) => NemesisKind::Kill,
             Fault::Pause(_) => NemesisKind::Pause,
+            Fault::Partition(PartitionKind::LeaderDeaf | PartitionKind::LeaderMute | PartitionKind::DeafSide(_)) => {
+                NemesisKind::Asymmetric
+            }
             Fault::Partition(_) => NemesisKind::Partition,
         }
     }
@@ -98,6 +113,11 @@ impl fmt::Display for Fault {
             Fault::Partition(PartitionKind::Halves(side)) => write!(f, "partition {side:?} from the rest"),
             Fault::Partition(PartitionKind::IsolateLeader) => f.write_str("partition the leader from the rest"),
             Fault::Partition(PartitionKind::Ring(order)) => write!(f, "partition into a ring {order:?}"),
+            Fault::Partition(PartitionKind::LeaderDeaf) => f.write_str("one-way: the leader hears nobody"),
+            Fault::Partition(PartitionKind::LeaderMute) => f.write_str("one-way: nobody hears the leader"),
+            Fault::Partition(PartitionKind::DeafSide(side)) => {
+                write!(f, "one-way: {side:?} hear nobody else, the rest hear them")
+            }
         }
     }
 }
@@ -137,6 +157,7 @@ pub fn schedule(
             NemesisKind::Kill => Fault::Kill(target(&mut rng, members)),
             NemesisKind::Pause => Fault::Pause(target(&mut rng, members)),
             NemesisKind::Partition => Fault::Partition(partition(&mut rng, members)),
+            NemesisKind::Asymmetric => Fault::Partition(asymmetric(&mut rng, members)),
         };
         steps.push(Step { start, heal: start + interval, fault });
         start += interval * 2;
@@ -166,20 +187,44 @@ fn partition(rng: &mut Rng, members: u64) -> PartitionKind {
     }
 }
 
-/// For each member, the members whose traffic it drops. Every grudge is
-/// symmetric. `leader` picks the isolated member of `IsolateLeader` (the
-/// first member when there is no leader).
+fn asymmetric(rng: &mut Rng, members: u64) -> PartitionKind {
+    match rng.below(3) {
+        0 => PartitionKind::LeaderDeaf,
+        1 => PartitionKind::LeaderMute,
+        _ => {
+            let mut ids: Vec<u64> = (1..=members).collect();
+            rng.shuffle(&mut ids);
+            let mut side: Vec<u64> = ids[..(members / 2).max(1) as usize].to_vec();
+            side.sort_unstable();
+            PartitionKind::DeafSide(side)
+        }
+    }
+}
+
+/// For each member, the members whose traffic it drops. The grudges of
+/// `Halves`, `IsolateLeader` and `Ring` are symmetric; those of `LeaderDeaf`,
+/// `LeaderMute` and `DeafSide` one-way. `leader` picks the member of
+/// `IsolateLeader`, `LeaderDeaf` and `LeaderMute` (the first member when
+/// there is no leader).
 pub fn grudge(kind: &PartitionKind, members: &[u64], leader: Option<u64>) -> BTreeMap<u64, BTreeSet<u64>> {
     let split = |side: &BTreeSet<u64>| -> BTreeMap<u64, BTreeSet<u64>> {
         let rest: BTreeSet<u64> = members.iter().copied().filter(|id| !side.contains(id)).collect();
         members.iter().map(|id| (*id, if side.contains(id) { rest.clone() } else { side.clone() })).collect()
     };
+    let leader = leader.filter(|id| members.contains(id)).or_else(|| members.first().copied());
+    let others = |id: u64| -> BTreeSet<u64> { members.iter().copied().filter(|other| *other != id).collect() };
     match kind {
         PartitionKind::Halves(side) => split(&side.iter().copied().collect()),
-        PartitionKind::IsolateLeader => {
-            let isolated = leader.filter(|id| members.contains(id)).or_else(|| members.first().copied());
-            split(&isolated.into_iter().collect())
+        PartitionKind::LeaderDeaf => leader.map(|id| (id, others(id))).into_iter().collect(),
+        PartitionKind::LeaderMute => {
+            members.iter().filter(|id| Some(**id) != leader).map(|id| (*id, leader.into_iter().collect())).collect()
         }
+        PartitionKind::DeafSide(side) => {
+            let side: BTreeSet<u64> = side.iter().copied().collect();
+            let rest: BTreeSet<u64> = members.iter().copied().filter(|id| !side.contains(id)).collect();
+            side.iter().map(|id| (*id, rest.clone())).collect()
+        }
+        PartitionKind::IsolateLeader => split(&leader.into_iter().collect()),
         PartitionKind::Ring(order) => {
             let n = order.len();
             let mut grudges = BTreeMap::new();
@@ -284,6 +329,31 @@ mod tests {
         }
         // 3's neighbours are 4 and 1.
         assert_eq!(g[&3], [2, 5].into_iter().collect());
+    }
+
+    #[test]
+    fn one_way_partitions_cut_one_direction() {
+        let members = [1, 2, 3, 4, 5];
+        let g = grudge(&PartitionKind::LeaderDeaf, &members, Some(2));
+        assert_eq!(g, [(2, [1, 3, 4, 5].into_iter().collect())].into_iter().collect());
+        let g = grudge(&PartitionKind::LeaderMute, &members, Some(2));
+        assert_eq!(g.len(), 4);
+        assert!(g.values().all(|dropped| *dropped == [2].into_iter().collect()));
+        assert!(!g.contains_key(&2), "the leader still hears everyone");
+        let g = grudge(&PartitionKind::DeafSide(vec![1, 4]), &members, None);
+        assert_eq!(g.keys().copied().collect::<Vec<_>>(), [1, 4]);
+        assert_eq!(g[&4], [2, 3, 5].into_iter().collect());
+        for (member, dropped) in &g {
+            for other in dropped {
+                assert!(!g.get(other).is_some_and(|theirs| theirs.contains(member)), "{member}<->{other} is two-way");
+            }
+        }
+        let kinds: BTreeSet<NemesisKind> = [NemesisKind::Asymmetric].into_iter().collect();
+        let steps = schedule(9, &kinds, 5, Duration::from_secs(600), Duration::from_secs(5));
+        assert!(steps.iter().all(|step| step.fault.kind() == NemesisKind::Asymmetric));
+        for shape in ["hears nobody", "nobody hears", "hear nobody else"] {
+            assert!(steps.iter().any(|step| step.fault.to_string().contains(shape)), "{shape} never drawn");
+        }
     }
 
     #[test]

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lockstep_jepsen::{OpType, Value};
 
+use crate::bank;
 use crate::check_cmd;
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, Workload};
 use crate::client::{self, Outcome, Reads, Request};
 use crate::cluster::{self, Member};
 use crate::history_log::HistoryLog;
@@ -189,14 +190,29 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
     let deadline = start + args.time_limit;
     let concurrency = u64::from(args.concurrency);
     let clients = Arc::new(Clients { log: Arc::clone(&log), concurrency, reads: args.reads });
+    let bank_log = if args.workload == Workload::Bank {
+        bank::setup(&endpoints[0])?;
+        let bank_log =
+            bank::BankLog::create(&out, start).map_err(|error| format!("cannot write bank.jsonl: {error}"))?;
+        Some(Arc::new(bank_log))
+    } else {
+        None
+    };
     let workers: Vec<_> = (0..concurrency)
         .map(|worker| {
             let (clients, generator, stop) = (Arc::clone(&clients), Arc::clone(&generator), Arc::clone(stop));
+            let bank_log = bank_log.clone();
             let endpoint = endpoints[(worker % endpoints.len() as u64) as usize].clone();
             std::thread::spawn(move || {
                 let mut rng = Rng::new(seed ^ (worker + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let mut process = worker;
                 while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                    if let Some(bank_log) = &bank_log {
+                        if !bank::step(bank_log, &mut rng, &mut process, concurrency, &endpoint) {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        continue;
+                    }
                     let planned = generator.next(&mut rng, start.elapsed());
                     if !clients.run_op(
                         &mut process,
@@ -238,6 +254,9 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
                 recovered = true;
                 eprintln!("recovered: leader {leader}; final reads");
                 final_reads(&clients, &generator, &env.members, &processes, start.elapsed());
+                if let Some(bank_log) = &bank_log {
+                    bank_final_reads(bank_log, &env.members, &processes);
+                }
             }
             Err(message) => warnings.push(message),
         }
@@ -268,6 +287,7 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
         None => CheckInfo { verdict: "unknown".to_owned(), time_s: CHECK_TIMEOUT.as_secs_f64(), result: None },
     };
     let (ops, events) = log.snapshot();
+    let bank_report = bank_log.as_ref().map(|bank_log| bank::check(&bank_log.events()));
     let info = RunInfo {
         run_id: names.run_id.clone(),
         started_utc,
@@ -285,7 +305,15 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
         warnings,
     };
     let summary = results::summary_json(&info, &ops, &events, &check);
-    let text = results::summary_text(&summary, &check);
+    let mut summary = summary;
+    let mut text = results::summary_text(&summary, &check);
+    if let Some(report) = &bank_report {
+        summary["bank"] = serde_json::json!({
+            "valid": report.valid(), "reads": report.reads, "transfers": report.transfers,
+            "bad_count": report.bad_count, "bad": report.bad,
+        });
+        text.push_str(&report.text());
+    }
     let write = |name: &str, contents: &str| {
         std::fs::write(out.join(name), contents).map_err(|error| format!("cannot write {name}: {error}"))
     };
@@ -294,6 +322,21 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
     write("report.html", &results::html(&text, &ops, &events, &check))?;
     print!("{text}");
     println!("results: {}", out.display());
+    if let Some(report) = &bank_report {
+        // The bank workload has no register history: its verdict is the bank checker's.
+        let (line, code) = match (recovered, report.valid()) {
+            (_, false) => ("invalid", 1),
+            (true, true) => ("valid", 0),
+            (false, true) => ("unknown", 2),
+        };
+        if !recovered {
+            println!(
+                "the cluster did not recover after the final heal (or the run was interrupted): the verdict is unknown"
+            );
+        }
+        println!("{line}");
+        return Ok(code);
+    }
     let verdict = match check.result.as_ref().map(|result| result.verdict) {
         // A run whose cluster never came back, or that was cut short, proves too little to pass.
         Some(lockstep_jepsen::Verdict::Valid) if !recovered => lockstep_jepsen::Verdict::Unknown,
@@ -470,6 +513,21 @@ fn heal_all(members: &mut [Member], names: &Names, lockstep: &Path, log: &Histor
     }
     log.nemesis("heal", "final heal: every member running, no partition");
     Ok(())
+}
+
+/// Reads every balance through every member (a few tries each), as the
+/// workers' last processes.
+fn bank_final_reads(bank_log: &bank::BankLog, members: &[Member], processes: &[u64]) {
+    let processes: Vec<u64> = processes.iter().copied().filter(|process| *process != u64::MAX).collect();
+    for (index, member) in members.iter().enumerate() {
+        let Some(process) = processes.get(index % processes.len().max(1)) else { return };
+        for _ in 0..5 {
+            if bank::logged_read(bank_log, *process, &member.client_url()).is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
 }
 
 /// Reads every key used, through every member, until each read succeeds
