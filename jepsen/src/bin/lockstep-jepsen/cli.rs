@@ -94,6 +94,9 @@ pub enum Workload {
     /// Transfers between accounts by multi-key txn; every read must see the
     /// same total and no negative balance (history in `bank.jsonl`).
     Bank,
+    /// The register workload, plus watchers following the key from revision
+    /// 1 (events in `watch.jsonl`), checked against the final sequence.
+    Watch,
 }
 
 impl Workload {
@@ -103,6 +106,7 @@ impl Workload {
             Workload::Register => "register",
             Workload::Registers => "registers",
             Workload::Bank => "bank",
+            Workload::Watch => "watch",
         }
     }
 }

@@ -16,6 +16,7 @@ mod netns;
 mod results;
 mod rng;
 mod run;
+mod watch;
 mod workload;
 
 use std::sync::atomic::AtomicBool;

@@ -19,6 +19,7 @@ use crate::nemesis::{self, Fault, NemesisKind, Target};
 use crate::netns::{self, Names};
 use crate::results::{self, CheckInfo, RunInfo};
 use crate::rng::Rng;
+use crate::watch;
 use crate::workload::Generator;
 
 /// How long the cluster may take to elect a leader and get ready.
@@ -198,6 +199,24 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
     } else {
         None
     };
+    let watch_log = if args.workload == Workload::Watch {
+        let watch_log =
+            watch::WatchLog::create(&out, start).map_err(|error| format!("cannot write watch.jsonl: {error}"))?;
+        Some(Arc::new(watch_log))
+    } else {
+        None
+    };
+    let watchers_done = Arc::new(AtomicBool::new(false));
+    let watchers: Vec<_> = watch_log
+        .iter()
+        .flat_map(|watch_log| (0..watch::WATCHERS).map(move |watcher| (Arc::clone(watch_log), watcher)))
+        .map(|(watch_log, watcher)| {
+            let endpoint = endpoints[(watcher % endpoints.len() as u64) as usize].clone();
+            let done = Arc::clone(&watchers_done);
+            let key = Generator::etcd_key(None);
+            std::thread::spawn(move || watch::watcher(&watch_log, watcher, &endpoint, &key, &done))
+        })
+        .collect();
     let workers: Vec<_> = (0..concurrency)
         .map(|worker| {
             let (clients, generator, stop) = (Arc::clone(&clients), Arc::clone(&generator), Arc::clone(stop));
@@ -243,11 +262,16 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
     }
     watch_until(deadline, stop, &mut env.members, lockstep, &log, &mut warnings);
     let processes: Vec<u64> = workers.into_iter().map(|worker| worker.join().unwrap_or(u64::MAX)).collect();
+    watchers_done.store(true, Ordering::Relaxed);
+    for watcher in watchers {
+        let _ = watcher.join();
+    }
 
     // The end: heal everything, wait for recovery, read the final values.
     let interrupted = stop.load(Ordering::Relaxed);
     heal_all(&mut env.members, &names, lockstep, &log)?;
     let mut recovered = false;
+    let mut watch_finals = Vec::new();
     if !interrupted {
         match cluster::wait_healthy(&env.members, RECOVERY_TIMEOUT, stop) {
             Ok(leader) => {
@@ -256,6 +280,9 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
                 final_reads(&clients, &generator, &env.members, &processes, start.elapsed());
                 if let Some(bank_log) = &bank_log {
                     bank_final_reads(bank_log, &env.members, &processes);
+                }
+                if watch_log.is_some() {
+                    watch_finals = final_watches(&env.members);
                 }
             }
             Err(message) => warnings.push(message),
@@ -288,6 +315,7 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
     };
     let (ops, events) = log.snapshot();
     let bank_report = bank_log.as_ref().map(|bank_log| bank::check(&bank_log.events()));
+    let watch_report = watch_log.as_ref().map(|watch_log| watch::check(&watch_log.seen(), &watch_finals, &ops));
     let info = RunInfo {
         run_id: names.run_id.clone(),
         started_utc,
@@ -314,6 +342,12 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
         });
         text.push_str(&report.text());
     }
+    if let Some(report) = &watch_report {
+        summary["watch"] = serde_json::json!({
+            "valid": report.valid(), "changes": report.changes, "seen": report.seen, "problems": report.problems,
+        });
+        text.push_str(&report.text());
+    }
     let write = |name: &str, contents: &str| {
         std::fs::write(out.join(name), contents).map_err(|error| format!("cannot write {name}: {error}"))
     };
@@ -328,6 +362,22 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
             (_, false) => ("invalid", 1),
             (true, true) => ("valid", 0),
             (false, true) => ("unknown", 2),
+        };
+        if !recovered {
+            println!(
+                "the cluster did not recover after the final heal (or the run was interrupted): the verdict is unknown"
+            );
+        }
+        println!("{line}");
+        return Ok(code);
+    }
+    if let Some(report) = &watch_report {
+        // Valid only if the register history is linearizable and the watches check.
+        let register = check.result.as_ref().map(|result| result.verdict);
+        let (line, code) = match (register, report.valid(), recovered) {
+            (Some(lockstep_jepsen::Verdict::Invalid), _, _) | (_, false, _) => ("invalid", 1),
+            (Some(lockstep_jepsen::Verdict::Valid), true, true) => ("valid", 0),
+            _ => ("unknown", 2),
         };
         if !recovered {
             println!(
@@ -513,6 +563,23 @@ fn heal_all(members: &mut [Member], names: &Names, lockstep: &Path, log: &Histor
     }
     log.nemesis("heal", "final heal: every member running, no partition");
     Ok(())
+}
+
+/// The final sequence of the watched key through every member (`None` where
+/// the watch failed).
+fn final_watches(members: &[Member]) -> Vec<(u64, Option<Vec<watch::Change>>)> {
+    let key = Generator::etcd_key(None);
+    members
+        .iter()
+        .map(|member| {
+            let changes = (0..3).find_map(|_| {
+                watch::watch_once(&member.client_url(), &key, 1, Duration::from_secs(3))
+                    .ok()
+                    .filter(|changes| !changes.is_empty())
+            });
+            (member.id, changes)
+        })
+        .collect()
 }
 
 /// Reads every balance through every member (a few tries each), as the
