@@ -97,6 +97,9 @@ pub enum Workload {
     /// The register workload, plus watchers following the key from revision
     /// 1 (events in `watch.jsonl`), checked against the final sequence.
     Watch,
+    /// Clients take turns holding a lease-backed lock key; no two holding
+    /// intervals may overlap (events in `lock.jsonl`).
+    Lock,
 }
 
 impl Workload {
@@ -107,6 +110,7 @@ impl Workload {
             Workload::Registers => "registers",
             Workload::Bank => "bank",
             Workload::Watch => "watch",
+            Workload::Lock => "lock",
         }
     }
 }

@@ -11,6 +11,7 @@ mod client;
 mod cluster;
 mod convert_cmd;
 mod history_log;
+mod lock;
 mod nemesis;
 mod netns;
 mod results;

@@ -15,6 +15,7 @@ use crate::cli::{RunArgs, Workload};
 use crate::client::{self, Outcome, Reads, Request};
 use crate::cluster::{self, Member};
 use crate::history_log::HistoryLog;
+use crate::lock;
 use crate::nemesis::{self, Fault, NemesisKind, Target};
 use crate::netns::{self, Names};
 use crate::results::{self, CheckInfo, RunInfo};
@@ -206,6 +207,13 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
     } else {
         None
     };
+    let lock_log = if args.workload == Workload::Lock {
+        let lock_log =
+            lock::LockLog::create(&out, start).map_err(|error| format!("cannot write lock.jsonl: {error}"))?;
+        Some(Arc::new(lock_log))
+    } else {
+        None
+    };
     let watchers_done = Arc::new(AtomicBool::new(false));
     let watchers: Vec<_> = watch_log
         .iter()
@@ -221,11 +229,19 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
         .map(|worker| {
             let (clients, generator, stop) = (Arc::clone(&clients), Arc::clone(&generator), Arc::clone(stop));
             let bank_log = bank_log.clone();
+            let lock_log = lock_log.clone();
             let endpoint = endpoints[(worker % endpoints.len() as u64) as usize].clone();
             std::thread::spawn(move || {
                 let mut rng = Rng::new(seed ^ (worker + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let mut process = worker;
+                let mut round = 0;
                 while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                    if let Some(lock_log) = &lock_log {
+                        lock::round(lock_log, worker, round, &endpoint);
+                        round += 1;
+                        std::thread::sleep(Duration::from_millis(rng.below(200)));
+                        continue;
+                    }
                     if let Some(bank_log) = &bank_log {
                         if !bank::step(bank_log, &mut rng, &mut process, concurrency, &endpoint) {
                             std::thread::sleep(Duration::from_millis(100));
@@ -315,6 +331,7 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
     };
     let (ops, events) = log.snapshot();
     let bank_report = bank_log.as_ref().map(|bank_log| bank::check(&bank_log.events()));
+    let lock_report = lock_log.as_ref().map(|lock_log| lock::check(&lock_log.intervals()));
     let watch_report = watch_log.as_ref().map(|watch_log| watch::check(&watch_log.seen(), &watch_finals, &ops));
     let info = RunInfo {
         run_id: names.run_id.clone(),
@@ -342,6 +359,13 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
         });
         text.push_str(&report.text());
     }
+    if let Some(report) = &lock_report {
+        summary["lock"] = serde_json::json!({
+            "valid": report.valid(), "intervals": report.intervals, "deadline_ended": report.deadline_ended,
+            "overlap_count": report.overlap_count, "overlaps": report.overlaps,
+        });
+        text.push_str(&report.text());
+    }
     if let Some(report) = &watch_report {
         summary["watch"] = serde_json::json!({
             "valid": report.valid(), "changes": report.changes, "seen": report.seen, "problems": report.problems,
@@ -356,9 +380,11 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
     write("report.html", &results::html(&text, &ops, &events, &check))?;
     print!("{text}");
     println!("results: {}", out.display());
-    if let Some(report) = &bank_report {
-        // The bank workload has no register history: its verdict is the bank checker's.
-        let (line, code) = match (recovered, report.valid()) {
+    let own_verdict =
+        bank_report.as_ref().map(bank::BankReport::valid).or(lock_report.as_ref().map(lock::LockReport::valid));
+    if let Some(valid) = own_verdict {
+        // The bank and lock workloads have no register history: the verdict is their checker's.
+        let (line, code) = match (recovered, valid) {
             (_, false) => ("invalid", 1),
             (true, true) => ("valid", 0),
             (false, true) => ("unknown", 2),
