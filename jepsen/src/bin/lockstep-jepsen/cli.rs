@@ -128,7 +128,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "register")]
     pub workload: Workload,
     /// Faults to inject: a comma-separated list of kill, pause, partition,
-    /// asymmetric (one-way partitions);
+    /// asymmetric (one-way partitions), clock (clock jumps, needs libfaketime);
     /// `all` for all of them, `none` for none.
     #[arg(long, default_value = "all", value_parser = parse_nemesis)]
     pub nemesis: NemesisSet,
@@ -199,7 +199,7 @@ pub fn parse_nemesis(text: &str) -> Result<NemesisSet, String> {
                 }
                 None => {
                     return Err(format!(
-                        "unknown nemesis {name:?}: use kill, pause, partition, asymmetric, all or none"
+                        "unknown nemesis {name:?}: use kill, pause, partition, asymmetric, clock, all or none"
                     ));
                 }
             },
@@ -227,12 +227,12 @@ mod tests {
     #[test]
     fn nemesis_lists() {
         let all = parse_nemesis("all").unwrap();
-        assert_eq!(all.0.len(), 4);
-        assert_eq!(all.describe(), "kill,pause,partition,asymmetric");
+        assert_eq!(all.0.len(), 5);
+        assert_eq!(all.describe(), "kill,pause,partition,asymmetric,clock");
         assert_eq!(parse_nemesis("partition,kill,kill").unwrap().describe(), "kill,partition");
         assert_eq!(parse_nemesis("none").unwrap().describe(), "none");
-        let error = parse_nemesis("kill,clock").unwrap_err();
-        assert!(error.contains("clock"), "{error}");
+        let error = parse_nemesis("kill,disk").unwrap_err();
+        assert!(error.contains("disk"), "{error}");
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct Member {
     child: Option<Child>,
     /// Stopped with SIGSTOP and not yet resumed.
     pub paused: bool,
+    /// libfaketime and the file holding this member's clock offset, when
+    /// the clock nemesis runs: the member starts with them preloaded.
+    pub faketime: Option<(PathBuf, PathBuf)>,
 }
 
 /// The config file of member `id` of an `n`-member cluster.
@@ -70,6 +73,7 @@ impl Member {
             log_path,
             child: None,
             paused: false,
+            faketime: None,
         })
     }
 
@@ -113,6 +117,15 @@ impl Member {
             if name.to_string_lossy().starts_with("LOCKSTEP_") {
                 command.env_remove(name);
             }
+        }
+        if let Some((library, offset_file)) = &self.faketime {
+            // libfaketime re-reads the offset file at most once a second, for
+            // every clock (CLOCK_MONOTONIC included), in every thread.
+            command
+                .env("LD_PRELOAD", library)
+                .env("FAKETIME_TIMESTAMP_FILE", offset_file)
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("FAKETIME_DONT_RESET", "1");
         }
         let child = command
             .args(["netns", "exec", &self.netns])

@@ -19,12 +19,15 @@ pub enum NemesisKind {
     Partition,
     /// Drop traffic in one direction only, flush the rules at the heal.
     Asymmetric,
+    /// Jump a member's clocks (wall and monotonic, through libfaketime),
+    /// jump them back at the heal.
+    Clock,
 }
 
 impl NemesisKind {
     /// Every kind, for `--nemesis all`.
-    pub const ALL: [NemesisKind; 4] =
-        [NemesisKind::Kill, NemesisKind::Pause, NemesisKind::Partition, NemesisKind::Asymmetric];
+    pub const ALL: [NemesisKind; 5] =
+        [NemesisKind::Kill, NemesisKind::Pause, NemesisKind::Partition, NemesisKind::Asymmetric, NemesisKind::Clock];
 
     /// The name on the command line.
     pub fn as_str(self) -> &'static str {
@@ -33,6 +36,7 @@ impl NemesisKind {
             NemesisKind::Pause => "pause",
             NemesisKind::Partition => "partition",
             NemesisKind::Asymmetric => "asymmetric",
+            NemesisKind::Clock => "clock",
         }
     }
 
@@ -80,6 +84,9 @@ pub enum Fault {
     Pause(Target),
     /// Drop traffic between members.
     Partition(PartitionKind),
+    /// Offset a member's clocks by this many seconds (both directions), then
+    /// set them back to real time.
+    Clock(Target, i64),
 }
 
 impl Fault {
@@ -88,6 +95,7 @@ impl Fault {
         match self {
             Fault::Kill(_) => NemesisKind::Kill,
             Fault::Pause(_) => NemesisKind::Pause,
+            Fault::Clock(..) => NemesisKind::Clock,
             Fault::Partition(PartitionKind::LeaderDeaf | PartitionKind::LeaderMute | PartitionKind::DeafSide(_)) => {
                 NemesisKind::Asymmetric
             }
@@ -110,6 +118,7 @@ impl fmt::Display for Fault {
         match self {
             Fault::Kill(target) => write!(f, "kill {target}"),
             Fault::Pause(target) => write!(f, "pause {target}"),
+            Fault::Clock(target, offset_s) => write!(f, "clock of {target} jumps {offset_s:+} s"),
             Fault::Partition(PartitionKind::Halves(side)) => write!(f, "partition {side:?} from the rest"),
             Fault::Partition(PartitionKind::IsolateLeader) => f.write_str("partition the leader from the rest"),
             Fault::Partition(PartitionKind::Ring(order)) => write!(f, "partition into a ring {order:?}"),
@@ -158,6 +167,10 @@ pub fn schedule(
             NemesisKind::Pause => Fault::Pause(target(&mut rng, members)),
             NemesisKind::Partition => Fault::Partition(partition(&mut rng, members)),
             NemesisKind::Asymmetric => Fault::Partition(asymmetric(&mut rng, members)),
+            NemesisKind::Clock => {
+                let target = target(&mut rng, members);
+                Fault::Clock(target, CLOCK_JUMPS_S[rng.below(CLOCK_JUMPS_S.len() as u64) as usize])
+            }
         };
         steps.push(Step { start, heal: start + interval, fault });
         start += interval * 2;
@@ -185,6 +198,15 @@ fn partition(rng: &mut Rng, members: u64) -> PartitionKind {
         1 => PartitionKind::IsolateLeader,
         _ => PartitionKind::Ring(ids),
     }
+}
+
+/// The clock jumps the clock nemesis draws from, seconds: small and large,
+/// forward and back (each jumps the other way at the heal).
+pub const CLOCK_JUMPS_S: [i64; 6] = [-60, -10, -2, 2, 10, 60];
+
+/// The libfaketime setting of a clock offset: `+10`, `-60`, `+0`.
+pub fn faketime_offset(offset_s: i64) -> String {
+    format!("{offset_s:+}\n")
 }
 
 fn asymmetric(rng: &mut Rng, members: u64) -> PartitionKind {
@@ -354,6 +376,24 @@ mod tests {
         for shape in ["hears nobody", "nobody hears", "hear nobody else"] {
             assert!(steps.iter().any(|step| step.fault.to_string().contains(shape)), "{shape} never drawn");
         }
+    }
+
+    #[test]
+    fn clock_faults_jump_both_ways() {
+        let kinds: BTreeSet<NemesisKind> = [NemesisKind::Clock].into_iter().collect();
+        let steps = schedule(5, &kinds, 5, Duration::from_secs(600), Duration::from_secs(5));
+        let jumps: BTreeSet<i64> = steps
+            .iter()
+            .map(|step| match step.fault {
+                Fault::Clock(_, offset_s) => offset_s,
+                ref other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(jumps, CLOCK_JUMPS_S.into_iter().collect());
+        assert_eq!(faketime_offset(10), "+10\n");
+        assert_eq!(faketime_offset(-60), "-60\n");
+        assert_eq!(faketime_offset(0), "+0\n");
+        assert_eq!(Fault::Clock(Target::Member(2), -10).to_string(), "clock of member 2 jumps -10 s");
     }
 
     #[test]

@@ -45,8 +45,12 @@ pub fn preflight(args: &RunArgs) -> Result<PathBuf, String> {
         return Err("`ip netns` is not available (install iproute2; the kernel needs network namespaces)".into());
     }
     let has = |program: &str, flag: &str| Command::new(program).arg(flag).output().is_ok_and(|o| o.status.success());
-    if args.nemesis.0.contains(&NemesisKind::Partition) && !has("iptables", "--version") {
-        return Err("the partition nemesis needs iptables (apt-get install iptables)".into());
+    let partitions = [NemesisKind::Partition, NemesisKind::Asymmetric];
+    if partitions.iter().any(|kind| args.nemesis.0.contains(kind)) && !has("iptables", "--version") {
+        return Err("the partition and asymmetric nemeses need iptables (apt-get install iptables)".into());
+    }
+    if args.nemesis.0.contains(&NemesisKind::Clock) && faketime_library().is_none() {
+        return Err("the clock nemesis needs libfaketime (apt-get install faketime)".into());
     }
     if !has("etcdctl", "version") {
         return Err("etcdctl is not installed (apt-get install etcd-client)".into());
@@ -172,6 +176,12 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
         let log_path = out.join("members").join(format!("{id}.log"));
         let mut member =
             Member::new(&names, id, args.members, &work_dir, log_path).map_err(|error| error.to_string())?;
+        if args.nemesis.0.contains(&NemesisKind::Clock) {
+            let library = faketime_library().ok_or("libfaketime disappeared")?;
+            let offset_file = work_dir.join(format!("clock-{id}"));
+            write_clock(&offset_file, 0)?;
+            member.faketime = Some((library, offset_file));
+        }
         member.start(lockstep)?;
         env.members.push(member);
     }
@@ -527,6 +537,15 @@ fn inject(fault: &Fault, members: &mut [Member], names: &Names, log: &HistoryLog
             log.nemesis(fault.kind().as_str(), &text);
             eprintln!("nemesis: pause {text}");
         }
+        Fault::Clock(target, offset_s) => {
+            let (id, text) = resolve(*target, members);
+            let member = member_mut(members, id)?;
+            let (_, offset_file) = member.faketime.as_ref().ok_or("clock nemesis without libfaketime")?;
+            write_clock(offset_file, *offset_s)?;
+            let text = format!("{text}: clock jumps {offset_s:+} s");
+            log.nemesis(fault.kind().as_str(), &text);
+            eprintln!("nemesis: clock of {text}");
+        }
         Fault::Partition(kind) => {
             let ids: Vec<u64> = members.iter().map(|member| member.id).collect();
             let leader = cluster::find_leader(members);
@@ -568,6 +587,39 @@ fn heal(fault: &Fault, members: &mut [Member], names: &Names, lockstep: &Path, l
             }
             log.nemesis("heal", "every partition");
         }
+        Fault::Clock(..) => {
+            reset_clocks(members)?;
+            log.nemesis("heal", "every clock back to real time");
+        }
+    }
+    Ok(())
+}
+
+/// Where libfaketime's multi-threaded library is, if installed.
+fn faketime_library() -> Option<PathBuf> {
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+        "/usr/local/lib/faketime/libfaketimeMT.so.1",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|path| path.is_file())
+}
+
+/// Sets a member's clock offset (libfaketime reads it within a second).
+fn write_clock(offset_file: &Path, offset_s: i64) -> Result<(), String> {
+    std::fs::write(offset_file, nemesis::faketime_offset(offset_s))
+        .map_err(|error| format!("cannot write {}: {error}", offset_file.display()))
+}
+
+/// Sets every member's clock back to real time.
+fn reset_clocks(members: &[Member]) -> Result<(), String> {
+    for member in members {
+        if let Some((_, offset_file)) = &member.faketime {
+            write_clock(offset_file, 0)?;
+        }
     }
     Ok(())
 }
@@ -587,7 +639,8 @@ fn heal_all(members: &mut [Member], names: &Names, lockstep: &Path, log: &Histor
     for member in members.iter() {
         iptables(names, member.id, &nemesis::iptables_heal())?;
     }
-    log.nemesis("heal", "final heal: every member running, no partition");
+    reset_clocks(members)?;
+    log.nemesis("heal", "final heal: every member running, no partition, real clocks");
     Ok(())
 }
 
