@@ -128,7 +128,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "register")]
     pub workload: Workload,
     /// Faults to inject: a comma-separated list of kill, pause, partition,
-    /// asymmetric (one-way partitions), clock (clock jumps, needs libfaketime);
+    /// asymmetric (one-way partitions), clock (clock jumps, needs libfaketime),
+    /// disk (a full data file system);
     /// `all` for all of them, `none` for none.
     #[arg(long, default_value = "all", value_parser = parse_nemesis)]
     pub nemesis: NemesisSet,
@@ -199,7 +200,7 @@ pub fn parse_nemesis(text: &str) -> Result<NemesisSet, String> {
                 }
                 None => {
                     return Err(format!(
-                        "unknown nemesis {name:?}: use kill, pause, partition, asymmetric, clock, all or none"
+                        "unknown nemesis {name:?}: use kill, pause, partition, asymmetric, clock, disk, all or none"
                     ));
                 }
             },
@@ -227,12 +228,12 @@ mod tests {
     #[test]
     fn nemesis_lists() {
         let all = parse_nemesis("all").unwrap();
-        assert_eq!(all.0.len(), 5);
-        assert_eq!(all.describe(), "kill,pause,partition,asymmetric,clock");
+        assert_eq!(all.0.len(), 6);
+        assert_eq!(all.describe(), "kill,pause,partition,asymmetric,clock,disk");
         assert_eq!(parse_nemesis("partition,kill,kill").unwrap().describe(), "kill,partition");
         assert_eq!(parse_nemesis("none").unwrap().describe(), "none");
-        let error = parse_nemesis("kill,disk").unwrap_err();
-        assert!(error.contains("disk"), "{error}");
+        let error = parse_nemesis("kill,membership").unwrap_err();
+        assert!(error.contains("membership"), "{error}");
     }
 
     #[test]
@@ -260,7 +261,7 @@ mod tests {
         assert_eq!(args.concurrency, 10);
         assert_eq!(args.seed, Some(42));
         assert!(Cli::try_parse_from(["lockstep-jepsen", "run", "--members", "0"]).is_err());
-        assert!(Cli::try_parse_from(["lockstep-jepsen", "run", "--nemesis", "disk"]).is_err());
+        assert!(Cli::try_parse_from(["lockstep-jepsen", "run", "--nemesis", "net"]).is_err());
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Member {
     child: Option<Child>,
     /// Stopped with SIGSTOP and not yet resumed.
     pub paused: bool,
+    /// Its data directory.
+    pub data_dir: PathBuf,
     /// libfaketime and the file holding this member's clock offset, when
     /// the clock nemesis runs: the member starts with them preloaded.
     pub faketime: Option<(PathBuf, PathBuf)>,
@@ -74,6 +76,7 @@ impl Member {
             child: None,
             paused: false,
             faketime: None,
+            data_dir,
         })
     }
 
@@ -97,6 +100,12 @@ impl Member {
     /// The pid of the running process.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Appends YAML to the member's config file (before it starts).
+    pub fn append_config(&self, yaml: &str) -> std::io::Result<()> {
+        let mut file = OpenOptions::new().append(true).open(&self.config_path)?;
+        std::io::Write::write_all(&mut file, yaml.as_bytes())
     }
 
     /// Starts `lockstep serve` in the namespace, appending to the log.

@@ -10,6 +10,7 @@ mod cli;
 mod client;
 mod cluster;
 mod convert_cmd;
+mod disk;
 mod history_log;
 mod lock;
 mod nemesis;

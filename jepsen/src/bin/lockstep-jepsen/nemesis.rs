@@ -22,12 +22,20 @@ pub enum NemesisKind {
     /// Jump a member's clocks (wall and monotonic, through libfaketime),
     /// jump them back at the heal.
     Clock,
+    /// Fill a member's data file system (a small tmpfs), free it at the heal.
+    Disk,
 }
 
 impl NemesisKind {
     /// Every kind, for `--nemesis all`.
-    pub const ALL: [NemesisKind; 5] =
-        [NemesisKind::Kill, NemesisKind::Pause, NemesisKind::Partition, NemesisKind::Asymmetric, NemesisKind::Clock];
+    pub const ALL: [NemesisKind; 6] = [
+        NemesisKind::Kill,
+        NemesisKind::Pause,
+        NemesisKind::Partition,
+        NemesisKind::Asymmetric,
+        NemesisKind::Clock,
+        NemesisKind::Disk,
+    ];
 
     /// The name on the command line.
     pub fn as_str(self) -> &'static str {
@@ -37,6 +45,7 @@ impl NemesisKind {
             NemesisKind::Partition => "partition",
             NemesisKind::Asymmetric => "asymmetric",
             NemesisKind::Clock => "clock",
+            NemesisKind::Disk => "disk",
         }
     }
 
@@ -87,6 +96,8 @@ pub enum Fault {
     /// Offset a member's clocks by this many seconds (both directions), then
     /// set them back to real time.
     Clock(Target, i64),
+    /// Fill a member's data file system, then free it.
+    Disk(Target),
 }
 
 impl Fault {
@@ -96,6 +107,7 @@ impl Fault {
             Fault::Kill(_) => NemesisKind::Kill,
             Fault::Pause(_) => NemesisKind::Pause,
             Fault::Clock(..) => NemesisKind::Clock,
+            Fault::Disk(_) => NemesisKind::Disk,
             Fault::Partition(PartitionKind::LeaderDeaf | PartitionKind::LeaderMute | PartitionKind::DeafSide(_)) => {
                 NemesisKind::Asymmetric
             }
@@ -119,6 +131,7 @@ impl fmt::Display for Fault {
             Fault::Kill(target) => write!(f, "kill {target}"),
             Fault::Pause(target) => write!(f, "pause {target}"),
             Fault::Clock(target, offset_s) => write!(f, "clock of {target} jumps {offset_s:+} s"),
+            Fault::Disk(target) => write!(f, "fill the disk of {target}"),
             Fault::Partition(PartitionKind::Halves(side)) => write!(f, "partition {side:?} from the rest"),
             Fault::Partition(PartitionKind::IsolateLeader) => f.write_str("partition the leader from the rest"),
             Fault::Partition(PartitionKind::Ring(order)) => write!(f, "partition into a ring {order:?}"),
@@ -171,6 +184,7 @@ pub fn schedule(
                 let target = target(&mut rng, members);
                 Fault::Clock(target, CLOCK_JUMPS_S[rng.below(CLOCK_JUMPS_S.len() as u64) as usize])
             }
+            NemesisKind::Disk => Fault::Disk(target(&mut rng, members)),
         };
         steps.push(Step { start, heal: start + interval, fault });
         start += interval * 2;

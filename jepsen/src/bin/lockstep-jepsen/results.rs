@@ -65,7 +65,7 @@ pub fn windows(events: &[NemesisEvent], end_ns: u64) -> Vec<Window> {
     let mut open: Option<&NemesisEvent> = None;
     for event in events {
         match event.f.as_str() {
-            "kill" | "pause" | "partition" | "asymmetric" | "clock" => open = Some(event),
+            "kill" | "pause" | "partition" | "asymmetric" | "clock" | "disk" => open = Some(event),
             "restart" | "resume" | "heal" => {
                 if let Some(start) = open.take() {
                     let label = format!("{} {}", start.f, start.value);

@@ -14,6 +14,7 @@ use crate::check_cmd;
 use crate::cli::{RunArgs, Workload};
 use crate::client::{self, Outcome, Reads, Request};
 use crate::cluster::{self, Member};
+use crate::disk;
 use crate::history_log::HistoryLog;
 use crate::lock;
 use crate::nemesis::{self, Fault, NemesisKind, Target};
@@ -176,6 +177,12 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
         let log_path = out.join("members").join(format!("{id}.log"));
         let mut member =
             Member::new(&names, id, args.members, &work_dir, log_path).map_err(|error| error.to_string())?;
+        if args.nemesis.0.contains(&NemesisKind::Disk) {
+            disk::mount(&member.data_dir, &disk::source_name(&names.run_id, id))?;
+            // Without preallocated segments every WAL append needs new
+            // blocks, so a full disk is felt at the next write.
+            member.append_config("wal:\n  preallocate: false\n").map_err(|error| error.to_string())?;
+        }
         if args.nemesis.0.contains(&NemesisKind::Clock) {
             let library = faketime_library().ok_or("libfaketime disappeared")?;
             let offset_file = work_dir.join(format!("clock-{id}"));
@@ -299,7 +306,7 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
     let mut recovered = false;
     let mut watch_finals = Vec::new();
     if !interrupted {
-        match cluster::wait_healthy(&env.members, RECOVERY_TIMEOUT, stop) {
+        match recover(&mut env.members, lockstep, &log, &mut warnings, stop) {
             Ok(leader) => {
                 recovered = true;
                 eprintln!("recovered: leader {leader}; final reads");
@@ -546,6 +553,14 @@ fn inject(fault: &Fault, members: &mut [Member], names: &Names, log: &HistoryLog
             log.nemesis(fault.kind().as_str(), &text);
             eprintln!("nemesis: clock of {text}");
         }
+        Fault::Disk(target) => {
+            let (id, text) = resolve(*target, members);
+            let member = member_mut(members, id)?;
+            let written = disk::fill(&member.data_dir)?;
+            let text = format!("{text}: data file system full ({} MiB of filler)", written >> 20);
+            log.nemesis(fault.kind().as_str(), &text);
+            eprintln!("nemesis: disk of {text}");
+        }
         Fault::Partition(kind) => {
             let ids: Vec<u64> = members.iter().map(|member| member.id).collect();
             let leader = cluster::find_leader(members);
@@ -591,8 +606,50 @@ fn heal(fault: &Fault, members: &mut [Member], names: &Names, lockstep: &Path, l
             reset_clocks(members)?;
             log.nemesis("heal", "every clock back to real time");
         }
+        Fault::Disk(_) => {
+            for member in members.iter() {
+                disk::free(&member.data_dir);
+            }
+            log.nemesis("heal", "every data file system freed");
+        }
     }
     Ok(())
+}
+
+/// Waits until the cluster agrees on a leader and every member is ready,
+/// restarting (and reporting) members that exit on their own meanwhile: a
+/// member that was still stopping when the final heal looked (a panic takes
+/// seconds to print its backtrace) is restarted too.
+fn recover(
+    members: &mut [Member],
+    lockstep: &Path,
+    log: &HistoryLog,
+    warnings: &mut Vec<String>,
+    stop: &AtomicBool,
+) -> Result<u64, String> {
+    let deadline = Instant::now() + RECOVERY_TIMEOUT;
+    loop {
+        for member in members.iter_mut() {
+            if let Some(status) = member.exited() {
+                let message =
+                    format!("member {} exited on its own ({status}) after the final heal; restarted", member.id);
+                eprintln!("warning: {message}");
+                log.nemesis("crash", &message);
+                warnings.push(message);
+                member.start(lockstep)?;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match cluster::wait_healthy(members, left.min(Duration::from_secs(2)), stop) {
+            Ok(leader) => return Ok(leader),
+            Err(_) if !left.is_zero() && !stop.load(Ordering::Relaxed) => {}
+            Err(message) => {
+                // wait_healthy names its own (last, short) timeout; name the whole wait instead.
+                let detail = message.split_once(": ").map_or(message.as_str(), |(_, detail)| detail);
+                return Err(format!("the cluster did not recover within {RECOVERY_TIMEOUT:?}: {detail}"));
+            }
+        }
+    }
 }
 
 /// Where libfaketime's multi-threaded library is, if installed.
@@ -626,6 +683,11 @@ fn reset_clocks(members: &[Member]) -> Result<(), String> {
 
 /// Heals whatever is still broken at the end.
 fn heal_all(members: &mut [Member], names: &Names, lockstep: &Path, log: &HistoryLog) -> Result<(), String> {
+    // Disks and clocks first: a member restarted on a full disk would fail again.
+    reset_clocks(members)?;
+    for member in members.iter() {
+        disk::free(&member.data_dir);
+    }
     for member in members.iter_mut() {
         if member.paused {
             member.resume();
@@ -639,8 +701,7 @@ fn heal_all(members: &mut [Member], names: &Names, lockstep: &Path, log: &Histor
     for member in members.iter() {
         iptables(names, member.id, &nemesis::iptables_heal())?;
     }
-    reset_clocks(members)?;
-    log.nemesis("heal", "final heal: every member running, no partition, real clocks");
+    log.nemesis("heal", "final heal: every member running, no partition, real clocks, free disks");
     Ok(())
 }
 
