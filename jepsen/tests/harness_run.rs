@@ -60,8 +60,9 @@ fn a_short_run_with_every_nemesis_is_linearizable_and_cleans_up() {
     assert!(ip(&["netns", "add", "lsj-7fffff-1"]));
     assert!(ip(&["link", "add", "lsj7fffff", "type", "bridge"]));
     // Every nemesis but disk (its members run on tmpfs, which takes O_DIRECT
-    // only on Linux 6.6 and later); the clock nemesis only where libfaketime
-    // is installed (the harness refuses it otherwise).
+    // only on Linux 6.6 and later) and member (membership changes take
+    // seconds each, too slow for 3 s faults); the clock nemesis only where
+    // libfaketime is installed (the harness refuses it otherwise).
     let faketime = ["/usr/lib/x86_64-linux-gnu/faketime", "/usr/lib/aarch64-linux-gnu/faketime", "/usr/lib/faketime"]
         .iter()
         .any(|dir| Path::new(dir).join("libfaketimeMT.so.1").is_file());

@@ -129,7 +129,7 @@ pub struct RunArgs {
     pub workload: Workload,
     /// Faults to inject: a comma-separated list of kill, pause, partition,
     /// asymmetric (one-way partitions), clock (clock jumps, needs libfaketime),
-    /// disk (a full data file system);
+    /// disk (a full data file system), member (remove a member, re-join it);
     /// `all` for all of them, `none` for none.
     #[arg(long, default_value = "all", value_parser = parse_nemesis)]
     pub nemesis: NemesisSet,
@@ -200,7 +200,7 @@ pub fn parse_nemesis(text: &str) -> Result<NemesisSet, String> {
                 }
                 None => {
                     return Err(format!(
-                        "unknown nemesis {name:?}: use kill, pause, partition, asymmetric, clock, disk, all or none"
+                        "unknown nemesis {name:?}: use kill, pause, partition, asymmetric, clock, disk, member, all or none"
                     ));
                 }
             },
@@ -228,12 +228,12 @@ mod tests {
     #[test]
     fn nemesis_lists() {
         let all = parse_nemesis("all").unwrap();
-        assert_eq!(all.0.len(), 6);
-        assert_eq!(all.describe(), "kill,pause,partition,asymmetric,clock,disk");
+        assert_eq!(all.0.len(), 7);
+        assert_eq!(all.describe(), "kill,pause,partition,asymmetric,clock,disk,member");
         assert_eq!(parse_nemesis("partition,kill,kill").unwrap().describe(), "kill,partition");
         assert_eq!(parse_nemesis("none").unwrap().describe(), "none");
-        let error = parse_nemesis("kill,membership").unwrap_err();
-        assert!(error.contains("membership"), "{error}");
+        let error = parse_nemesis("kill,network").unwrap_err();
+        assert!(error.contains("network"), "{error}");
     }
 
     #[test]

@@ -24,17 +24,21 @@ pub enum NemesisKind {
     Clock,
     /// Fill a member's data file system (a small tmpfs), free it at the heal.
     Disk,
+    /// Remove a member from the cluster (`lockstep cluster remove`), wipe it;
+    /// at the heal it joins again as a new member (`serve --join`).
+    Member,
 }
 
 impl NemesisKind {
     /// Every kind, for `--nemesis all`.
-    pub const ALL: [NemesisKind; 6] = [
+    pub const ALL: [NemesisKind; 7] = [
         NemesisKind::Kill,
         NemesisKind::Pause,
         NemesisKind::Partition,
         NemesisKind::Asymmetric,
         NemesisKind::Clock,
         NemesisKind::Disk,
+        NemesisKind::Member,
     ];
 
     /// The name on the command line.
@@ -46,6 +50,7 @@ impl NemesisKind {
             NemesisKind::Asymmetric => "asymmetric",
             NemesisKind::Clock => "clock",
             NemesisKind::Disk => "disk",
+            NemesisKind::Member => "member",
         }
     }
 
@@ -98,6 +103,8 @@ pub enum Fault {
     Clock(Target, i64),
     /// Fill a member's data file system, then free it.
     Disk(Target),
+    /// Remove a member and wipe it, then let it join again under a new id.
+    Member(Target),
 }
 
 impl Fault {
@@ -108,6 +115,7 @@ impl Fault {
             Fault::Pause(_) => NemesisKind::Pause,
             Fault::Clock(..) => NemesisKind::Clock,
             Fault::Disk(_) => NemesisKind::Disk,
+            Fault::Member(_) => NemesisKind::Member,
             Fault::Partition(PartitionKind::LeaderDeaf | PartitionKind::LeaderMute | PartitionKind::DeafSide(_)) => {
                 NemesisKind::Asymmetric
             }
@@ -132,6 +140,7 @@ impl fmt::Display for Fault {
             Fault::Pause(target) => write!(f, "pause {target}"),
             Fault::Clock(target, offset_s) => write!(f, "clock of {target} jumps {offset_s:+} s"),
             Fault::Disk(target) => write!(f, "fill the disk of {target}"),
+            Fault::Member(target) => write!(f, "remove {target} from the cluster"),
             Fault::Partition(PartitionKind::Halves(side)) => write!(f, "partition {side:?} from the rest"),
             Fault::Partition(PartitionKind::IsolateLeader) => f.write_str("partition the leader from the rest"),
             Fault::Partition(PartitionKind::Ring(order)) => write!(f, "partition into a ring {order:?}"),
@@ -185,6 +194,7 @@ pub fn schedule(
                 Fault::Clock(target, CLOCK_JUMPS_S[rng.below(CLOCK_JUMPS_S.len() as u64) as usize])
             }
             NemesisKind::Disk => Fault::Disk(target(&mut rng, members)),
+            NemesisKind::Member => Fault::Member(target(&mut rng, members)),
         };
         steps.push(Step { start, heal: start + interval, fault });
         start += interval * 2;

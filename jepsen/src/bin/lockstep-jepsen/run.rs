@@ -289,7 +289,7 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        inject(&step.fault, &mut env.members, &names, &log)?;
+        inject(&step.fault, &mut env.members, &names, lockstep, &log)?;
         watch_until(start + step.heal, stop, &mut env.members, lockstep, &log, &mut warnings);
         heal(&step.fault, &mut env.members, &names, lockstep, &log)?;
     }
@@ -530,8 +530,56 @@ fn iptables(names: &Names, member: u64, args: &[String]) -> Result<(), String> {
 }
 
 /// Starts a fault, recording it.
-fn inject(fault: &Fault, members: &mut [Member], names: &Names, log: &HistoryLog) -> Result<(), String> {
+fn inject(
+    fault: &Fault,
+    members: &mut [Member],
+    names: &Names,
+    lockstep: &Path,
+    log: &HistoryLog,
+) -> Result<(), String> {
     match fault {
+        Fault::Member(target) => {
+            let (id, text) = resolve(*target, members);
+            let raft_id = member_mut(members, id)?.raft_id;
+            let endpoints: Vec<String> =
+                members.iter().filter(|member| member.id != id && !member.removed).map(Member::admin_url).collect();
+            let endpoints = endpoints.join(",");
+            let output = Command::new(lockstep)
+                .args(["cluster", "remove", &raft_id.to_string(), "--endpoints", &endpoints])
+                .output();
+            // A remove that timed out may still commit: ask the others whether it did.
+            let timed_out_but_done = match &output {
+                Ok(output) if output.status.success() => None,
+                _ => Some((0..3).any(|_| {
+                    std::thread::sleep(Duration::from_secs(2));
+                    listed(lockstep, &endpoints, raft_id) == Some(false)
+                })),
+            };
+            match output {
+                Ok(_) if timed_out_but_done != Some(false) => {
+                    let member = member_mut(members, id)?;
+                    member.kill();
+                    member.removed = true;
+                    let how = if timed_out_but_done == Some(true) {
+                        " (`lockstep cluster remove` failed, but the change committed)"
+                    } else {
+                        ""
+                    };
+                    let text = format!("{text} (raft id {raft_id}): removed from the cluster and stopped{how}");
+                    log.nemesis("member-remove", &text);
+                    eprintln!("nemesis: {text}");
+                }
+                other => {
+                    let why = match other {
+                        Ok(output) => String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+                        Err(error) => error.to_string(),
+                    };
+                    let text = format!("{text} (raft id {raft_id}): `lockstep cluster remove` failed: {why}");
+                    log.nemesis("member-remove-failed", &text);
+                    eprintln!("nemesis: {text}");
+                }
+            }
+        }
         Fault::Kill(target) => {
             let (id, text) = resolve(*target, members);
             member_mut(members, id)?.kill();
@@ -612,6 +660,46 @@ fn heal(fault: &Fault, members: &mut [Member], names: &Names, lockstep: &Path, l
             }
             log.nemesis("heal", "every data file system freed");
         }
+        Fault::Member(_) => rejoin_removed(members, names, lockstep, log)?,
+    }
+    Ok(())
+}
+
+/// Whether the members behind `endpoints` list Raft member `raft_id`; `None`
+/// when none of them answers.
+fn listed(lockstep: &Path, endpoints: &str, raft_id: u64) -> Option<bool> {
+    let output = Command::new(lockstep)
+        .args(["cluster", "members", "--output", "json", "--endpoints", endpoints])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())?;
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    let members = json["members"].as_array()?;
+    Some(members.iter().any(|member| member["id"].as_u64() == Some(raft_id)))
+}
+
+/// Lets every removed member join again: wiped, under a new Raft id (ids are
+/// never reused), through the leader's (or any running member's) admin URL.
+fn rejoin_removed(members: &mut [Member], names: &Names, lockstep: &Path, log: &HistoryLog) -> Result<(), String> {
+    let leader = cluster::find_leader(members);
+    for index in 0..members.len() {
+        if !members[index].removed {
+            continue;
+        }
+        let through = members
+            .iter()
+            .filter(|member| !member.removed && member.running())
+            .min_by_key(|member| Some(member.id) != leader)
+            .map(Member::admin_url)
+            .ok_or("no member to join through")?;
+        let raft_id = members.iter().map(|member| member.raft_id).max().unwrap_or(0) + 1;
+        let member = &mut members[index];
+        member.prepare_join(names, raft_id, &through)?;
+        member.start(lockstep)?;
+        member.removed = false;
+        let text = format!("member {} joins again as raft id {raft_id} through {through}", member.id);
+        log.nemesis("member-join", &text);
+        eprintln!("nemesis: {text}");
     }
     Ok(())
 }
@@ -688,6 +776,7 @@ fn heal_all(members: &mut [Member], names: &Names, lockstep: &Path, log: &Histor
     for member in members.iter() {
         disk::free(&member.data_dir);
     }
+    rejoin_removed(members, names, lockstep, log)?;
     for member in members.iter_mut() {
         if member.paused {
             member.resume();
