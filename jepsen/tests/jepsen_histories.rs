@@ -141,3 +141,23 @@ fn the_committed_broken_build_history_checks_not_linearizable() {
     let history = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/jepsen/broken-follower-reads/history.jsonl");
     assert_eq!(run_check(&history), ("not linearizable".to_owned(), 1));
 }
+
+#[test]
+fn check_model_bank_on_a_recorded_bank_history_and_a_corrupted_copy() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/bank");
+    let check_bank = |name: &str| {
+        let output = Command::new(HARNESS)
+            .args(["check", "--model", "bank"])
+            .arg(dir.join(name))
+            .output()
+            .expect("run lockstep-jepsen check");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        (stdout.lines().last().unwrap_or("").to_owned(), output.status.code().expect("exit code"), stdout)
+    };
+    let (last, code, _) = check_bank("valid.jsonl");
+    assert_eq!((last.as_str(), code), ("valid", 0));
+    // The same first 60 lines of a bank run with one read's first balance raised by 1.
+    let (last, code, stdout) = check_bank("invalid-total.jsonl");
+    assert_eq!((last.as_str(), code), ("invalid", 1), "{stdout}");
+    assert!(stdout.contains("total 501, expected 500: [101, 100, 100, 100, 100]"), "{stdout}");
+}
