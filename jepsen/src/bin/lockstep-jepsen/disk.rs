@@ -72,6 +72,18 @@ pub fn fill(dir: &Path) -> Result<u64, String> {
     Ok(written)
 }
 
+/// Whether a tmpfs can be mounted here and takes O_DIRECT writes (Linux 6.6
+/// and later), as the members' WAL needs: an error says why not.
+pub fn check_supported() -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("lsj-disk-check-{}", std::process::id()));
+    mount(&dir, "lsjdisk-check-0").map_err(|error| format!("cannot mount a tmpfs: {error}"))?;
+    let target = format!("of={}", dir.join("direct").display());
+    let direct = run("dd", &["if=/dev/zero", &target, "bs=4096", "count=1", "oflag=direct"]);
+    unmount(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    direct.map_err(|error| format!("tmpfs does not take O_DIRECT writes here (Linux 6.6 or later does): {error}"))
+}
+
 /// Deletes the filler file of `dir`, if any.
 pub fn free(dir: &Path) {
     let _ = std::fs::remove_file(dir.join(FILLER));

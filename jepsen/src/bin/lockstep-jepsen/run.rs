@@ -53,6 +53,9 @@ pub fn preflight(args: &RunArgs) -> Result<PathBuf, String> {
     if args.nemesis.0.contains(&NemesisKind::Clock) && faketime_library().is_none() {
         return Err("the clock nemesis needs libfaketime (apt-get install faketime)".into());
     }
+    if args.nemesis.0.contains(&NemesisKind::Disk) {
+        disk::check_supported().map_err(|error| format!("the disk nemesis needs a tmpfs per member: {error}"))?;
+    }
     if !has("etcdctl", "version") {
         return Err("etcdctl is not installed (apt-get install etcd-client)".into());
     }
