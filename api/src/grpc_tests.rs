@@ -127,7 +127,7 @@ fn errors_are_etcds_statuses() {
 fn unknown_methods_are_unimplemented_and_garbage_is_refused() {
     let svc = service();
     let (_, code, _) =
-        finish::<pb::RangeResponse>(block_on(svc.handle(request("/etcdserverpb.Auth/Authenticate", vec![]))));
+        finish::<pb::RangeResponse>(block_on(svc.handle(request("/etcdserverpb.Maintenance/Downgrade", vec![]))));
     assert_eq!(code, tonic::Code::Unimplemented as i32);
     // A frame whose payload is not a RangeRequest.
     let garbage = vec![0, 0, 0, 0, 3, 0xff, 0xff, 0xff];
@@ -502,3 +502,6 @@ fn json_gateway_puts_and_ranges_as_grpc_gateway_does() {
     let (code, _) = json_call(&svc, "/v3/nope", "{}");
     assert_eq!(code, 501);
 }
+
+#[path = "grpc_auth_tests.rs"]
+mod auth;

@@ -3,14 +3,15 @@
 
 use rkyv::rancor;
 
+use super::auth::{AuthEvent, AuthStore};
 use super::errors::KvError;
 use super::layout::{aligned, to_bytes};
 use super::lease::{LeaseTimer, LEASE_TTL_MAX_S};
 use super::mvcc::Mvcc;
 use super::range;
 use super::request::{
-    AlarmAction, AlarmMember, AlarmResponse, AlarmType, CompactionResponse, Event, KvCommand, KvQuery, KvResponse,
-    KvResult, LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseId,
+    AlarmAction, AlarmMember, AlarmResponse, AlarmType, AuthResponse, CompactionResponse, Event, KvCommand, KvQuery,
+    KvResponse, KvResult, LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseId,
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RangeRequest, RangeResponse, ResponseHeader, Revision,
 };
@@ -90,7 +91,15 @@ pub struct KvStore<S: Storage> {
     /// cleared (a checkpoint of 0), so that a new leader gives them their full
     /// TTL again rather than the stale remainder.
     checkpoint_resets: Vec<LeaseId>,
+    /// What applied auth commands tell the API layer (issued simple tokens,
+    /// invalidated users), oldest first, at most [`AUTH_EVENTS_MAX`]. Local:
+    /// not replicated, not persisted.
+    auth_events: std::collections::VecDeque<AuthEvent>,
 }
+
+/// Auth events kept for the API layer; older ones are dropped (their tokens
+/// are then unknown to this member, and clients authenticate again).
+pub const AUTH_EVENTS_MAX: usize = 10_000;
 
 /// Lease checkpoints in one proposal (the rest wait for the next interval).
 const CHECKPOINTS_PER_PROPOSAL_MAX: usize = 1000;
@@ -145,6 +154,7 @@ impl<S: Storage> KvStore<S> {
             lease_timer,
             leases_changed: false,
             checkpoint_resets: Vec::new(),
+            auth_events: std::collections::VecDeque::new(),
         })
     }
 
@@ -216,7 +226,8 @@ impl<S: Storage> KvStore<S> {
             | KvCommand::LeaseGrant(_)
             | KvCommand::LeaseRevoke(_)
             | KvCommand::LeaseCheckpoint(_)
-            | KvCommand::Alarm(_) => Ok(()),
+            | KvCommand::Alarm(_)
+            | KvCommand::Auth(_) => Ok(()),
         }
     }
 
@@ -303,6 +314,18 @@ impl<S: Storage> KvStore<S> {
                 self.mvcc.set_alarm(a.action == AlarmAction::Activate, member, batch);
                 Ok(KvResponse::Alarm(self.alarm_response()))
             }
+            (KvCommand::Auth(a), _) => {
+                let mut events = Vec::new();
+                let applied = self.mvcc.apply_auth(a, self.applied, batch, &mut events);
+                self.push_auth_events(events);
+                applied.map_err(KvError::Auth).map(|token| {
+                    KvResponse::Auth(AuthResponse {
+                        header: self.header(),
+                        auth_revision: self.mvcc.auth().revision(),
+                        token,
+                    })
+                })
+            }
             (KvCommand::LeaseCheckpoint(c), _) => {
                 for checkpoint in &c.checkpoints {
                     self.mvcc.checkpoint_lease(checkpoint.id, checkpoint.remaining_ttl, batch);
@@ -346,6 +369,26 @@ impl<S: Storage> KvStore<S> {
         let committed = self.mvcc.commit(changes, batch);
         self.mvcc.drop_lease(id, batch);
         (Ok(KvResponse::LeaseRevoke(LeaseRevokeResponse { header: self.header() })), committed)
+    }
+
+    fn push_auth_events(&mut self, events: Vec<AuthEvent>) {
+        for event in events {
+            if self.auth_events.len() == AUTH_EVENTS_MAX {
+                self.auth_events.pop_front();
+            }
+            self.auth_events.push_back(event);
+        }
+    }
+
+    /// The auth state as of the last applied entry (a shared copy).
+    pub fn auth(&self) -> std::sync::Arc<AuthStore> {
+        self.mvcc.auth()
+    }
+
+    /// Takes the auth events of the entries applied since the last call
+    /// (see [`AuthEvent`]), oldest first.
+    pub fn take_auth_events(&mut self) -> Vec<AuthEvent> {
+        self.auth_events.drain(..).collect()
     }
 
     /// Serves a range.
@@ -473,6 +516,8 @@ impl<S: Storage> StateMachine for KvStore<S> {
         self.applied = applied;
         self.watches.reset(self.mvcc.current_rev());
         self.leases_changed = true;
+        // Users may have been deleted or changed their password meanwhile.
+        self.push_auth_events(vec![AuthEvent::Reset]);
         Ok(())
     }
 
