@@ -25,7 +25,10 @@
 //! - **Checks** ([`Cx`]): the caller's token is resolved once per request;
 //!   `Authorize` names what each request needs (etcd's `isOpPermitted`,
 //!   `IsAdminPermitted`, `checkTxnReqsPermission`, `checkLeasePuts`), checked
-//!   against the member's applied auth store.
+//!   against the member's applied auth store when the request arrives (a
+//!   refusal only after catching up with the leader), and writes carry their
+//!   sender ([`KvCommand::AsUser`]) so that the state machine checks them
+//!   again when applying (core's `auth::authorize`), as etcd does.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -420,6 +423,29 @@ impl Cx {
         self.caller.borrow().clone()
     }
 
+    /// The backend the handler of this request uses: one whose writes carry
+    /// the sender ([`KvCommand::AsUser`]; no user without a token) so that
+    /// the state machine checks them again when applying, as etcd does: a
+    /// write is never applied past an auth change committed before it, even
+    /// one this member had not applied when the write arrived.
+    pub fn sender_backend(&self) -> Rc<dyn Backend> {
+        let (user, auth_revision) = match self.info() {
+            Ok(Some(info)) => (info.user, info.revision),
+            _ => (String::new(), 0),
+        };
+        Rc::new(AsSender { inner: self.backend.clone(), user, auth_revision })
+    }
+
+    /// The same context over [`Cx::sender_backend`].
+    fn for_handler(&self) -> Rc<Cx> {
+        Rc::new(Cx {
+            backend: self.sender_backend(),
+            auth: self.auth.clone(),
+            token: self.token.clone(),
+            caller: RefCell::new(self.caller.borrow().clone()),
+        })
+    }
+
     /// Before a refusal stands: catches this member up with the leader (a
     /// linearizable barrier) and resolves the caller again, so that a request
     /// is not refused for an auth change (`auth disable`, a new grant) that
@@ -649,7 +675,7 @@ where
     Fut: std::future::Future<Output = Result<Resp, Status>>,
 {
     authorize(&cx, &request).await?;
-    handler(cx.backend.clone(), request).await
+    handler(cx.sender_backend(), request).await
 }
 
 /// `request.authorize`, with a refusal confirmed after [`Cx::catch_up`].
@@ -668,7 +694,124 @@ where
     Fut: std::future::Future<Output = Result<Resp, Status>>,
 {
     authorize(&cx, &request).await?;
-    handler(cx, request).await
+    handler(cx.for_handler(), request).await
+}
+
+/// A backend whose writes carry their sender (see [`Cx::sender_backend`]).
+struct AsSender {
+    inner: Rc<dyn Backend>,
+    user: String,
+    auth_revision: u64,
+}
+
+#[async_trait::async_trait(?Send)]
+impl Backend for AsSender {
+    fn header(&self) -> crate::backend::HeaderInfo {
+        self.inner.header()
+    }
+
+    async fn write(&self, command: KvCommand) -> Result<kv::KvResult, crate::backend::BackendError> {
+        let command = match command {
+            wrapped @ KvCommand::AsUser(_) => wrapped,
+            command => KvCommand::AsUser(kv::UserCommand {
+                user: self.user.clone(),
+                auth_revision: self.auth_revision,
+                command: Box::new(command),
+            }),
+        };
+        self.inner.write(command).await
+    }
+
+    async fn read(&self, query: KvQuery, linearizable: bool) -> Result<kv::KvResult, crate::backend::BackendError> {
+        self.inner.read(query, linearizable).await
+    }
+
+    async fn leader_request(&self, query: KvQuery) -> Result<kv::KvResult, crate::backend::BackendError> {
+        self.inner.leader_request(query).await
+    }
+
+    fn watch_create(&self, request: kv::WatchCreateRequest) -> Result<kv::WatchId, kv::WatchResponse> {
+        self.inner.watch_create(request)
+    }
+
+    fn watch_cancel(&self, id: kv::WatchId) -> Option<kv::WatchResponse> {
+        self.inner.watch_cancel(id)
+    }
+
+    fn watch_progress(&self, all: bool) {
+        self.inner.watch_progress(all);
+    }
+
+    fn watch_take(&self, id: kv::WatchId) -> Option<kv::WatchResponse> {
+        self.inner.watch_take(id)
+    }
+
+    async fn watch_changed(&self) {
+        self.inner.watch_changed().await;
+    }
+
+    fn auth(&self) -> Arc<AuthStore> {
+        self.inner.auth()
+    }
+
+    fn take_auth_events(&self) -> Vec<AuthEvent> {
+        self.inner.take_auth_events()
+    }
+
+    async fn offload(&self, job: Box<dyn FnOnce() + Send>) {
+        self.inner.offload(job).await;
+    }
+
+    async fn status(&self) -> Result<crate::backend::MemberStatus, crate::backend::BackendError> {
+        self.inner.status().await
+    }
+
+    async fn members(
+        &self,
+        linearizable: bool,
+    ) -> Result<Vec<crate::backend::MemberInfo>, crate::backend::BackendError> {
+        self.inner.members(linearizable).await
+    }
+
+    async fn member_add(
+        &self,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> Result<(crate::backend::MemberInfo, Vec<crate::backend::MemberInfo>), crate::backend::BackendError> {
+        self.inner.member_add(peer_urls, is_learner).await
+    }
+
+    async fn member_remove(&self, id: u64) -> Result<Vec<crate::backend::MemberInfo>, crate::backend::BackendError> {
+        self.inner.member_remove(id).await
+    }
+
+    async fn member_update(
+        &self,
+        id: u64,
+        peer_urls: Vec<String>,
+    ) -> Result<Vec<crate::backend::MemberInfo>, crate::backend::BackendError> {
+        self.inner.member_update(id, peer_urls).await
+    }
+
+    async fn member_promote(&self, id: u64) -> Result<Vec<crate::backend::MemberInfo>, crate::backend::BackendError> {
+        self.inner.member_promote(id).await
+    }
+
+    async fn snapshot(&self) -> Result<Vec<u8>, crate::backend::BackendError> {
+        self.inner.snapshot().await
+    }
+
+    async fn hash(&self) -> Result<u32, crate::backend::BackendError> {
+        self.inner.hash().await
+    }
+
+    async fn hash_kv(&self, revision: i64) -> Result<crate::backend::KvHash, crate::backend::BackendError> {
+        self.inner.hash_kv(revision).await
+    }
+
+    async fn move_leader(&self, target: u64) -> Result<(), crate::backend::BackendError> {
+        self.inner.move_leader(target).await
+    }
 }
 
 // ---- the Auth service ----

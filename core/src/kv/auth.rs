@@ -40,6 +40,7 @@ use rkyv::rancor;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use super::layout::{aligned, to_bytes};
+use super::request::{KvCommand, LeaseId, RequestOp};
 use super::storage::WriteBatch;
 
 /// The user that must exist (with [`ROOT_ROLE`]) before auth is enabled.
@@ -749,6 +750,69 @@ impl AuthStore {
             return None;
         };
         Some(outcome)
+    }
+}
+
+/// Whether `caller` may have `command` applied: etcd's `authApplierV3`
+/// (`checkTxnReqsPermission`, `checkLeasePuts`, `IsAdminPermitted`). Always
+/// while auth is disabled. `lease_keys` names the keys attached to a lease.
+pub fn authorize(
+    store: &AuthStore,
+    caller: &AuthInfo,
+    command: &KvCommand,
+    lease_keys: &dyn Fn(LeaseId) -> Vec<Vec<u8>>,
+) -> Result<(), AuthError> {
+    if !store.enabled() {
+        return Ok(());
+    }
+    let caller = Some(caller);
+    let op = |key: &[u8], range_end: &[u8], wanted| store.check_op(caller, key, range_end, wanted);
+    let lease_puts = |lease: LeaseId| -> Result<(), AuthError> {
+        if lease == 0 {
+            return Ok(());
+        }
+        lease_keys(lease).iter().try_for_each(|key| op(key, &[], PermType::Write))
+    };
+    let put = |p: &super::request::PutRequest| -> Result<(), AuthError> {
+        op(&p.key, &[], PermType::Write)?;
+        lease_puts(p.lease)?;
+        if p.prev_kv {
+            op(&p.key, &[], PermType::Read)?;
+        }
+        Ok(())
+    };
+    let delete = |d: &super::request::DeleteRangeRequest| -> Result<(), AuthError> {
+        op(&d.key, &d.range_end, PermType::Write)?;
+        if d.prev_kv {
+            op(&d.key, &d.range_end, PermType::Read)?;
+        }
+        Ok(())
+    };
+    match command {
+        KvCommand::Put(p) => put(p),
+        KvCommand::DeleteRange(d) => delete(d),
+        KvCommand::Txn(t) => {
+            let mut pending = vec![t];
+            while let Some(txn) = pending.pop() {
+                for compare in &txn.compare {
+                    op(&compare.key, &compare.range_end, PermType::Read)?;
+                }
+                for request in txn.success.iter().chain(&txn.failure) {
+                    match request {
+                        RequestOp::Range(r) => op(&r.key, &r.range_end, PermType::Read)?,
+                        RequestOp::Put(p) => put(p)?,
+                        RequestOp::DeleteRange(d) => delete(d)?,
+                        RequestOp::Txn(nested) => pending.push(nested),
+                    }
+                }
+            }
+            Ok(())
+        }
+        KvCommand::LeaseRevoke(r) => lease_puts(r.id),
+        KvCommand::LeaseGrant(_) | KvCommand::LeaseCheckpoint(_) => Ok(()),
+        KvCommand::Auth(AuthCommand::Enable | AuthCommand::Authenticate { .. }) => Ok(()),
+        KvCommand::Compaction(_) | KvCommand::Alarm(_) | KvCommand::Auth(_) => store.check_admin(caller),
+        KvCommand::AsUser(_) => Err(AuthError::PermissionDenied),
     }
 }
 

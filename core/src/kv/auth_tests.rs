@@ -416,3 +416,99 @@ fn authenticate_through_the_kv_store_reports_tokens() {
     assert_eq!(store.take_auth_events(), vec![AuthEvent::TokenIssued { token: "p.4".into(), user: "root".into() }]);
     assert!(store.take_auth_events().is_empty());
 }
+
+fn as_user(user: &str, auth_revision: u64, command: KvCommand) -> KvCommand {
+    KvCommand::AsUser(crate::kv::UserCommand { user: user.into(), auth_revision, command: Box::new(command) })
+}
+
+#[test]
+fn commands_are_checked_at_apply_with_their_sender() {
+    use crate::kv::{DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, RequestOp, TxnRequest};
+    let mut store = kv_store();
+    let mut index = 0;
+    let mut run = |store: &mut KvStore<MemStorage>, command: KvCommand| {
+        index += 1;
+        store.execute(index, &command)
+    };
+    let put = |key: &str, lease| KvCommand::Put(PutRequest { key: key.into(), lease, ..PutRequest::default() });
+    // Disabled: anything goes, with or without a user.
+    run(&mut store, as_user("", 0, put("free", 0))).expect("auth disabled");
+    for command in [
+        user_add("root"),
+        grant("root", ROOT_ROLE),
+        user_add("alice"),
+        AuthCommand::RoleAdd { name: "app".into() },
+        perm("app", PermType::ReadWrite, b"app/", b"app0"),
+        grant("alice", "app"),
+        AuthCommand::Enable,
+    ] {
+        run(&mut store, KvCommand::Auth(command)).expect("setup");
+    }
+    let revision = store.auth().revision();
+    let denied = Err(KvError::Auth(AuthError::PermissionDenied));
+    assert_eq!(run(&mut store, as_user("", 0, put("app/1", 0))), Err(KvError::Auth(AuthError::UserEmpty)));
+    assert_eq!(run(&mut store, as_user("alice", revision, put("x", 0))), denied);
+    assert!(run(&mut store, as_user("alice", revision, put("app/1", 0))).is_ok());
+    let txn = TxnRequest {
+        success: vec![RequestOp::Txn(TxnRequest {
+            failure: vec![RequestOp::DeleteRange(DeleteRangeRequest { key: b"x".to_vec(), ..Default::default() })],
+            ..Default::default()
+        })],
+        ..Default::default()
+    };
+    assert_eq!(run(&mut store, as_user("alice", revision, KvCommand::Txn(txn))), denied);
+    assert_eq!(
+        run(
+            &mut store,
+            as_user(
+                "alice",
+                revision,
+                KvCommand::Compaction(crate::kv::CompactionRequest { revision: 2, physical: false })
+            )
+        ),
+        denied
+    );
+    // A lease holding a key alice may not write cannot be revoked, nor reused, by her.
+    let Ok(KvResponse::LeaseGrant(lease)) =
+        run(&mut store, as_user("alice", revision, KvCommand::LeaseGrant(LeaseGrantRequest { ttl: 60, id: 0 })))
+    else {
+        panic!("grant")
+    };
+    run(&mut store, as_user("root", revision, put("secret", lease.id))).expect("root puts");
+    assert_eq!(run(&mut store, as_user("alice", revision, put("app/2", lease.id))), denied);
+    assert_eq!(
+        run(&mut store, as_user("alice", revision, KvCommand::LeaseRevoke(LeaseRevokeRequest { id: lease.id }))),
+        denied
+    );
+    // An auth change committed before a request makes its revision stale.
+    run(&mut store, as_user("root", revision, KvCommand::Auth(AuthCommand::RoleAdd { name: "r2".into() })))
+        .expect("role add");
+    assert_eq!(
+        run(&mut store, as_user("alice", revision, put("app/1", 0))),
+        Err(KvError::Auth(AuthError::AuthOldRevision))
+    );
+    assert!(run(&mut store, as_user("alice", revision + 1, put("app/1", 0))).is_ok());
+    // Management needs root; revoking alice's role takes effect for her next request.
+    assert_eq!(
+        run(
+            &mut store,
+            as_user("alice", revision + 1, KvCommand::Auth(AuthCommand::UserDelete { name: "root".into() }))
+        ),
+        denied
+    );
+    run(
+        &mut store,
+        as_user(
+            "root",
+            revision + 1,
+            KvCommand::Auth(AuthCommand::UserRevokeRole { name: "alice".into(), role: "app".into() }),
+        ),
+    )
+    .expect("revoke");
+    assert_eq!(run(&mut store, as_user("alice", revision + 2, put("app/1", 0))), denied);
+    // Nested envelopes are refused.
+    assert!(matches!(
+        run(&mut store, as_user("root", revision + 2, as_user("root", revision + 2, put("a", 0)))),
+        Err(KvError::Malformed(_))
+    ));
+}

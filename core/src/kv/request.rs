@@ -467,6 +467,23 @@ pub enum KvCommand {
     /// Change the auth state (users, roles, permissions, enabled), or issue
     /// a simple token.
     Auth(AuthCommand),
+    /// A client's command with who sent it: while auth is enabled it is
+    /// applied only if the sender may (checked at apply, as etcd's
+    /// `authApplierV3`), so a request never slips past an auth change
+    /// committed before it.
+    AsUser(UserCommand),
+}
+
+/// A [`KvCommand`] with its sender (etcd's `RequestHeader.username` and
+/// `auth_revision`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCommand {
+    /// The user (empty: the request carried no token).
+    pub user: String,
+    /// The auth revision the sender's token stands for.
+    pub auth_revision: u64,
+    /// The command; never another `AsUser`.
+    pub command: Box<KvCommand>,
 }
 
 /// A read, served by `StateMachine::query` without going through the log.
@@ -522,6 +539,16 @@ pub enum KvResponse {
 
 /// The outcome of a command or query.
 pub type KvResult = Result<KvResponse, KvError>;
+
+impl KvCommand {
+    /// The command itself, without its sender.
+    pub fn inner(&self) -> &KvCommand {
+        match self {
+            KvCommand::AsUser(u) => &u.command,
+            other => other,
+        }
+    }
+}
 
 impl RequestOp {
     /// True for puts and deletes, and txns holding one in either branch.

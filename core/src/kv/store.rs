@@ -126,6 +126,7 @@ fn added_bytes(command: &KvCommand) -> u64 {
         KvCommand::Put(p) => (p.key.len() + p.value.len()) as u64 + RECORD_OVERHEAD_BYTES,
         KvCommand::Txn(t) => txn_bytes(t),
         KvCommand::LeaseGrant(_) => RECORD_OVERHEAD_BYTES,
+        KvCommand::AsUser(u) => added_bytes(&u.command),
         _ => 0,
     }
 }
@@ -228,7 +229,23 @@ impl<S: Storage> KvStore<S> {
             | KvCommand::LeaseCheckpoint(_)
             | KvCommand::Alarm(_)
             | KvCommand::Auth(_) => Ok(()),
+            KvCommand::AsUser(u) if matches!(*u.command, KvCommand::AsUser(_)) => {
+                Err(KvError::Malformed("nested AsUser command".into()))
+            }
+            KvCommand::AsUser(u) => self.check(&u.command),
         }
+    }
+
+    /// Whether the sender of `command` may have it applied (etcd's
+    /// `authApplierV3`): always while auth is disabled; otherwise the checks
+    /// of `super::auth::authorize`.
+    fn authorize(&self, command: &super::request::UserCommand) -> Result<(), KvError> {
+        let auth = self.mvcc.auth();
+        let caller = super::auth::AuthInfo { user: command.user.clone(), revision: command.auth_revision };
+        let lease_keys = |id: LeaseId| -> Vec<Vec<u8>> {
+            self.mvcc.leases().get(id).map(|l| l.keys.iter().cloned().collect()).unwrap_or_default()
+        };
+        super::auth::authorize(&auth, &caller, &command.command, &lease_keys).map_err(KvError::Auth)
     }
 
     /// The quota gate, decided from replicated state only so that every member
@@ -284,6 +301,15 @@ impl<S: Storage> KvStore<S> {
         if let Err(e) = self.check(command) {
             return (Err(e), None);
         }
+        let command = match command {
+            KvCommand::AsUser(u) => {
+                if let Err(e) = self.authorize(u) {
+                    return (Err(e), None);
+                }
+                &*u.command
+            }
+            other => other,
+        };
         if let Err(e) = self.quota_gate(command, batch) {
             return (Err(e), None);
         }
@@ -314,6 +340,7 @@ impl<S: Storage> KvStore<S> {
                 self.mvcc.set_alarm(a.action == AlarmAction::Activate, member, batch);
                 Ok(KvResponse::Alarm(self.alarm_response()))
             }
+            (KvCommand::AsUser(_), _) => Err(KvError::Malformed("nested AsUser command".into())),
             (KvCommand::Auth(a), _) => {
                 let mut events = Vec::new();
                 let applied = self.mvcc.apply_auth(a, self.applied, batch, &mut events);
@@ -476,7 +503,7 @@ impl<S: Storage> StateMachine for KvStore<S> {
         let result = match payload {
             Payload::Command(bytes) => match KvCommand::decode(bytes) {
                 Ok(command) => {
-                    if matches!(command, KvCommand::LeaseGrant(_) | KvCommand::LeaseRevoke(_)) {
+                    if matches!(command.inner(), KvCommand::LeaseGrant(_) | KvCommand::LeaseRevoke(_)) {
                         self.leases_changed = true;
                     }
                     self.execute(index, &command)

@@ -52,6 +52,7 @@ enum WireCommand {
     LeaseCheckpoint(LeaseCheckpointRequest),
     Alarm(AlarmRequest),
     Auth(AuthCommand),
+    AsUser { user: String, auth_revision: u64, inner: Vec<u8> },
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -259,6 +260,10 @@ impl KvCommand {
             KvCommand::LeaseCheckpoint(c) => WireCommand::LeaseCheckpoint(c.clone()),
             KvCommand::Alarm(a) => WireCommand::Alarm(*a),
             KvCommand::Auth(a) => WireCommand::Auth(a.clone()),
+            KvCommand::AsUser(u) => {
+                assert!(!matches!(*u.command, KvCommand::AsUser(_)), "nested AsUser command");
+                WireCommand::AsUser { user: u.user.clone(), auth_revision: u.auth_revision, inner: u.command.encode() }
+            }
         };
         frame(to_bytes(&wire))
     }
@@ -277,6 +282,12 @@ impl KvCommand {
             WireCommand::LeaseCheckpoint(c) => KvCommand::LeaseCheckpoint(c),
             WireCommand::Alarm(a) => KvCommand::Alarm(a),
             WireCommand::Auth(a) => KvCommand::Auth(a),
+            WireCommand::AsUser { user, auth_revision, inner } => match KvCommand::decode(&inner)? {
+                KvCommand::AsUser(_) => return Err("nested AsUser command".into()),
+                command => {
+                    KvCommand::AsUser(super::request::UserCommand { user, auth_revision, command: Box::new(command) })
+                }
+            },
         })
     }
 }
@@ -409,6 +420,11 @@ mod tests {
                 },
             }),
             KvCommand::Auth(AuthCommand::Enable),
+            KvCommand::AsUser(crate::kv::UserCommand {
+                user: "alice".into(),
+                auth_revision: 3,
+                command: Box::new(KvCommand::Txn(nested(2))),
+            }),
         ];
         for c in commands {
             assert_eq!(KvCommand::decode(&c.encode()), Ok(c));
