@@ -60,6 +60,8 @@ pub const JWT_TTL_DEFAULT: Duration = Duration::from_secs(300);
 const SIMPLE_TOKEN_LETTERS: usize = 16;
 /// Simple tokens a member keeps; past this the oldest-expiring go first.
 const SIMPLE_TOKENS_MAX: usize = 100_000;
+/// Verified JWTs remembered per member.
+const VERIFIED_JWTS_MAX: usize = 10_000;
 /// How often `Authenticate` retries when the auth store changed while the
 /// password was being checked.
 const AUTHENTICATE_ATTEMPTS_MAX: u32 = 5;
@@ -226,6 +228,12 @@ impl JwtConfig {
     }
 
     fn verify(&self, token: &str, now: SystemTime) -> Option<AuthInfo> {
+        self.verify_until(token, now).map(|(info, _)| info)
+    }
+
+    /// The token's sender and expiry (seconds since the epoch), if it is
+    /// valid at `now`.
+    fn verify_until(&self, token: &str, now: SystemTime) -> Option<(AuthInfo, u64)> {
         let mut validation = jsonwebtoken::Validation::new(self.algorithm);
         validation.leeway = 0;
         validation.validate_exp = false;
@@ -234,7 +242,7 @@ impl JwtConfig {
         if data.claims.exp <= now_s || data.claims.username.is_empty() {
             return None;
         }
-        Some(AuthInfo { user: data.claims.username, revision: data.claims.revision })
+        Some((AuthInfo { user: data.claims.username, revision: data.claims.revision }, data.claims.exp))
     }
 }
 
@@ -272,6 +280,10 @@ pub struct Authenticator {
     config: AuthConfig,
     /// Simple token → (user, expiry).
     simple: RefCell<BTreeMap<String, (String, Instant)>>,
+    /// JWTs verified already → (sender, expiry in seconds since the epoch):
+    /// a signature check (RSA, ECDSA) costs tens of microseconds on the
+    /// member's executor, so each token is verified once.
+    verified: RefCell<BTreeMap<String, (AuthInfo, u64)>>,
     clock: Box<dyn Fn() -> Instant>,
 }
 
@@ -302,6 +314,7 @@ impl Authenticator {
         Authenticator {
             config: AuthConfig { bcrypt_cost: cost, ..config },
             simple: RefCell::new(BTreeMap::new()),
+            verified: RefCell::new(BTreeMap::new()),
             clock,
         }
     }
@@ -361,7 +374,25 @@ impl Authenticator {
                 // etcd's simple tokens carry no revision: the current one.
                 self.simple_user(token).map(|user| AuthInfo { user, revision: store.revision() })
             }
-            TokenConfig::Jwt(jwt) => jwt.verify(token, SystemTime::now()),
+            TokenConfig::Jwt(jwt) => {
+                let now = SystemTime::now();
+                let now_s = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+                let mut verified = self.verified.borrow_mut();
+                if let Some((info, exp)) = verified.get(token) {
+                    if *exp > now_s {
+                        return Some(info.clone());
+                    }
+                }
+                let (info, exp) = jwt.verify_until(token, now)?;
+                if verified.len() >= VERIFIED_JWTS_MAX {
+                    verified.retain(|_, (_, exp)| *exp > now_s);
+                    if verified.len() >= VERIFIED_JWTS_MAX {
+                        verified.clear();
+                    }
+                }
+                verified.insert(token.to_string(), (info.clone(), exp));
+                Some(info)
+            }
         }
     }
 
