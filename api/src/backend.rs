@@ -6,7 +6,11 @@
 //! a backend lives on one executor thread together with the connections it
 //! serves.
 
-use lockstep_core::kv::{KvCommand, KvQuery, KvResult, WatchCreateRequest, WatchId, WatchResponse};
+use std::sync::Arc;
+
+use lockstep_core::kv::{
+    AuthEvent, AuthStore, KvCommand, KvQuery, KvResult, WatchCreateRequest, WatchId, WatchResponse,
+};
 use lockstep_core::ClientError;
 
 /// Identity fields of every response header.
@@ -160,6 +164,21 @@ pub trait Backend {
     /// Resolves after the state machine applied something (or a watch got a
     /// response) since the call.
     async fn watch_changed(&self);
+
+    /// The auth state (users, roles, permissions, enabled) as of the last
+    /// applied entry: a shared copy, cheap to take on every request.
+    fn auth(&self) -> Arc<AuthStore>;
+
+    /// The auth events of the entries applied since the last call (issued
+    /// simple tokens, voided users; see core's `KvStore::take_auth_events`).
+    fn take_auth_events(&self) -> Vec<AuthEvent>;
+
+    /// Runs CPU-heavy work (bcrypt hashing and checking) where it does not
+    /// stall the member; resolves when it is done. The default runs it at
+    /// once; a member on an async executor runs it on a blocking thread.
+    async fn offload(&self, job: Box<dyn FnOnce() + Send>) {
+        job();
+    }
 
     /// The member's state for `Maintenance/Status`. The default derives what it
     /// can from [`Backend::header`] (this member as leader, no sizes or

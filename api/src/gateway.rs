@@ -26,6 +26,12 @@
 //! | `POST /v3/cluster/member/list` | Cluster MemberList |
 //! | `POST /v3/cluster/member/{add,remove,update,promote}` | Cluster MemberAdd, MemberRemove, MemberUpdate, MemberPromote |
 //! | `POST /v3/watch` | Watch: one `create_request` in the body, then one JSON line `{"result": ...}` per response |
+//! | `POST /v3/auth/{enable,disable,status,authenticate}` | Auth AuthEnable, AuthDisable, AuthStatus, Authenticate |
+//! | `POST /v3/auth/user/{add,get,list,delete,changepw,grant,revoke}` | Auth User* |
+//! | `POST /v3/auth/role/{add,get,list,delete,grant,revoke}` | Auth Role* |
+//!
+//! With auth enabled, the token from `/v3/auth/authenticate` goes in the
+//! `Authorization` header (grpc-gateway passes it on as metadata).
 //!
 //! Errors are grpc-gateway's: the HTTP status of the gRPC code and
 //! `{"error", "code", "message"}`. `/v3/watch` reads one request (a create) from the body; the stream ends
@@ -41,7 +47,7 @@ use http_body_util::BodyExt as _;
 use serde_json::{json, Map, Value};
 use tonic::{Code, Status};
 
-use crate::backend::Backend;
+use crate::auth::{self, checked, checked_auth, Cx};
 use crate::grpc::ResponseBody;
 use crate::pb::etcdserverpb as pb;
 use crate::pb::mvccpb;
@@ -51,7 +57,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Answers one JSON gateway request (bodies up to `body_bytes_max`; watch
 /// responses fragmented at `fragment_bytes` when asked).
 pub async fn handle<B>(
-    backend: Rc<dyn Backend>,
+    cx: Rc<Cx>,
     request: http::Request<B>,
     body_bytes_max: usize,
     fragment_bytes: usize,
@@ -75,22 +81,30 @@ where
     };
     let input = Input(&input);
     if path == "/v3/watch" {
-        return watch(backend, &input, fragment_bytes);
+        return watch(cx, &input, fragment_bytes);
+    }
+    if path.starts_with("/v3/auth/") {
+        return match auth_endpoint(cx, &path, &input).await {
+            Ok(value) => json_response(200, &value),
+            Err(status) => error_response(&status),
+        };
     }
     let answer = match path.as_str() {
-        "/v3/kv/range" => crate::grpc::range(backend, range_request(&input)).await.map(|r| range_json(&r)),
-        "/v3/kv/put" => crate::grpc::put(backend, put_request(&input)).await.map(|r| put_json(&r)),
+        "/v3/kv/range" => checked(cx.clone(), range_request(&input), crate::grpc::range).await.map(|r| range_json(&r)),
+        "/v3/kv/put" => checked(cx.clone(), put_request(&input), crate::grpc::put).await.map(|r| put_json(&r)),
         "/v3/kv/deleterange" => {
-            crate::grpc::delete_range(backend, delete_request(&input)).await.map(|r| delete_json(&r))
+            checked(cx.clone(), delete_request(&input), crate::grpc::delete_range).await.map(|r| delete_json(&r))
         }
-        "/v3/kv/txn" => crate::grpc::txn(backend, txn_request(&input)).await.map(|r| txn_json(&r)),
+        "/v3/kv/txn" => checked(cx.clone(), txn_request(&input), crate::grpc::txn).await.map(|r| txn_json(&r)),
         "/v3/kv/compaction" => {
             let request = pb::CompactionRequest { revision: input.int("revision"), physical: input.bool("physical") };
-            crate::grpc::compact(backend, request).await.map(|r| object([("header", header_json(&r.header))]))
+            checked(cx.clone(), request, crate::grpc::compact)
+                .await
+                .map(|r| object([("header", header_json(&r.header))]))
         }
         "/v3/lease/grant" => {
             let request = pb::LeaseGrantRequest { ttl: input.int("TTL"), id: input.int("ID") };
-            crate::grpc::lease_grant(backend, request).await.map(|r| {
+            checked(cx.clone(), request, crate::grpc::lease_grant).await.map(|r| {
                 object([
                     ("header", header_json(&r.header)),
                     ("ID", int(r.id)),
@@ -101,11 +115,13 @@ where
         }
         "/v3/lease/revoke" | "/v3/kv/lease/revoke" => {
             let request = pb::LeaseRevokeRequest { id: input.int("ID") };
-            crate::grpc::lease_revoke(backend, request).await.map(|r| object([("header", header_json(&r.header))]))
+            checked(cx.clone(), request, crate::grpc::lease_revoke)
+                .await
+                .map(|r| object([("header", header_json(&r.header))]))
         }
         "/v3/lease/timetolive" | "/v3/kv/lease/timetolive" => {
             let request = pb::LeaseTimeToLiveRequest { id: input.int("ID"), keys: input.bool("keys") };
-            crate::grpc::lease_time_to_live(backend, request).await.map(|r| {
+            checked(cx.clone(), request, crate::grpc::lease_time_to_live).await.map(|r| {
                 object([
                     ("header", header_json(&r.header)),
                     ("ID", int(r.id)),
@@ -116,7 +132,7 @@ where
             })
         }
         "/v3/lease/leases" | "/v3/kv/lease/leases" => {
-            crate::grpc::lease_leases(backend, pb::LeaseLeasesRequest {}).await.map(|r| {
+            checked(cx.clone(), pb::LeaseLeasesRequest {}, crate::grpc::lease_leases).await.map(|r| {
                 object([
                     ("header", header_json(&r.header)),
                     ("leases", list(r.leases.iter().map(|l| object([("ID", int(l.id))])))),
@@ -125,7 +141,8 @@ where
         }
         "/v3/lease/keepalive" => {
             let request = pb::LeaseKeepAliveRequest { id: input.int("ID") };
-            crate::grpc::keep_alive_one(&*backend, request).await.map(|r| {
+            checked(cx.clone(), request, |backend, r| async move { crate::grpc::keep_alive_one(&*backend, r).await })
+                .await.map(|r| {
                 json!({"result": object([("header", header_json(&r.header)), ("ID", int(r.id)), ("TTL", int(r.ttl))])})
             })
         }
@@ -135,7 +152,7 @@ where
                 member_id: input.uint("memberID"),
                 alarm: input.enumeration("alarm", &["NONE", "NOSPACE", "CORRUPT"]),
             };
-            crate::grpc::alarm(backend, request).await.map(|r| {
+            checked(cx.clone(), request, crate::grpc::alarm).await.map(|r| {
                 let alarm = |a: &pb::AlarmMember| {
                     let kind = ["NONE", "NOSPACE", "CORRUPT"].get(a.alarm as usize).copied().unwrap_or("NONE");
                     object([("memberID", uint(a.member_id)), ("alarm", text(kind))])
@@ -143,15 +160,15 @@ where
                 object([("header", header_json(&r.header)), ("alarms", list(r.alarms.iter().map(alarm)))])
             })
         }
-        "/v3/maintenance/defragment" => crate::grpc::defragment(backend, pb::DefragmentRequest {})
+        "/v3/maintenance/defragment" => checked(cx.clone(), pb::DefragmentRequest {}, crate::grpc::defragment)
             .await
             .map(|r| object([("header", header_json(&r.header))])),
-        "/v3/maintenance/hash" => crate::grpc::hash(backend, pb::HashRequest {})
+        "/v3/maintenance/hash" => checked(cx.clone(), pb::HashRequest {}, crate::grpc::hash)
             .await
             .map(|r| object([("header", header_json(&r.header)), ("hash", uint(u64::from(r.hash)))])),
         "/v3/maintenance/hashkv" => {
             let request = pb::HashKvRequest { revision: input.int("revision") };
-            crate::grpc::hash_kv(backend, request).await.map(|r| {
+            checked(cx.clone(), request, crate::grpc::hash_kv).await.map(|r| {
                 object([
                     ("header", header_json(&r.header)),
                     ("hash", uint(u64::from(r.hash))),
@@ -161,12 +178,14 @@ where
         }
         "/v3/maintenance/transfer-leadership" => {
             let request = pb::MoveLeaderRequest { target_id: input.uint("targetID") };
-            crate::grpc::move_leader(backend, request).await.map(|r| object([("header", header_json(&r.header))]))
+            checked(cx.clone(), request, crate::grpc::move_leader)
+                .await
+                .map(|r| object([("header", header_json(&r.header))]))
         }
         "/v3/cluster/member/add" => {
             let request =
                 pb::MemberAddRequest { peer_ur_ls: input.strings("peerURLs"), is_learner: input.bool("isLearner") };
-            crate::grpc::member_add(backend, request).await.map(|r| {
+            checked(cx.clone(), request, crate::grpc::member_add).await.map(|r| {
                 object([
                     ("header", header_json(&r.header)),
                     ("member", r.member.as_ref().map_or(Value::Null, member_json)),
@@ -176,17 +195,17 @@ where
         }
         "/v3/cluster/member/remove" => {
             let request = pb::MemberRemoveRequest { id: input.uint("ID") };
-            crate::grpc::member_remove(backend, request).await.map(|r| members_json(&r.header, &r.members))
+            checked(cx.clone(), request, crate::grpc::member_remove).await.map(|r| members_json(&r.header, &r.members))
         }
         "/v3/cluster/member/update" => {
             let request = pb::MemberUpdateRequest { id: input.uint("ID"), peer_ur_ls: input.strings("peerURLs") };
-            crate::grpc::member_update(backend, request).await.map(|r| members_json(&r.header, &r.members))
+            checked(cx.clone(), request, crate::grpc::member_update).await.map(|r| members_json(&r.header, &r.members))
         }
         "/v3/cluster/member/promote" => {
             let request = pb::MemberPromoteRequest { id: input.uint("ID") };
-            crate::grpc::member_promote(backend, request).await.map(|r| members_json(&r.header, &r.members))
+            checked(cx.clone(), request, crate::grpc::member_promote).await.map(|r| members_json(&r.header, &r.members))
         }
-        "/v3/maintenance/status" => crate::grpc::status(backend, pb::StatusRequest {}).await.map(|r| {
+        "/v3/maintenance/status" => checked(cx.clone(), pb::StatusRequest {}, crate::grpc::status).await.map(|r| {
             object([
                 ("header", header_json(&r.header)),
                 ("version", text(&r.version)),
@@ -202,7 +221,7 @@ where
         }),
         "/v3/cluster/member/list" => {
             let request = pb::MemberListRequest { linearizable: input.bool("linearizable") };
-            crate::grpc::member_list(backend, request).await.map(|r| {
+            checked(cx.clone(), request, crate::grpc::member_list).await.map(|r| {
                 object([("header", header_json(&r.header)), ("members", list(r.members.iter().map(member_json)))])
             })
         }
@@ -214,9 +233,119 @@ where
     }
 }
 
+/// The `/v3/auth/...` endpoints (grpc-gateway's paths for the Auth service).
+async fn auth_endpoint(cx: Rc<Cx>, path: &str, input: &Input<'_>) -> Result<Value, Status> {
+    let string = |name: &str| input.field(name).and_then(Value::as_str).unwrap_or_default().to_string();
+    let only_header = |h: &Option<pb::ResponseHeader>| object([("header", header_json(h))]);
+    let names = |items: &[String]| list(items.iter().map(|n| text(n)));
+    Ok(match path {
+        "/v3/auth/enable" => only_header(&checked_auth(cx, pb::AuthEnableRequest {}, auth::auth_enable).await?.header),
+        "/v3/auth/disable" => {
+            only_header(&checked_auth(cx, pb::AuthDisableRequest {}, auth::auth_disable).await?.header)
+        }
+        "/v3/auth/status" => {
+            let r = checked_auth(cx, pb::AuthStatusRequest {}, auth::auth_status_rpc).await?;
+            object([
+                ("header", header_json(&r.header)),
+                ("enabled", boolean(r.enabled)),
+                ("authRevision", uint(r.auth_revision)),
+            ])
+        }
+        "/v3/auth/authenticate" => {
+            let request = pb::AuthenticateRequest { name: string("name"), password: string("password") };
+            let r = checked_auth(cx, request, auth::authenticate).await?;
+            object([("header", header_json(&r.header)), ("token", text(&r.token))])
+        }
+        "/v3/auth/user/add" => {
+            let no_password = input.field("options").is_some_and(|o| Input(o).bool("no_password"));
+            let request = pb::AuthUserAddRequest {
+                name: string("name"),
+                password: string("password"),
+                options: Some(crate::pb::authpb::UserAddOptions { no_password }),
+                hashed_password: string("hashedPassword"),
+            };
+            only_header(&checked_auth(cx, request, auth::user_add).await?.header)
+        }
+        "/v3/auth/user/get" => {
+            let r = checked_auth(cx, pb::AuthUserGetRequest { name: string("name") }, auth::user_get).await?;
+            object([("header", header_json(&r.header)), ("roles", names(&r.roles))])
+        }
+        "/v3/auth/user/list" => {
+            let r = checked_auth(cx, pb::AuthUserListRequest {}, auth::user_list).await?;
+            object([("header", header_json(&r.header)), ("users", names(&r.users))])
+        }
+        "/v3/auth/user/delete" => {
+            let request = pb::AuthUserDeleteRequest { name: string("name") };
+            only_header(&checked_auth(cx, request, auth::user_delete).await?.header)
+        }
+        "/v3/auth/user/changepw" => {
+            let request = pb::AuthUserChangePasswordRequest {
+                name: string("name"),
+                password: string("password"),
+                hashed_password: string("hashedPassword"),
+            };
+            only_header(&checked_auth(cx, request, auth::user_change_password).await?.header)
+        }
+        "/v3/auth/user/grant" => {
+            let request = pb::AuthUserGrantRoleRequest { user: string("user"), role: string("role") };
+            only_header(&checked_auth(cx, request, auth::user_grant_role).await?.header)
+        }
+        "/v3/auth/user/revoke" => {
+            let request = pb::AuthUserRevokeRoleRequest { name: string("name"), role: string("role") };
+            only_header(&checked_auth(cx, request, auth::user_revoke_role).await?.header)
+        }
+        "/v3/auth/role/add" => {
+            let request = pb::AuthRoleAddRequest { name: string("name") };
+            only_header(&checked_auth(cx, request, auth::role_add).await?.header)
+        }
+        "/v3/auth/role/get" => {
+            let r = checked_auth(cx, pb::AuthRoleGetRequest { role: string("role") }, auth::role_get).await?;
+            let perm = |p: &crate::pb::authpb::Permission| {
+                let kind = ["READ", "WRITE", "READWRITE"].get(p.perm_type as usize).copied().unwrap_or("READ");
+                object([
+                    // grpc-gateway omits the zero value (READ) too.
+                    ("permType", if p.perm_type == 0 { Value::Null } else { text(kind) }),
+                    ("key", b64(&p.key)),
+                    ("range_end", b64(&p.range_end)),
+                ])
+            };
+            object([("header", header_json(&r.header)), ("perm", list(r.perm.iter().map(perm)))])
+        }
+        "/v3/auth/role/list" => {
+            let r = checked_auth(cx, pb::AuthRoleListRequest {}, auth::role_list).await?;
+            object([("header", header_json(&r.header)), ("roles", names(&r.roles))])
+        }
+        "/v3/auth/role/delete" => {
+            let request = pb::AuthRoleDeleteRequest { role: string("role") };
+            only_header(&checked_auth(cx, request, auth::role_delete).await?.header)
+        }
+        "/v3/auth/role/grant" => {
+            let perm = input.field("perm").map(|p| {
+                let p = Input(p);
+                crate::pb::authpb::Permission {
+                    perm_type: p.enumeration("permType", &["READ", "WRITE", "READWRITE"]),
+                    key: p.bytes("key"),
+                    range_end: p.bytes("range_end"),
+                }
+            });
+            let request = pb::AuthRoleGrantPermissionRequest { name: string("name"), perm };
+            only_header(&checked_auth(cx, request, auth::role_grant_permission).await?.header)
+        }
+        "/v3/auth/role/revoke" => {
+            let request = pb::AuthRoleRevokePermissionRequest {
+                role: string("role"),
+                key: input.bytes("key"),
+                range_end: input.bytes("range_end"),
+            };
+            only_header(&checked_auth(cx, request, auth::role_revoke_permission).await?.header)
+        }
+        other => return Err(Status::unimplemented(format!("lockstep: no JSON gateway endpoint {other}"))),
+    })
+}
+
 /// `/v3/watch`: a watcher from the body's `create_request`, its responses
 /// streamed as JSON lines, as grpc-gateway streams them.
-fn watch(backend: Rc<dyn Backend>, input: &Input<'_>, fragment_bytes: usize) -> http::Response<ResponseBody> {
+fn watch(cx: Rc<Cx>, input: &Input<'_>, fragment_bytes: usize) -> http::Response<ResponseBody> {
     use pb::watch_request::RequestUnion;
     let Some(create) = input.field("create_request") else {
         return error_response(&Status::invalid_argument("lockstep: /v3/watch needs a create_request"));
@@ -243,7 +372,7 @@ fn watch(backend: Rc<dyn Backend>, input: &Input<'_>, fragment_bytes: usize) -> 
             fragment: c.bool("fragment"),
         })),
     };
-    let lines = crate::grpc::watch_one(backend, request, fragment_bytes).map(|answer| {
+    let lines = crate::grpc::watch_one(cx, request, fragment_bytes).map(|answer| {
         let value = match answer {
             Ok(response) => json!({"result": watch_json(&response)}),
             Err(status) => json!({"error": {"code": status.code() as i32, "message": status.message()}}),

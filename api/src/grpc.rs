@@ -26,6 +26,10 @@
 //! | `/etcdserverpb.Maintenance/Snapshot` (server stream) | `snapshot`, sent in 32 KiB chunks |
 //! | `/etcdserverpb.Maintenance/{Hash,HashKV,MoveLeader}` | `hash`, `hash_kv`, `move_leader` |
 //! | `/etcdserverpb.Maintenance/Defragment` | none: answers OK (fjall compacts online) |
+//! | `/etcdserverpb.Auth/*` | [`crate::auth`]: `write` of `KvCommand::Auth`, or a linearizable `read` and `auth()` |
+//!
+//! Every call is first checked against the caller's permissions while auth
+//! is enabled (see [`crate::auth`]).
 //!
 //! Any other path answers `UNIMPLEMENTED`. Errors are etcd's statuses
 //! ([`crate::status`]).
@@ -63,6 +67,7 @@ use tonic::server::Grpc;
 use tonic::Status;
 use tonic_prost::ProstCodec;
 
+use crate::auth::{self, checked, checked_auth, Authenticator, Cx};
 use crate::backend::{Backend, BackendError};
 use crate::convert::ToPb;
 use crate::pb::etcdserverpb as pb;
@@ -142,6 +147,7 @@ impl Body for ResponseBody {
 pub struct EtcdService {
     backend: Rc<dyn Backend>,
     config: ServiceConfig,
+    auth: Rc<Authenticator>,
 }
 
 impl std::fmt::Debug for EtcdService {
@@ -153,7 +159,14 @@ impl std::fmt::Debug for EtcdService {
 impl EtcdService {
     /// A service answering from `backend`.
     pub fn new(backend: Rc<dyn Backend>, config: ServiceConfig) -> EtcdService {
-        EtcdService { backend, config }
+        EtcdService { backend, config, auth: Rc::new(Authenticator::default()) }
+    }
+
+    /// The same service with `auth`'s tokens and settings (one authenticator
+    /// per member: its simple tokens live there).
+    pub fn with_auth(mut self, auth: Rc<Authenticator>) -> EtcdService {
+        self.auth = auth;
+        self
     }
 
     /// Answers one HTTP request: a gRPC call, or (any other content type) a
@@ -170,40 +183,93 @@ impl EtcdService {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/grpc"));
         if !grpc {
+            let cx = Rc::new(Cx::new(backend.clone(), self.auth.clone(), request.headers()).await);
             return crate::gateway::handle(
-                backend.clone(),
+                cx,
                 request,
                 self.config.request_bytes_max,
                 self.config.watch_fragment_bytes,
             )
             .await;
         }
+        let cx = Rc::new(Cx::new(backend.clone(), self.auth.clone(), request.headers()).await);
         match request.uri().path() {
-            "/etcdserverpb.KV/Range" => self.unary(request, |r| range(backend.clone(), r)).await,
-            "/etcdserverpb.KV/Put" => self.unary(request, |r| put(backend.clone(), r)).await,
-            "/etcdserverpb.KV/DeleteRange" => self.unary(request, |r| delete_range(backend.clone(), r)).await,
-            "/etcdserverpb.KV/Txn" => self.unary(request, |r| txn(backend.clone(), r)).await,
-            "/etcdserverpb.KV/Compact" => self.unary(request, |r| compact(backend.clone(), r)).await,
-            "/etcdserverpb.Lease/LeaseGrant" => self.unary(request, |r| lease_grant(backend.clone(), r)).await,
-            "/etcdserverpb.Lease/LeaseRevoke" => self.unary(request, |r| lease_revoke(backend.clone(), r)).await,
+            "/etcdserverpb.KV/Range" => self.unary(request, |r| checked(cx.clone(), r, range)).await,
+            "/etcdserverpb.KV/Put" => self.unary(request, |r| checked(cx.clone(), r, put)).await,
+            "/etcdserverpb.KV/DeleteRange" => self.unary(request, |r| checked(cx.clone(), r, delete_range)).await,
+            "/etcdserverpb.KV/Txn" => self.unary(request, |r| checked(cx.clone(), r, txn)).await,
+            "/etcdserverpb.KV/Compact" => self.unary(request, |r| checked(cx.clone(), r, compact)).await,
+            "/etcdserverpb.Lease/LeaseGrant" => self.unary(request, |r| checked(cx.clone(), r, lease_grant)).await,
+            "/etcdserverpb.Lease/LeaseRevoke" => self.unary(request, |r| checked(cx.clone(), r, lease_revoke)).await,
             "/etcdserverpb.Lease/LeaseTimeToLive" => {
-                self.unary(request, |r| lease_time_to_live(backend.clone(), r)).await
+                self.unary(request, |r| checked(cx.clone(), r, lease_time_to_live)).await
             }
-            "/etcdserverpb.Lease/LeaseLeases" => self.unary(request, |r| lease_leases(backend.clone(), r)).await,
+            "/etcdserverpb.Lease/LeaseLeases" => self.unary(request, |r| checked(cx.clone(), r, lease_leases)).await,
             "/etcdserverpb.Lease/LeaseKeepAlive" => self.lease_keep_alive(request),
-            "/etcdserverpb.Watch/Watch" => self.watch(request),
-            "/etcdserverpb.Maintenance/Alarm" => self.unary(request, |r| alarm(backend.clone(), r)).await,
-            "/etcdserverpb.Maintenance/Status" => self.unary(request, |r| status(backend.clone(), r)).await,
-            "/etcdserverpb.Cluster/MemberList" => self.unary(request, |r| member_list(backend.clone(), r)).await,
-            "/etcdserverpb.Cluster/MemberAdd" => self.unary(request, |r| member_add(backend.clone(), r)).await,
-            "/etcdserverpb.Cluster/MemberRemove" => self.unary(request, |r| member_remove(backend.clone(), r)).await,
-            "/etcdserverpb.Cluster/MemberUpdate" => self.unary(request, |r| member_update(backend.clone(), r)).await,
-            "/etcdserverpb.Cluster/MemberPromote" => self.unary(request, |r| member_promote(backend.clone(), r)).await,
-            "/etcdserverpb.Maintenance/Hash" => self.unary(request, |r| hash(backend.clone(), r)).await,
-            "/etcdserverpb.Maintenance/HashKV" => self.unary(request, |r| hash_kv(backend.clone(), r)).await,
-            "/etcdserverpb.Maintenance/Defragment" => self.unary(request, |r| defragment(backend.clone(), r)).await,
-            "/etcdserverpb.Maintenance/MoveLeader" => self.unary(request, |r| move_leader(backend.clone(), r)).await,
-            "/etcdserverpb.Maintenance/Snapshot" => self.snapshot(request).await,
+            "/etcdserverpb.Watch/Watch" => self.watch(request, cx),
+            "/etcdserverpb.Maintenance/Alarm" => self.unary(request, |r| checked(cx.clone(), r, alarm)).await,
+            "/etcdserverpb.Maintenance/Status" => self.unary(request, |r| checked(cx.clone(), r, status)).await,
+            "/etcdserverpb.Cluster/MemberList" => self.unary(request, |r| checked(cx.clone(), r, member_list)).await,
+            "/etcdserverpb.Cluster/MemberAdd" => self.unary(request, |r| checked(cx.clone(), r, member_add)).await,
+            "/etcdserverpb.Cluster/MemberRemove" => {
+                self.unary(request, |r| checked(cx.clone(), r, member_remove)).await
+            }
+            "/etcdserverpb.Cluster/MemberUpdate" => {
+                self.unary(request, |r| checked(cx.clone(), r, member_update)).await
+            }
+            "/etcdserverpb.Cluster/MemberPromote" => {
+                self.unary(request, |r| checked(cx.clone(), r, member_promote)).await
+            }
+            "/etcdserverpb.Maintenance/Hash" => self.unary(request, |r| checked(cx.clone(), r, hash)).await,
+            "/etcdserverpb.Maintenance/HashKV" => self.unary(request, |r| checked(cx.clone(), r, hash_kv)).await,
+            "/etcdserverpb.Maintenance/Defragment" => self.unary(request, |r| checked(cx.clone(), r, defragment)).await,
+            "/etcdserverpb.Maintenance/MoveLeader" => {
+                self.unary(request, |r| checked(cx.clone(), r, move_leader)).await
+            }
+            "/etcdserverpb.Maintenance/Snapshot" => self.snapshot(request, &cx).await,
+            "/etcdserverpb.Auth/AuthEnable" => {
+                self.unary(request, |r| checked_auth(cx.clone(), r, auth::auth_enable)).await
+            }
+            "/etcdserverpb.Auth/AuthDisable" => {
+                self.unary(request, |r| checked_auth(cx.clone(), r, auth::auth_disable)).await
+            }
+            "/etcdserverpb.Auth/AuthStatus" => {
+                self.unary(request, |r| checked_auth(cx.clone(), r, auth::auth_status_rpc)).await
+            }
+            "/etcdserverpb.Auth/Authenticate" => {
+                self.unary(request, |r| checked_auth(cx.clone(), r, auth::authenticate)).await
+            }
+            "/etcdserverpb.Auth/UserAdd" => self.unary(request, |r| checked_auth(cx.clone(), r, auth::user_add)).await,
+            "/etcdserverpb.Auth/UserGet" => self.unary(request, |r| checked_auth(cx.clone(), r, auth::user_get)).await,
+            "/etcdserverpb.Auth/UserList" => {
+                self.unary(request, |r| checked_auth(cx.clone(), r, auth::user_list)).await
+            }
+            "/etcdserverpb.Auth/UserDelete" => {
+                self.unary(request, |r| checked_auth(cx.clone(), r, auth::user_delete)).await
+            }
+            "/etcdserverpb.Auth/UserChangePassword" => {
+                self.unary(request, |r| checked_auth(cx.clone(), r, auth::user_change_password)).await
+            }
+            "/etcdserverpb.Auth/UserGrantRole" => {
+                self.unary(request, |r| checked_auth(cx.clone(), r, auth::user_grant_role)).await
+            }
+            "/etcdserverpb.Auth/UserRevokeRole" => {
+                self.unary(request, |r| checked_auth(cx.clone(), r, auth::user_revoke_role)).await
+            }
+            "/etcdserverpb.Auth/RoleAdd" => self.unary(request, |r| checked_auth(cx.clone(), r, auth::role_add)).await,
+            "/etcdserverpb.Auth/RoleGet" => self.unary(request, |r| checked_auth(cx.clone(), r, auth::role_get)).await,
+            "/etcdserverpb.Auth/RoleList" => {
+                self.unary(request, |r| checked_auth(cx.clone(), r, auth::role_list)).await
+            }
+            "/etcdserverpb.Auth/RoleDelete" => {
+                self.unary(request, |r| checked_auth(cx.clone(), r, auth::role_delete)).await
+            }
+            "/etcdserverpb.Auth/RoleGrantPermission" => {
+                self.unary(request, |r| checked_auth(cx.clone(), r, auth::role_grant_permission)).await
+            }
+            "/etcdserverpb.Auth/RoleRevokePermission" => {
+                self.unary(request, |r| checked_auth(cx.clone(), r, auth::role_revoke_permission)).await
+            }
             path => Status::unimplemented(format!("lockstep: unknown method {path}")).into_http(),
         }
     }
@@ -292,7 +358,7 @@ impl EtcdService {
     /// [`SNAPSHOT_CHUNK_BYTES`], each with the bytes still to come
     /// (`remaining_bytes`). The file is lockstep's format (see `lockstep
     /// snapshot restore`), not bbolt.
-    async fn snapshot<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
+    async fn snapshot<B>(&self, request: http::Request<B>, cx: &Cx) -> http::Response<ResponseBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError> + Send,
@@ -300,6 +366,11 @@ impl EtcdService {
         let mut requests = self.request_stream::<B, pb::SnapshotRequest, pb::SnapshotResponse>(request);
         if let Err(status) = requests.message().await {
             return status.into_http();
+        }
+        if let Err(refused) = cx.check_admin() {
+            if !cx.catch_up().await || cx.check_admin().is_err() {
+                return refused.into_http();
+            }
         }
         let backend = self.backend.clone();
         let file = match backend.snapshot().await {
@@ -323,7 +394,7 @@ impl EtcdService {
     }
 
     /// `Watch/Watch`: see the module doc.
-    fn watch<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
+    fn watch<B>(&self, request: http::Request<B>, cx: Rc<Cx>) -> http::Response<ResponseBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError> + Send,
@@ -331,6 +402,7 @@ impl EtcdService {
         let requests = self.request_stream::<B, pb::WatchRequest, pb::WatchResponse>(request);
         let stream = WatchStream {
             backend: self.backend.clone(),
+            cx,
             requests: Some(requests),
             watchers: BTreeSet::new(),
             fragmented: BTreeSet::new(),
@@ -663,12 +735,13 @@ async fn current_revision(backend: &dyn Backend) -> Result<kv::Revision, Status>
 /// A watch stream without client messages after `request` (the JSON
 /// gateway's `/v3/watch`): its responses until the watcher ends.
 pub(crate) fn watch_one(
-    backend: Rc<dyn Backend>,
+    cx: Rc<Cx>,
     request: pb::WatchRequest,
     fragment_bytes: usize,
 ) -> impl Stream<Item = Result<pb::WatchResponse, Status>> {
-    let mut stream = WatchStream {
-        backend,
+    let stream = WatchStream {
+        backend: cx.backend.clone(),
+        cx,
         requests: None,
         watchers: BTreeSet::new(),
         fragmented: BTreeSet::new(),
@@ -676,16 +749,20 @@ pub(crate) fn watch_one(
         fragment_bytes,
         done: false,
     };
-    stream.handle(request);
-    futures_lite::stream::unfold(stream, |mut stream| async move {
+    futures_lite::stream::unfold((stream, Some(request)), |(mut stream, first)| async move {
+        if let Some(request) = first {
+            stream.handle(request).await;
+        }
         let answer = stream.next().await?;
-        Some((answer, stream))
+        Some((answer, (stream, None)))
     })
 }
 
 /// The state of one `Watch/Watch` call (see the module doc).
 struct WatchStream {
     backend: Rc<dyn Backend>,
+    /// The stream's caller: every create is checked for read permission.
+    cx: Rc<Cx>,
     /// `None` once the client half-closed.
     requests: Option<Streaming<pb::WatchRequest>>,
     /// The watchers created on this stream and not yet canceled.
@@ -735,7 +812,7 @@ impl WatchStream {
             };
             match wake {
                 Wake::Changed => {}
-                Wake::Request(Ok(Some(request))) => self.handle(request),
+                Wake::Request(Ok(Some(request))) => self.handle(request).await,
                 Wake::Request(Ok(None)) => self.requests = None,
                 Wake::Request(Err(status)) => {
                     self.done = true;
@@ -764,10 +841,30 @@ impl WatchStream {
         }
     }
 
-    fn handle(&mut self, request: pb::WatchRequest) {
+    async fn handle(&mut self, request: pb::WatchRequest) {
         use pb::watch_request::RequestUnion;
         match request.request_union {
             Some(RequestUnion::CreateRequest(create)) => {
+                let key: &[u8] = if create.key.is_empty() { &[0] } else { &create.key };
+                let check = || self.cx.check_op(key, &create.range_end, lockstep_core::kv::PermType::Read);
+                let refused = match check() {
+                    Err(denied) if self.cx.catch_up().await => check().err().map(|_| denied),
+                    outcome => outcome.err(),
+                };
+                if let Some(denied) = refused {
+                    // etcd answers a refused create in band: created and
+                    // canceled, watch id -1, the error's text as the reason.
+                    let revision = current_revision(&*self.backend).await.unwrap_or_default();
+                    self.pending.push_back(pb::WatchResponse {
+                        header: crate::convert::header(self.backend.header(), kv::ResponseHeader { revision }),
+                        watch_id: -1,
+                        created: true,
+                        canceled: true,
+                        cancel_reason: denied.message().to_string(),
+                        ..pb::WatchResponse::default()
+                    });
+                    return;
+                }
                 let fragment = create.fragment;
                 let mut create: kv::WatchCreateRequest = create.into();
                 if create.key.is_empty() {

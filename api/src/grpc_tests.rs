@@ -127,7 +127,7 @@ fn errors_are_etcds_statuses() {
 fn unknown_methods_are_unimplemented_and_garbage_is_refused() {
     let svc = service();
     let (_, code, _) =
-        finish::<pb::RangeResponse>(block_on(svc.handle(request("/etcdserverpb.Auth/Authenticate", vec![]))));
+        finish::<pb::RangeResponse>(block_on(svc.handle(request("/etcdserverpb.Maintenance/Downgrade", vec![]))));
     assert_eq!(code, tonic::Code::Unimplemented as i32);
     // A frame whose payload is not a RangeRequest.
     let garbage = vec![0, 0, 0, 0, 3, 0xff, 0xff, 0xff];
@@ -576,3 +576,6 @@ fn json_gateway_serves_leases_alarms_hashes_and_maintenance() {
     let (code, add) = json_call(&svc, "/v3/cluster/member/add", r#"{"peerURLs": ["http://127.0.0.1:1"]}"#);
     assert_eq!(code, 501, "{add}");
 }
+
+#[path = "grpc_auth_tests.rs"]
+mod auth;

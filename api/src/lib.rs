@@ -15,6 +15,9 @@
 //!   leader-only requests and the local watch hub. The replicated member
 //!   implements it in the node; [`MemoryBackend`] is a single-process one over
 //!   an in-memory [`KvStore`](lockstep_core::kv::KvStore).
+//! - [`auth`]: etcd's authentication: bcrypt passwords, simple and JWT
+//!   tokens, and the permission each RPC needs, checked against the
+//!   replicated auth store ([`lockstep_core::kv::AuthStore`]).
 //! - [`EtcdService`]: a hand-written `hyper` service that routes gRPC paths
 //!   (`/etcdserverpb.KV/Put`, ...) to the backend. Its futures and bodies are
 //!   not `Send`: one service and its backend live on one executor thread, so
@@ -33,6 +36,7 @@
 
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod backend;
 pub mod convert;
 pub mod gateway;
@@ -41,6 +45,7 @@ pub mod memory;
 pub mod sha256;
 pub mod status;
 
+pub use auth::{AuthConfig, Authenticator, TokenConfig};
 pub use backend::{Backend, BackendError, EtcdError, HeaderInfo, KvHash, MemberInfo, MemberStatus};
 pub use grpc::{EtcdService, ResponseBody, ServiceConfig};
 pub use memory::MemoryBackend;

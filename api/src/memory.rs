@@ -15,8 +15,8 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use lockstep_core::kv::{
-    decode_reply, KvCommand, KvConfig, KvError, KvQuery, KvResult, KvStore, MemStorage, WatchCreateRequest, WatchId,
-    WatchResponse,
+    decode_reply, AuthEvent, AuthStore, KvCommand, KvConfig, KvError, KvQuery, KvResult, KvStore, MemStorage,
+    WatchCreateRequest, WatchId, WatchResponse,
 };
 use lockstep_core::{LogIndex, Millis, Payload, StateMachine};
 
@@ -123,6 +123,14 @@ impl MemoryBackend {
 impl Backend for MemoryBackend {
     fn header(&self) -> HeaderInfo {
         self.info
+    }
+
+    fn auth(&self) -> std::sync::Arc<AuthStore> {
+        self.store.borrow().auth()
+    }
+
+    fn take_auth_events(&self) -> Vec<AuthEvent> {
+        self.store.borrow_mut().take_auth_events()
     }
 
     /// The store's state-machine snapshot (no file header: this backend has

@@ -33,6 +33,8 @@ fn code_by_name(name: &str) -> Code {
         "FAILED_PRECONDITION" => Code::FailedPrecondition,
         "INVALID_ARGUMENT" => Code::InvalidArgument,
         "UNAVAILABLE" => Code::Unavailable,
+        "PERMISSION_DENIED" => Code::PermissionDenied,
+        "UNAUTHENTICATED" => Code::Unauthenticated,
         other => panic!("core named an unknown gRPC code {other:?}"),
     }
 }

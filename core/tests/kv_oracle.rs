@@ -334,7 +334,9 @@ impl Model {
                 .grant(if g.id == 0 { granted.expect("store chose an id") } else { g.id }, g.ttl)
                 .map(KvResponse::LeaseGrant),
             KvCommand::LeaseRevoke(r) => self.revoke(r.id).map(KvResponse::LeaseRevoke),
-            KvCommand::LeaseCheckpoint(_) | KvCommand::Alarm(_) => unreachable!("not generated"),
+            KvCommand::LeaseCheckpoint(_) | KvCommand::Alarm(_) | KvCommand::Auth(_) | KvCommand::AsUser(_) => {
+                unreachable!("not generated")
+            }
         };
         self.finish();
         result

@@ -170,6 +170,21 @@ impl Backend for MemberBackend {
         self.member.applied_since(seen).await
     }
 
+    fn auth(&self) -> std::sync::Arc<lockstep_core::kv::AuthStore> {
+        self.member.with_store(|store| store.auth())
+    }
+
+    fn take_auth_events(&self) -> Vec<lockstep_core::kv::AuthEvent> {
+        self.member.with_store(|store| store.take_auth_events())
+    }
+
+    /// bcrypt runs on glommio's blocking thread pool: on the executor it
+    /// would stall Raft, the WAL and every connection of this member for
+    /// the whole hash (tens of milliseconds at cost 10).
+    async fn offload(&self, job: Box<dyn FnOnce() + Send>) {
+        glommio::executor().spawn_blocking(job).await;
+    }
+
     async fn members(&self, linearizable: bool) -> Result<Vec<MemberInfo>, BackendError> {
         if linearizable {
             // Confirm with a quorum that this member's view is current.

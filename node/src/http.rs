@@ -524,13 +524,15 @@ pub fn start_client(
     admin: Rc<AdminState>,
     listen: SocketAddr,
     service_config: lockstep_api::ServiceConfig,
+    auth: Rc<lockstep_api::Authenticator>,
     serve_options: lockstep_runtime::http::ServeOptions,
 ) -> Result<SocketAddr, String> {
     let listener = glommio::net::TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let handled = member.metrics().grpc_handled.clone();
     let backend: Rc<dyn lockstep_api::Backend> = Rc::new(crate::backend::MemberBackend::new(member, admin));
-    let service = CountedService { inner: lockstep_api::EtcdService::new(backend, service_config), handled };
+    let inner = lockstep_api::EtcdService::new(backend, service_config).with_auth(auth);
+    let service = CountedService { inner, handled };
     glommio::spawn_local(lockstep_runtime::http::serve(listener, move || service.clone(), serve_options)).detach();
     Ok(bound)
 }

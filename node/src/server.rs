@@ -47,6 +47,8 @@ pub struct ServerOptions {
     pub join: Option<String>,
     /// This member's own addresses (told to the cluster when joining).
     pub own: MemberAddresses,
+    /// Tokens and password hashing of the Auth API.
+    pub auth: lockstep_api::AuthConfig,
 }
 
 /// Room for protobuf framing around the largest request a client may send:
@@ -111,6 +113,12 @@ impl ServerOptions {
                 ..lockstep_runtime::http::ServeOptions::default()
             },
             join: config.cluster.join.clone(),
+            // Validated with the config (`check_relations`); a key file gone
+            // since then falls back to simple tokens with an error logged.
+            auth: config.auth_config().unwrap_or_else(|why| {
+                tracing::error!("auth_token: {why}; using simple tokens");
+                lockstep_api::AuthConfig::default()
+            }),
             own: MemberAddresses {
                 name: config.name.clone(),
                 peer: config.advertise_peer(),
@@ -266,6 +274,7 @@ async fn serve(options: ServerOptions, control: Arc<MemberControl>) -> Result<()
         admin_state.clone(),
         options.client_listen,
         service_config,
+        std::rc::Rc::new(lockstep_api::Authenticator::new(options.auth.clone())),
         options.grpc,
     )
     .map_err(ServeError)?;

@@ -2,6 +2,8 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+use super::auth::AuthError;
+
 /// Why a KV request failed. [`std::fmt::Display`] gives the text an etcd v3
 /// server sends in its gRPC status, so a gateway can pass it through unchanged
 /// and `etcdctl` prints what it prints against etcd.
@@ -48,6 +50,14 @@ pub enum KvError {
     /// The log entry was applied before (the storage is ahead of the log replay);
     /// it was skipped and nobody waits for its result.
     AlreadyApplied,
+    /// An auth command or permission check failed (etcd's auth errors).
+    Auth(AuthError),
+}
+
+impl From<AuthError> for KvError {
+    fn from(e: AuthError) -> KvError {
+        KvError::Auth(e)
+    }
 }
 
 impl KvError {
@@ -58,6 +68,7 @@ impl KvError {
             KvError::LeaseNotFound => "NOT_FOUND",
             KvError::NoSpace => "RESOURCE_EXHAUSTED",
             KvError::LeaseExists | KvError::AlreadyApplied => "FAILED_PRECONDITION",
+            KvError::Auth(e) => e.grpc_code(),
             _ => "INVALID_ARGUMENT",
         }
     }
@@ -82,6 +93,7 @@ impl std::fmt::Display for KvError {
             KvError::TxnTooDeep { depth_max } => write!(f, "lockstep: txn nested deeper than {depth_max} levels"),
             KvError::Malformed(why) => write!(f, "lockstep: malformed request: {why}"),
             KvError::AlreadyApplied => f.write_str("lockstep: log entry already applied"),
+            KvError::Auth(e) => e.fmt(f),
         }
     }
 }

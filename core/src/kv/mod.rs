@@ -22,6 +22,7 @@
 //! ```text
 //!   Storage (ordered bytes, atomic batches + applied index)     memory
 //!   ┌──────────────────────────────────────────────────┐   ┌────────────────────┐
+//!   │ "am/…" "au" user "ar" role → auth state (auth.rs) │   │ AuthStore          │
 //!   │ 'l' lease id        → {ttl, remaining_ttl}        │   │ KeyIndex:          │
 //!   │ "m/compact_revision" "m/current_revision"         │   │ key → [(rev, tomb)]│
 //!   │ 'r' (main, sub)     → {key, value, create_rev,    │◄──│ LeaseTable:        │
@@ -50,10 +51,11 @@
 //! the store derive from the log index).
 //!
 //! Files: [`storage`] (the trait), [`mem_storage`], [`layout`], [`key_index`],
-//! [`mvcc`], [`write_txn`], [`range`], [`txn`], [`lease`], [`watch`],
+//! [`mvcc`], [`write_txn`], [`range`], [`txn`], [`lease`], [`auth`], [`watch`],
 //! [`request`] (etcd's messages), [`wire`] (their encoding), [`errors`],
 //! [`store`] (the state machine).
 
+pub mod auth;
 pub mod errors;
 pub mod key_index;
 pub mod layout;
@@ -69,6 +71,7 @@ pub mod watch;
 pub mod wire;
 pub mod write_txn;
 
+pub use auth::{AuthCommand, AuthError, AuthEvent, AuthInfo, AuthStore, PermType, Permission};
 pub use errors::KvError;
 pub use key_index::{KeyRange, Rev};
 pub use lease::{LeaseTable, LeaseTimer, LEASE_TTL_MAX_S};

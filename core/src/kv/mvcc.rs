@@ -2,7 +2,9 @@
 //! compaction, in a [`Storage`], indexed in memory by a [`KeyIndex`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use super::auth::{AuthCommand, AuthError, AuthEvent, AuthStore};
 use super::errors::KvError;
 use super::key_index::{KeyIndex, KeyRange, Rev};
 use super::layout::{self, StoredKv, StoredLease};
@@ -23,6 +25,7 @@ struct Loaded {
     compact_rev: Revision,
     alarms: Vec<AlarmMember>,
     size_bytes: u64,
+    auth: AuthStore,
 }
 
 fn encode_alarms(alarms: &[AlarmMember]) -> Vec<u8> {
@@ -72,7 +75,9 @@ fn load(scan: impl FnOnce(&mut dyn FnMut(&[u8], &[u8]) -> bool)) -> Result<Loade
     let mut current = None;
     let mut failure = None;
     let mut step = |k: &[u8], v: &[u8]| -> Result<(), String> {
-        if k == layout::META_ALARMS {
+        if let Some(outcome) = loaded.auth.load_pair(k, v) {
+            outcome?;
+        } else if k == layout::META_ALARMS {
             loaded.alarms = decode_alarms(v)?;
         } else if k == layout::META_COMPACT || k == layout::META_CURRENT {
             let value = layout::decode_i64(v).ok_or("bad meta value")?;
@@ -153,6 +158,9 @@ pub struct Mvcc<S: Storage> {
     /// Bytes of the stored revision records: what the quota limits. Logical, so
     /// every member computes the same number from the same log.
     size_bytes: u64,
+    /// Users, roles and permissions. Shared with readers (the API layer's
+    /// permission checks) and copied on write.
+    auth: Arc<AuthStore>,
 }
 
 impl<S: Storage> Mvcc<S> {
@@ -167,6 +175,7 @@ impl<S: Storage> Mvcc<S> {
             compact_rev: loaded.compact_rev,
             alarms: loaded.alarms,
             size_bytes: loaded.size_bytes,
+            auth: Arc::new(loaded.auth),
         })
     }
 
@@ -207,7 +216,25 @@ impl<S: Storage> Mvcc<S> {
         self.compact_rev = loaded.compact_rev;
         self.alarms = loaded.alarms;
         self.size_bytes = loaded.size_bytes;
+        self.auth = Arc::new(loaded.auth);
         Ok(())
+    }
+
+    /// The auth state (users, roles, permissions), shared: a cheap copy that
+    /// later changes do not affect.
+    pub fn auth(&self) -> Arc<AuthStore> {
+        Arc::clone(&self.auth)
+    }
+
+    /// Applies an auth command (see [`AuthStore::apply`]).
+    pub fn apply_auth(
+        &mut self,
+        command: &AuthCommand,
+        index: u64,
+        batch: &mut WriteBatch,
+        events: &mut Vec<AuthEvent>,
+    ) -> Result<String, AuthError> {
+        Arc::make_mut(&mut self.auth).apply(command, index, batch, events)
     }
 
     /// Bytes of the stored revision records (the quota's measure).

@@ -8,6 +8,7 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+use super::auth::AuthCommand;
 use super::errors::KvError;
 
 /// A main revision: the store's logical clock, bumped once per write that changes
@@ -432,6 +433,17 @@ pub struct AlarmResponse {
     pub alarms: Vec<AlarmMember>,
 }
 
+/// The answer to an [`AuthCommand`].
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthResponse {
+    /// The current revision of the KV store (auth changes create none).
+    pub header: ResponseHeader,
+    /// The auth revision after the command.
+    pub auth_revision: u64,
+    /// The issued token (`Authenticate` only; empty otherwise).
+    pub token: String,
+}
+
 /// A write, as proposed through the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvCommand {
@@ -452,6 +464,26 @@ pub enum KvCommand {
     LeaseCheckpoint(LeaseCheckpointRequest),
     /// Raise or clear an alarm.
     Alarm(AlarmRequest),
+    /// Change the auth state (users, roles, permissions, enabled), or issue
+    /// a simple token.
+    Auth(AuthCommand),
+    /// A client's command with who sent it: while auth is enabled it is
+    /// applied only if the sender may (checked at apply, as etcd's
+    /// `authApplierV3`), so a request never slips past an auth change
+    /// committed before it.
+    AsUser(UserCommand),
+}
+
+/// A [`KvCommand`] with its sender (etcd's `RequestHeader.username` and
+/// `auth_revision`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCommand {
+    /// The user (empty: the request carried no token).
+    pub user: String,
+    /// The auth revision the sender's token stands for.
+    pub auth_revision: u64,
+    /// The command; never another `AsUser`.
+    pub command: Box<KvCommand>,
 }
 
 /// A read, served by `StateMachine::query` without going through the log.
@@ -498,6 +530,8 @@ pub enum KvResponse {
     LeaseTimeToLive(LeaseTimeToLiveResponse),
     /// To a lease listing.
     LeaseLeases(LeaseLeasesResponse),
+    /// To an auth command.
+    Auth(AuthResponse),
     /// To a log entry that is not a KV command (a leader's no-op, a membership
     /// change).
     Noop,
@@ -505,6 +539,16 @@ pub enum KvResponse {
 
 /// The outcome of a command or query.
 pub type KvResult = Result<KvResponse, KvError>;
+
+impl KvCommand {
+    /// The command itself, without its sender.
+    pub fn inner(&self) -> &KvCommand {
+        match self {
+            KvCommand::AsUser(u) => &u.command,
+            other => other,
+        }
+    }
+}
 
 impl RequestOp {
     /// True for puts and deletes, and txns holding one in either branch.

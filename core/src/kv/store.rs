@@ -3,14 +3,15 @@
 
 use rkyv::rancor;
 
+use super::auth::{AuthEvent, AuthStore};
 use super::errors::KvError;
 use super::layout::{aligned, to_bytes};
 use super::lease::{LeaseTimer, LEASE_TTL_MAX_S};
 use super::mvcc::Mvcc;
 use super::range;
 use super::request::{
-    AlarmAction, AlarmMember, AlarmResponse, AlarmType, CompactionResponse, Event, KvCommand, KvQuery, KvResponse,
-    KvResult, LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseId,
+    AlarmAction, AlarmMember, AlarmResponse, AlarmType, AuthResponse, CompactionResponse, Event, KvCommand, KvQuery,
+    KvResponse, KvResult, LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseId,
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RangeRequest, RangeResponse, ResponseHeader, Revision,
 };
@@ -90,7 +91,15 @@ pub struct KvStore<S: Storage> {
     /// cleared (a checkpoint of 0), so that a new leader gives them their full
     /// TTL again rather than the stale remainder.
     checkpoint_resets: Vec<LeaseId>,
+    /// What applied auth commands tell the API layer (issued simple tokens,
+    /// invalidated users), oldest first, at most [`AUTH_EVENTS_MAX`]. Local:
+    /// not replicated, not persisted.
+    auth_events: std::collections::VecDeque<AuthEvent>,
 }
+
+/// Auth events kept for the API layer; older ones are dropped (their tokens
+/// are then unknown to this member, and clients authenticate again).
+pub const AUTH_EVENTS_MAX: usize = 10_000;
 
 /// Lease checkpoints in one proposal (the rest wait for the next interval).
 const CHECKPOINTS_PER_PROPOSAL_MAX: usize = 1000;
@@ -117,6 +126,7 @@ fn added_bytes(command: &KvCommand) -> u64 {
         KvCommand::Put(p) => (p.key.len() + p.value.len()) as u64 + RECORD_OVERHEAD_BYTES,
         KvCommand::Txn(t) => txn_bytes(t),
         KvCommand::LeaseGrant(_) => RECORD_OVERHEAD_BYTES,
+        KvCommand::AsUser(u) => added_bytes(&u.command),
         _ => 0,
     }
 }
@@ -145,6 +155,7 @@ impl<S: Storage> KvStore<S> {
             lease_timer,
             leases_changed: false,
             checkpoint_resets: Vec::new(),
+            auth_events: std::collections::VecDeque::new(),
         })
     }
 
@@ -216,8 +227,25 @@ impl<S: Storage> KvStore<S> {
             | KvCommand::LeaseGrant(_)
             | KvCommand::LeaseRevoke(_)
             | KvCommand::LeaseCheckpoint(_)
-            | KvCommand::Alarm(_) => Ok(()),
+            | KvCommand::Alarm(_)
+            | KvCommand::Auth(_) => Ok(()),
+            KvCommand::AsUser(u) if matches!(*u.command, KvCommand::AsUser(_)) => {
+                Err(KvError::Malformed("nested AsUser command".into()))
+            }
+            KvCommand::AsUser(u) => self.check(&u.command),
         }
+    }
+
+    /// Whether the sender of `command` may have it applied (etcd's
+    /// `authApplierV3`): always while auth is disabled; otherwise the checks
+    /// of `super::auth::authorize`.
+    fn authorize(&self, command: &super::request::UserCommand) -> Result<(), KvError> {
+        let auth = self.mvcc.auth();
+        let caller = super::auth::AuthInfo { user: command.user.clone(), revision: command.auth_revision };
+        let lease_keys = |id: LeaseId| -> Vec<Vec<u8>> {
+            self.mvcc.leases().get(id).map(|l| l.keys.iter().cloned().collect()).unwrap_or_default()
+        };
+        super::auth::authorize(&auth, &caller, &command.command, &lease_keys).map_err(KvError::Auth)
     }
 
     /// The quota gate, decided from replicated state only so that every member
@@ -273,6 +301,15 @@ impl<S: Storage> KvStore<S> {
         if let Err(e) = self.check(command) {
             return (Err(e), None);
         }
+        let command = match command {
+            KvCommand::AsUser(u) => {
+                if let Err(e) = self.authorize(u) {
+                    return (Err(e), None);
+                }
+                &*u.command
+            }
+            other => other,
+        };
         if let Err(e) = self.quota_gate(command, batch) {
             return (Err(e), None);
         }
@@ -302,6 +339,19 @@ impl<S: Storage> KvStore<S> {
                 let member = AlarmMember { member_id: a.member_id, alarm: a.alarm };
                 self.mvcc.set_alarm(a.action == AlarmAction::Activate, member, batch);
                 Ok(KvResponse::Alarm(self.alarm_response()))
+            }
+            (KvCommand::AsUser(_), _) => Err(KvError::Malformed("nested AsUser command".into())),
+            (KvCommand::Auth(a), _) => {
+                let mut events = Vec::new();
+                let applied = self.mvcc.apply_auth(a, self.applied, batch, &mut events);
+                self.push_auth_events(events);
+                applied.map_err(KvError::Auth).map(|token| {
+                    KvResponse::Auth(AuthResponse {
+                        header: self.header(),
+                        auth_revision: self.mvcc.auth().revision(),
+                        token,
+                    })
+                })
             }
             (KvCommand::LeaseCheckpoint(c), _) => {
                 for checkpoint in &c.checkpoints {
@@ -346,6 +396,26 @@ impl<S: Storage> KvStore<S> {
         let committed = self.mvcc.commit(changes, batch);
         self.mvcc.drop_lease(id, batch);
         (Ok(KvResponse::LeaseRevoke(LeaseRevokeResponse { header: self.header() })), committed)
+    }
+
+    fn push_auth_events(&mut self, events: Vec<AuthEvent>) {
+        for event in events {
+            if self.auth_events.len() == AUTH_EVENTS_MAX {
+                self.auth_events.pop_front();
+            }
+            self.auth_events.push_back(event);
+        }
+    }
+
+    /// The auth state as of the last applied entry (a shared copy).
+    pub fn auth(&self) -> std::sync::Arc<AuthStore> {
+        self.mvcc.auth()
+    }
+
+    /// Takes the auth events of the entries applied since the last call
+    /// (see [`AuthEvent`]), oldest first.
+    pub fn take_auth_events(&mut self) -> Vec<AuthEvent> {
+        self.auth_events.drain(..).collect()
     }
 
     /// Serves a range.
@@ -433,7 +503,7 @@ impl<S: Storage> StateMachine for KvStore<S> {
         let result = match payload {
             Payload::Command(bytes) => match KvCommand::decode(bytes) {
                 Ok(command) => {
-                    if matches!(command, KvCommand::LeaseGrant(_) | KvCommand::LeaseRevoke(_)) {
+                    if matches!(command.inner(), KvCommand::LeaseGrant(_) | KvCommand::LeaseRevoke(_)) {
                         self.leases_changed = true;
                     }
                     self.execute(index, &command)
@@ -473,6 +543,8 @@ impl<S: Storage> StateMachine for KvStore<S> {
         self.applied = applied;
         self.watches.reset(self.mvcc.current_rev());
         self.leases_changed = true;
+        // Users may have been deleted or changed their password meanwhile.
+        self.push_auth_events(vec![AuthEvent::Reset]);
         Ok(())
     }
 

@@ -9,10 +9,11 @@
 use rkyv::rancor;
 use rkyv::{Archive, Deserialize, Serialize};
 
+use super::auth::AuthCommand;
 use super::errors::KvError;
 use super::layout::{aligned, to_bytes};
 use super::request::{
-    AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest,
+    AlarmRequest, AlarmResponse, AuthResponse, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest,
     DeleteRangeResponse, KvCommand, KvQuery, KvResponse, KvResult, LeaseCheckpointRequest, LeaseGrantRequest,
     LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeRequest,
     LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest,
@@ -50,6 +51,8 @@ enum WireCommand {
     LeaseRevoke(LeaseRevokeRequest),
     LeaseCheckpoint(LeaseCheckpointRequest),
     Alarm(AlarmRequest),
+    Auth(AuthCommand),
+    AsUser { user: String, auth_revision: u64, inner: Vec<u8> },
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -92,6 +95,7 @@ enum WireResponse {
     Noop,
     Alarm(AlarmResponse),
     LeaseKeepAlive(LeaseKeepAliveResponse),
+    Auth(AuthResponse),
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -255,6 +259,11 @@ impl KvCommand {
             KvCommand::LeaseRevoke(r) => WireCommand::LeaseRevoke(r.clone()),
             KvCommand::LeaseCheckpoint(c) => WireCommand::LeaseCheckpoint(c.clone()),
             KvCommand::Alarm(a) => WireCommand::Alarm(*a),
+            KvCommand::Auth(a) => WireCommand::Auth(a.clone()),
+            KvCommand::AsUser(u) => {
+                assert!(!matches!(*u.command, KvCommand::AsUser(_)), "nested AsUser command");
+                WireCommand::AsUser { user: u.user.clone(), auth_revision: u.auth_revision, inner: u.command.encode() }
+            }
         };
         frame(to_bytes(&wire))
     }
@@ -272,6 +281,13 @@ impl KvCommand {
             WireCommand::LeaseRevoke(r) => KvCommand::LeaseRevoke(r),
             WireCommand::LeaseCheckpoint(c) => KvCommand::LeaseCheckpoint(c),
             WireCommand::Alarm(a) => KvCommand::Alarm(a),
+            WireCommand::Auth(a) => KvCommand::Auth(a),
+            WireCommand::AsUser { user, auth_revision, inner } => match KvCommand::decode(&inner)? {
+                KvCommand::AsUser(_) => return Err("nested AsUser command".into()),
+                command => {
+                    KvCommand::AsUser(super::request::UserCommand { user, auth_revision, command: Box::new(command) })
+                }
+            },
         })
     }
 }
@@ -331,6 +347,7 @@ pub fn encode_result(result: &KvResult) -> Vec<u8> {
             KvResponse::Noop => WireResponse::Noop,
             KvResponse::Alarm(a) => WireResponse::Alarm(a.clone()),
             KvResponse::LeaseKeepAlive(k) => WireResponse::LeaseKeepAlive(k.clone()),
+            KvResponse::Auth(a) => WireResponse::Auth(a.clone()),
         }),
     };
     frame(to_bytes(&wire))
@@ -355,6 +372,7 @@ pub fn decode_result(bytes: &[u8]) -> Result<KvResult, String> {
             WireResponse::Noop => KvResponse::Noop,
             WireResponse::Alarm(a) => KvResponse::Alarm(a),
             WireResponse::LeaseKeepAlive(k) => KvResponse::LeaseKeepAlive(k),
+            WireResponse::Auth(a) => KvResponse::Auth(a),
         }),
     })
 }
@@ -393,6 +411,20 @@ mod tests {
             KvCommand::Txn(nested(4)),
             KvCommand::Compaction(CompactionRequest { revision: 9, physical: true }),
             KvCommand::LeaseGrant(LeaseGrantRequest { ttl: 10, id: 0 }),
+            KvCommand::Auth(AuthCommand::RoleGrantPermission {
+                name: "r".into(),
+                perm: crate::kv::Permission {
+                    perm_type: crate::kv::PermType::ReadWrite,
+                    key: b"a".to_vec(),
+                    range_end: b"b".to_vec(),
+                },
+            }),
+            KvCommand::Auth(AuthCommand::Enable),
+            KvCommand::AsUser(crate::kv::UserCommand {
+                user: "alice".into(),
+                auth_revision: 3,
+                command: Box::new(KvCommand::Txn(nested(2))),
+            }),
         ];
         for c in commands {
             assert_eq!(KvCommand::decode(&c.encode()), Ok(c));
@@ -413,7 +445,15 @@ mod tests {
                 ResponseOp::Txn(inner),
             ],
         };
-        for r in [Ok(KvResponse::Txn(t)), Err(KvError::DuplicateKey), Ok(KvResponse::Noop)] {
+        let auth = AuthResponse { header: ResponseHeader { revision: 3 }, auth_revision: 4, token: "t.9".into() };
+        let denied = Err(KvError::Auth(crate::kv::AuthError::PermissionDenied));
+        for r in [
+            Ok(KvResponse::Txn(t)),
+            Err(KvError::DuplicateKey),
+            Ok(KvResponse::Noop),
+            Ok(KvResponse::Auth(auth)),
+            denied,
+        ] {
             assert_eq!(decode_result(&encode_result(&r)), Ok(r));
         }
     }

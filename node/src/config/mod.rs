@@ -63,6 +63,15 @@ pub struct MemberConfig {
     pub grpc: GrpcSection,
     /// Logging (`log.*`).
     pub log: LogSection,
+    /// `auth_token`: which tokens `Authenticate` issues, as etcd's
+    /// `--auth-token`: `simple`, or `jwt,pub-key=…,priv-key=…,sign-method=…[,ttl=…]`.
+    pub auth_token: String,
+    /// `auth_token_ttl`: seconds a simple token lives after its last use
+    /// (etcd's `--auth-token-ttl`).
+    pub auth_token_ttl: u64,
+    /// `bcrypt_cost`: the bcrypt cost of new password hashes (etcd's
+    /// `--bcrypt-cost`).
+    pub bcrypt_cost: u64,
 }
 
 /// `cluster.*`: bootstrap a new cluster or join a running one.
@@ -394,6 +403,9 @@ impl MemberConfig {
                 keepalive_timeout_ms: 20_000,
             },
             log: LogSection { level: "info".into(), format: LogFormat::Human },
+            auth_token: "simple".into(),
+            auth_token_ttl: lockstep_api::auth::SIMPLE_TOKEN_TTL_DEFAULT.as_secs(),
+            bcrypt_cost: u64::from(lockstep_api::auth::BCRYPT_COST_DEFAULT),
         }
     }
 
@@ -632,6 +644,17 @@ impl MemberConfig {
         c
     }
 
+    /// The API's auth settings (`auth_token`, `auth_token_ttl`,
+    /// `bcrypt_cost`); JWT key files are read now.
+    pub fn auth_config(&self) -> Result<lockstep_api::AuthConfig, String> {
+        let read = |path: &str| std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"));
+        Ok(lockstep_api::AuthConfig {
+            token: lockstep_api::TokenConfig::parse(&self.auth_token, read)?,
+            simple_token_ttl: std::time::Duration::from_secs(self.auth_token_ttl),
+            bcrypt_cost: u32::try_from(self.bcrypt_cost).unwrap_or(u32::MAX),
+        })
+    }
+
     /// The core key-value store configuration (`kv.*`; the watch limits and the
     /// lease revoke retry keep core's defaults).
     pub fn kv_config(&self) -> lockstep_core::kv::KvConfig {
@@ -861,6 +884,10 @@ fn check_relations(config: &MemberConfig, sources: &Sources, file: Option<&Path>
             a
         }
     };
+
+    if let Err(why) = config.auth_config() {
+        blame("auth_token", why);
+    }
 
     let r = &config.raft;
     if r.election_timeout_ms < 2 * r.heartbeat_interval_ms {
