@@ -130,7 +130,10 @@ pub fn init(options: &CertsOptions) -> Result<CertsReport, String> {
 
     let ca_key = KeyPair::generate().map_err(err)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca.distinguished_name.push(DnType::CommonName, "lockstep cluster CA");
+    // A name of its own, so that two CAs (an old and a new one during a
+    // rotation) are told apart by name, not only by key.
+    let serial = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64 ^ u64::from(std::process::id());
+    ca.distinguished_name.push(DnType::CommonName, format!("lockstep cluster CA {serial:016x}"));
     ca.distinguished_name.push(DnType::OrganizationName, "lockstep");
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];

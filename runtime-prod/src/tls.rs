@@ -444,7 +444,8 @@ pub async fn connect(config: Arc<ClientConfig>, host: &str, stream: TcpStream) -
 }
 
 /// A short reason for a failed handshake, for metrics labels and logs:
-/// `no_certificate`, `unknown_ca`, `expired`, `bad_certificate`,
+/// `no_certificate`, `unknown_ca` (not signed by a CA of the bundle),
+/// `expired`, `bad_certificate`,
 /// `alert_received`, `protocol` (not TLS, or not a TLS this end speaks),
 /// `timeout` or `io`.
 pub fn failure_reason(error: &io::Error) -> &'static str {
@@ -452,7 +453,9 @@ pub fn failure_reason(error: &io::Error) -> &'static str {
     if let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
         return match tls {
             Error::NoCertificatesPresented => "no_certificate",
-            Error::InvalidCertificate(CertificateError::UnknownIssuer) => "unknown_ca",
+            // Not signed by a CA of the bundle (a CA of the same name with
+            // another key shows as a bad signature).
+            Error::InvalidCertificate(CertificateError::UnknownIssuer | CertificateError::BadSignature) => "unknown_ca",
             Error::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. }) => "expired",
             Error::InvalidCertificate(_) => "bad_certificate",
             Error::AlertReceived(_) => "alert_received",
