@@ -265,6 +265,7 @@ mod tests {
             key_file: dir.path().join("certs/member-1.key"),
             ca_file: Some(report.ca_file()),
             client_cert_auth: true,
+            members_only: true,
         };
         let tls = lockstep_runtime::tls::TlsContext::load("peer", files, &[]).unwrap();
         let left = lockstep_runtime::tls::seconds_until(tls.status().not_after_unix_s.unwrap());

@@ -72,6 +72,11 @@ pub struct TlsFiles {
     pub ca_file: Option<PathBuf>,
     /// Refuse clients that do not present a certificate signed by `ca_file`.
     pub client_cert_auth: bool,
+    /// Accept only client certificates that are also valid for server
+    /// authentication (the peer port: members' certificates carry both key
+    /// usages, client certificates only clientAuth, so a client certificate
+    /// of the same CA cannot pose as a member).
+    pub members_only: bool,
 }
 
 /// Why TLS material could not be loaded: the file and what is wrong with it.
@@ -94,6 +99,7 @@ impl std::error::Error for TlsError {}
 /// The material of one generation: what handshakes use.
 struct Material {
     key: Arc<CertifiedKey>,
+    roots: Option<Arc<RootCertStore>>,
     client_verifier: Option<Arc<dyn ClientCertVerifier>>,
     server_verifier: Option<Arc<dyn ServerCertVerifier>>,
     not_after_unix_s: Option<i64>,
@@ -183,6 +189,7 @@ fn build(files: &TlsFiles, contents: &Contents) -> Result<Material, TlsError> {
         file: files.key_file.clone(),
         why: format!("does not go with the certificate in {}: {e}", files.cert_file.display()),
     })?;
+    let mut anchors = None;
     let (client_verifier, server_verifier) = match (&files.ca_file, &contents.ca) {
         (Some(ca_file), Some(ca)) => {
             let mut roots = RootCertStore::empty();
@@ -193,6 +200,7 @@ fn build(files: &TlsFiles, contents: &Contents) -> Result<Material, TlsError> {
                 })?;
             }
             let roots = Arc::new(roots);
+            anchors = Some(roots.clone());
             let client = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
                 .build()
                 .map_err(|e| TlsError { file: ca_file.clone(), why: format!("cannot verify clients with it: {e}") })?;
@@ -205,7 +213,7 @@ fn build(files: &TlsFiles, contents: &Contents) -> Result<Material, TlsError> {
         }
         _ => (None, None),
     };
-    Ok(Material { key: Arc::new(key), client_verifier, server_verifier, not_after_unix_s })
+    Ok(Material { key: Arc::new(key), roots: anchors, client_verifier, server_verifier, not_after_unix_s })
 }
 
 /// What a port's TLS is doing, for `/health` and metrics.
@@ -271,7 +279,10 @@ impl TlsContext {
             .with_protocol_versions(versions)
             .map_err(|e| TlsError { file: files.cert_file.clone(), why: e.to_string() })?;
         let builder = if files.client_cert_auth {
-            builder.with_client_cert_verifier(Arc::new(DynClientVerifier(current.clone())))
+            builder.with_client_cert_verifier(Arc::new(DynClientVerifier {
+                current: current.clone(),
+                members_only: files.members_only,
+            }))
         } else {
             builder.with_no_client_auth()
         };
@@ -445,7 +456,8 @@ pub async fn connect(config: Arc<ClientConfig>, host: &str, stream: TcpStream) -
 
 /// A short reason for a failed handshake, for metrics labels and logs:
 /// `no_certificate`, `unknown_ca` (not signed by a CA of the bundle),
-/// `expired`, `bad_certificate`,
+/// `expired`, `not_a_member` (a client certificate on the peer port),
+/// `bad_certificate`,
 /// `alert_received`, `protocol` (not TLS, or not a TLS this end speaks),
 /// `timeout` or `io`.
 pub fn failure_reason(error: &io::Error) -> &'static str {
@@ -457,6 +469,10 @@ pub fn failure_reason(error: &io::Error) -> &'static str {
             // another key shows as a bad signature).
             Error::InvalidCertificate(CertificateError::UnknownIssuer | CertificateError::BadSignature) => "unknown_ca",
             Error::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. }) => "expired",
+            // A client certificate on the peer port.
+            Error::InvalidCertificate(
+                CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. },
+            ) => "not_a_member",
             Error::InvalidCertificate(_) => "bad_certificate",
             Error::AlertReceived(_) => "alert_received",
             _ => "protocol",
@@ -548,11 +564,32 @@ fn no_verifier() -> rustls::Error {
 }
 
 #[derive(Debug)]
-struct DynClientVerifier(Arc<Current>);
+struct DynClientVerifier {
+    current: Arc<Current>,
+    members_only: bool,
+}
 
 impl DynClientVerifier {
     fn verifier(&self) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
-        self.0.get().client_verifier.clone().ok_or_else(no_verifier)
+        self.current.get().client_verifier.clone().ok_or_else(no_verifier)
+    }
+
+    /// For `members_only`: the certificate must also be one a member presents
+    /// as a server (serverAuth usage, when it names usages at all).
+    fn check_member(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        let material = self.current.get();
+        let roots = material.roots.as_ref().ok_or_else(no_verifier)?;
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms.all;
+        cert.verify_for_usage(algorithms, &roots.roots, intermediates, now, webpki::KeyUsage::server_auth(), None, None)
+            .map(|_| ())
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::InvalidPurpose))
     }
 }
 
@@ -569,7 +606,11 @@ impl ClientCertVerifier for DynClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.verifier()?.verify_client_cert(end_entity, intermediates, now)
+        let verified = self.verifier()?.verify_client_cert(end_entity, intermediates, now)?;
+        if self.members_only {
+            self.check_member(end_entity, intermediates, now)?;
+        }
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -793,7 +834,7 @@ mod tests {
         let key_file = dir.join(format!("{name}.key"));
         std::fs::write(&cert_file, ck.cert.pem()).unwrap();
         std::fs::write(&key_file, key_pem).unwrap();
-        TlsFiles { cert_file, key_file, ca_file: None, client_cert_auth: false }
+        TlsFiles { cert_file, key_file, ca_file: None, client_cert_auth: false, members_only: false }
     }
 
     #[test]
@@ -834,5 +875,79 @@ mod tests {
         let files = TlsFiles { client_cert_auth: true, ..write_pair(dir.path(), "a", (2031, 1, 1)) };
         let error = TlsContext::load("client", files, &[]).unwrap_err();
         assert!(error.why.contains("client_cert_auth needs ca_file"), "{error}");
+    }
+
+    /// A CA and two leaves it signs: a member (serverAuth + clientAuth,
+    /// `localhost`) and a client (clientAuth only), as PEM files in `dir`.
+    fn ca_member_client(dir: &Path) -> (PathBuf, TlsFiles, (PathBuf, PathBuf)) {
+        use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose as Eku, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let leaf = |sans: Vec<String>, usages: Vec<Eku>, name: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(sans).unwrap();
+            params.extended_key_usages = usages;
+            let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+            let (cert_file, key_file) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+            std::fs::write(&cert_file, cert.pem()).unwrap();
+            std::fs::write(&key_file, key.serialize_pem()).unwrap();
+            (cert_file, key_file)
+        };
+        let ca_file = dir.join("ca.crt");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let (cert_file, key_file) = leaf(vec!["localhost".into()], vec![Eku::ServerAuth, Eku::ClientAuth], "member");
+        let client = leaf(Vec::new(), vec![Eku::ClientAuth], "client");
+        let member = TlsFiles {
+            cert_file,
+            key_file,
+            ca_file: Some(ca_file.clone()),
+            client_cert_auth: true,
+            members_only: true,
+        };
+        (ca_file, member, client)
+    }
+
+    /// Runs a TLS handshake in memory; the server's error, if any.
+    fn handshake(server: &TlsContext, client: Arc<ClientConfig>) -> Result<(), rustls::Error> {
+        let mut server = rustls::ServerConnection::new(server.inner.server.clone()).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(client, name).unwrap();
+        for _ in 0..20 {
+            let mut bytes = Vec::new();
+            client.write_tls(&mut bytes).unwrap();
+            server.read_tls(&mut bytes.as_slice()).unwrap();
+            server.process_new_packets()?;
+            let mut bytes = Vec::new();
+            server.write_tls(&mut bytes).unwrap();
+            client.read_tls(&mut bytes.as_slice()).unwrap();
+            client.process_new_packets()?;
+            if !server.is_handshaking() && !client.is_handshaking() {
+                return Ok(());
+            }
+        }
+        panic!("the handshake did not finish");
+    }
+
+    #[test]
+    fn the_peer_port_accepts_members_and_refuses_client_certificates_of_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca_file, member, (client_cert, client_key)) = ca_member_client(dir.path());
+        let peer = TlsContext::load("peer", member.clone(), &[]).unwrap();
+        // Another member (the same certificate here) dials: accepted.
+        assert_eq!(handshake(&peer, peer.client_config().unwrap()), Ok(()));
+        // A client certificate of the cluster CA: refused on the peer port...
+        let client = client_config_from_files(&ca_file, Some((&client_cert, &client_key))).unwrap();
+        let refused = handshake(&peer, client.clone()).unwrap_err();
+        let as_io = io::Error::new(io::ErrorKind::InvalidData, refused);
+        assert_eq!(failure_reason(&as_io), "not_a_member");
+        // ...and accepted where clients belong.
+        let clients = TlsContext::load("client", TlsFiles { members_only: false, ..member }, &[b"h2"]).unwrap();
+        assert_eq!(handshake(&clients, client), Ok(()));
+        // No certificate at all.
+        let anonymous = client_config_from_files(&ca_file, None).unwrap();
+        let refused = handshake(&clients, anonymous).unwrap_err();
+        assert_eq!(failure_reason(&io::Error::new(io::ErrorKind::InvalidData, refused)), "no_certificate");
     }
 }

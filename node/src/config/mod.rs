@@ -114,6 +114,7 @@ impl TlsSection {
             key_file: section.key_file.clone()?,
             ca_file: section.ca_file.clone(),
             client_cert_auth,
+            members_only: port == "peer",
         })
     }
 }
