@@ -429,4 +429,43 @@ mod tests {
         assert_eq!(leader["leader"], 2);
         assert_eq!(leader["admin"], "http://127.0.0.1:8081");
     }
+
+    #[test]
+    fn the_tls_check_names_a_failed_reload_and_a_certificate_about_to_expire() {
+        use lockstep_runtime::tls::{TlsError, TlsStatus};
+        use std::path::PathBuf;
+        let now = 1_800_000_000;
+        let port = |listener, not_after: i64, error: Option<TlsError>| TlsStatus {
+            listener,
+            cert_file: PathBuf::from(format!("/tls/{listener}.crt")),
+            not_after_unix_s: Some(not_after),
+            error,
+            reloads: 2,
+            reload_failures: u64::from(listener == "client"),
+            handshake_failures: BTreeMap::new(),
+        };
+        assert_eq!(tls_check(&[], now), None);
+        let year = 365 * 86_400;
+        let (health, body) =
+            tls_check(&[port("client", now + year, None), port("peer", now + year, None)], now).unwrap();
+        assert_eq!(health, Health::Healthy);
+        assert_eq!(body["detail"], "TLS on client, peer; certificates valid");
+        let broken = TlsError { file: PathBuf::from("/tls/client.crt"), why: "not valid PEM: x".into() };
+        let (health, body) =
+            tls_check(&[port("client", now + year, Some(broken)), port("admin", now + 3600 * 5, None)], now).unwrap();
+        assert_eq!(health, Health::Degraded);
+        assert_eq!(
+            body["detail"],
+            "client: reloading /tls/client.crt failed: not valid PEM: x; still serving the previous certificate; \
+             admin: the certificate /tls/admin.crt expires in 5 h"
+        );
+        assert_eq!(body["ports"]["client"]["error"]["file"], "/tls/client.crt");
+        assert_eq!(body["ports"]["admin"]["expires_in_s"], 3600 * 5);
+        // The overall status follows: degraded, still HTTP 200.
+        let answer = health_answer_with_tls(&status(), None, &[port("peer", now - 1, None)], now);
+        assert_eq!(answer.status, 200);
+        let body: Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["checks"]["tls"]["detail"], "peer: the certificate /tls/peer.crt has expired");
+    }
 }

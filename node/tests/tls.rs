@@ -152,7 +152,7 @@ fn certs_init_output_serves_etcdctl_and_clients_without_a_certificate_are_refuse
     }
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
-    certs_init(&certs, 3);
+    certs_init(&certs, 4);
     let mut cluster = tls_cluster(3, true, 5000, |id| {
         (certs.join(format!("member-{id}.crt")), certs.join(format!("member-{id}.key")), certs.join("ca.crt"))
     });
@@ -220,6 +220,28 @@ fn certs_init_output_serves_etcdctl_and_clients_without_a_certificate_are_refuse
     let expires = health["checks"]["tls"]["ports"]["peer"]["expires_in_s"].as_i64().unwrap();
     assert!(expires > 364 * 86_400, "{health}");
     assert!(sample(&page, r#"lockstep_tls_certificate_expiry_seconds{listener="peer"}"#) > 364.0 * 86_400.0);
+
+    // A fourth member joins over HTTPS (its admin certificate is its client
+    // certificate) and is promoted once caught up.
+    let mut joiner = cluster.joiner(4);
+    let (cert, key) = (certs.join("member-4.crt"), certs.join("member-4.key"));
+    set_tls(&mut joiner.config, &cert, &key, &certs.join("ca.crt"), true);
+    joiner.config.cluster.join = Some(follower.config.advertise_admin());
+    std::fs::write(&joiner.config_path, joiner.config.to_yaml()).unwrap();
+    joiner.start(&[]);
+    cluster.members.push(joiner);
+    let deadline = Instant::now() + STARTUP;
+    loop {
+        let members = get_json(&admin, &cluster.members[0].config.advertise_admin(), "/cluster/members");
+        let voters = members["members"].as_array().map_or(0, |m| m.iter().filter(|m| m["role"] == "voter").count());
+        if voters == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "member 4 was not promoted: {members}\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = etcdctl_tls(&[cluster.members[3].config.advertise_client()], &creds, &["get", "greeting"]);
+    assert_eq!(stdout(&out), "greeting\nhello\n", "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
