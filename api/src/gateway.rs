@@ -15,8 +15,16 @@
 //! | `POST /v3/lease/grant` | Lease LeaseGrant |
 //! | `POST /v3/lease/revoke` | Lease LeaseRevoke |
 //! | `POST /v3/lease/timetolive` | Lease LeaseTimeToLive |
+//! | `POST /v3/lease/leases` (also `/v3/kv/lease/leases`) | Lease LeaseLeases |
+//! | `POST /v3/lease/keepalive` | Lease LeaseKeepAlive: one renewal, answered as one `{"result": ...}` |
 //! | `POST /v3/maintenance/status` | Maintenance Status |
+//! | `POST /v3/maintenance/alarm` | Maintenance Alarm |
+//! | `POST /v3/maintenance/defragment` | Maintenance Defragment |
+//! | `POST /v3/maintenance/hash` | Maintenance Hash |
+//! | `POST /v3/maintenance/hashkv` | Maintenance HashKV |
+//! | `POST /v3/maintenance/transfer-leadership` | Maintenance MoveLeader |
 //! | `POST /v3/cluster/member/list` | Cluster MemberList |
+//! | `POST /v3/cluster/member/{add,remove,update,promote}` | Cluster MemberAdd, MemberRemove, MemberUpdate, MemberPromote |
 //! | `POST /v3/watch` | Watch: one `create_request` in the body, then one JSON line `{"result": ...}` per response |
 //!
 //! Errors are grpc-gateway's: the HTTP status of the gRPC code and
@@ -91,7 +99,7 @@ where
                 ])
             })
         }
-        "/v3/lease/revoke" => {
+        "/v3/lease/revoke" | "/v3/kv/lease/revoke" => {
             let request = pb::LeaseRevokeRequest { id: input.int("ID") };
             crate::grpc::lease_revoke(backend, request).await.map(|r| object([("header", header_json(&r.header))]))
         }
@@ -106,6 +114,77 @@ where
                     ("keys", list(r.keys.iter().map(|k| b64(k)))),
                 ])
             })
+        }
+        "/v3/lease/leases" | "/v3/kv/lease/leases" => {
+            crate::grpc::lease_leases(backend, pb::LeaseLeasesRequest {}).await.map(|r| {
+                object([
+                    ("header", header_json(&r.header)),
+                    ("leases", list(r.leases.iter().map(|l| object([("ID", int(l.id))])))),
+                ])
+            })
+        }
+        "/v3/lease/keepalive" => {
+            let request = pb::LeaseKeepAliveRequest { id: input.int("ID") };
+            crate::grpc::keep_alive_one(&*backend, request).await.map(|r| {
+                json!({"result": object([("header", header_json(&r.header)), ("ID", int(r.id)), ("TTL", int(r.ttl))])})
+            })
+        }
+        "/v3/maintenance/alarm" => {
+            let request = pb::AlarmRequest {
+                action: input.enumeration("action", &["GET", "ACTIVATE", "DEACTIVATE"]),
+                member_id: input.uint("memberID"),
+                alarm: input.enumeration("alarm", &["NONE", "NOSPACE", "CORRUPT"]),
+            };
+            crate::grpc::alarm(backend, request).await.map(|r| {
+                let alarm = |a: &pb::AlarmMember| {
+                    let kind = ["NONE", "NOSPACE", "CORRUPT"].get(a.alarm as usize).copied().unwrap_or("NONE");
+                    object([("memberID", uint(a.member_id)), ("alarm", text(kind))])
+                };
+                object([("header", header_json(&r.header)), ("alarms", list(r.alarms.iter().map(alarm)))])
+            })
+        }
+        "/v3/maintenance/defragment" => crate::grpc::defragment(backend, pb::DefragmentRequest {})
+            .await
+            .map(|r| object([("header", header_json(&r.header))])),
+        "/v3/maintenance/hash" => crate::grpc::hash(backend, pb::HashRequest {})
+            .await
+            .map(|r| object([("header", header_json(&r.header)), ("hash", uint(u64::from(r.hash)))])),
+        "/v3/maintenance/hashkv" => {
+            let request = pb::HashKvRequest { revision: input.int("revision") };
+            crate::grpc::hash_kv(backend, request).await.map(|r| {
+                object([
+                    ("header", header_json(&r.header)),
+                    ("hash", uint(u64::from(r.hash))),
+                    ("compact_revision", int(r.compact_revision)),
+                ])
+            })
+        }
+        "/v3/maintenance/transfer-leadership" => {
+            let request = pb::MoveLeaderRequest { target_id: input.uint("targetID") };
+            crate::grpc::move_leader(backend, request).await.map(|r| object([("header", header_json(&r.header))]))
+        }
+        "/v3/cluster/member/add" => {
+            let request =
+                pb::MemberAddRequest { peer_ur_ls: input.strings("peerURLs"), is_learner: input.bool("isLearner") };
+            crate::grpc::member_add(backend, request).await.map(|r| {
+                object([
+                    ("header", header_json(&r.header)),
+                    ("member", r.member.as_ref().map_or(Value::Null, member_json)),
+                    ("members", list(r.members.iter().map(member_json))),
+                ])
+            })
+        }
+        "/v3/cluster/member/remove" => {
+            let request = pb::MemberRemoveRequest { id: input.uint("ID") };
+            crate::grpc::member_remove(backend, request).await.map(|r| members_json(&r.header, &r.members))
+        }
+        "/v3/cluster/member/update" => {
+            let request = pb::MemberUpdateRequest { id: input.uint("ID"), peer_ur_ls: input.strings("peerURLs") };
+            crate::grpc::member_update(backend, request).await.map(|r| members_json(&r.header, &r.members))
+        }
+        "/v3/cluster/member/promote" => {
+            let request = pb::MemberPromoteRequest { id: input.uint("ID") };
+            crate::grpc::member_promote(backend, request).await.map(|r| members_json(&r.header, &r.members))
         }
         "/v3/maintenance/status" => crate::grpc::status(backend, pb::StatusRequest {}).await.map(|r| {
             object([
@@ -222,12 +301,27 @@ impl Input<'_> {
         }
     }
 
+    /// A uint64 field (member ids can exceed `i64::MAX`).
+    fn uint(&self, name: &str) -> u64 {
+        match self.field(name) {
+            Some(Value::String(s)) => s.parse().unwrap_or(0),
+            Some(v) => v.as_u64().unwrap_or(0),
+            None => 0,
+        }
+    }
+
     fn bool(&self, name: &str) -> bool {
         match self.field(name) {
             Some(Value::String(s)) => s == "true",
             Some(v) => v.as_bool().unwrap_or(false),
             None => false,
         }
+    }
+
+    /// A list of strings (`peerURLs`).
+    fn strings(&self, name: &str) -> Vec<String> {
+        let items = self.field(name).and_then(Value::as_array).cloned().unwrap_or_default();
+        items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
     }
 
     /// An enum field, by name (`"DESCEND"`) or number.
@@ -466,6 +560,10 @@ fn member_json(m: &pb::Member) -> Value {
         ("clientURLs", list(m.client_ur_ls.iter().map(|u| text(u)))),
         ("isLearner", boolean(m.is_learner)),
     ])
+}
+
+fn members_json(header: &Option<pb::ResponseHeader>, members: &[pb::Member]) -> Value {
+    object([("header", header_json(header)), ("members", list(members.iter().map(member_json)))])
 }
 
 fn json_response(status: u16, value: &Value) -> http::Response<ResponseBody> {

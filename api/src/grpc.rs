@@ -229,7 +229,9 @@ impl EtcdService {
             let answer = handler(r.into_inner());
             async move { answer.await.map(tonic::Response::new) }
         });
-        grpc.unary(service, request).await.map(ResponseBody::new)
+        let mut response = grpc.unary(service, request).await;
+        grpc_go_size_error(response.headers_mut());
+        response.map(ResponseBody::new)
     }
 
     /// A streaming response from a stream of messages.
@@ -463,14 +465,17 @@ pub(crate) async fn lease_time_to_live(
     }
 }
 
-async fn lease_leases(backend: Rc<dyn Backend>, _: pb::LeaseLeasesRequest) -> Result<pb::LeaseLeasesResponse, Status> {
+pub(crate) async fn lease_leases(
+    backend: Rc<dyn Backend>,
+    _: pb::LeaseLeasesRequest,
+) -> Result<pb::LeaseLeasesResponse, Status> {
     match outcome(backend.read(KvQuery::LeaseLeases, true).await)? {
         KvResponse::LeaseLeases(r) => Ok(r.to_pb(backend.header())),
         other => Err(unexpected("a lease listing", &other)),
     }
 }
 
-async fn keep_alive_one(
+pub(crate) async fn keep_alive_one(
     backend: &dyn Backend,
     r: pb::LeaseKeepAliveRequest,
 ) -> Result<pb::LeaseKeepAliveResponse, Status> {
@@ -488,7 +493,7 @@ async fn keep_alive_one(
     }
 }
 
-async fn alarm(backend: Rc<dyn Backend>, r: pb::AlarmRequest) -> Result<pb::AlarmResponse, Status> {
+pub(crate) async fn alarm(backend: Rc<dyn Backend>, r: pb::AlarmRequest) -> Result<pb::AlarmResponse, Status> {
     let request: kv::AlarmRequest = r.try_into()?;
     let result = match request.action {
         kv::AlarmAction::Get => backend.read(KvQuery::Alarms, true).await,
@@ -521,10 +526,9 @@ pub(crate) async fn member_list(
     backend: Rc<dyn Backend>,
     r: pb::MemberListRequest,
 ) -> Result<pb::MemberListResponse, Status> {
-    let revision = current_revision(&*backend).await?;
     let members = backend.members(r.linearizable).await.map_err(|e| backend_error(&e))?;
     Ok(pb::MemberListResponse {
-        header: crate::convert::header(backend.header(), kv::ResponseHeader { revision }),
+        header: cluster_header(&*backend),
         members: members
             .into_iter()
             .map(|m| pb::Member {
@@ -557,62 +561,92 @@ async fn response_header(backend: &dyn Backend) -> Result<Option<pb::ResponseHea
     Ok(crate::convert::header(backend.header(), kv::ResponseHeader { revision }))
 }
 
-async fn member_add(backend: Rc<dyn Backend>, r: pb::MemberAddRequest) -> Result<pb::MemberAddResponse, Status> {
+/// Rewords tonic's refusal of an oversize request message as grpc-go (and
+/// so etcd) words it: `RESOURCE_EXHAUSTED`, "grpc: received message larger
+/// than max (N vs. M)", so that clients react as they do against etcd.
+fn grpc_go_size_error(headers: &mut http::HeaderMap) {
+    let Some(status) = Status::from_header_map(headers) else { return };
+    if status.code() != tonic::Code::OutOfRange || !status.message().contains("decoded message length too large") {
+        return;
+    }
+    let numbers: Vec<&str> =
+        status.message().split(|c: char| !c.is_ascii_digit()).filter(|part| !part.is_empty()).collect();
+    let [found, limit] = numbers[..] else { return };
+    let reworded = Status::resource_exhausted(format!("grpc: received message larger than max ({found} vs. {limit})"));
+    let _ = reworded.add_header(headers);
+}
+
+/// The header of `Cluster` responses: etcd's cluster server fills cluster
+/// id, member id and term, but no revision.
+fn cluster_header(backend: &dyn Backend) -> Option<pb::ResponseHeader> {
+    crate::convert::header(backend.header(), kv::ResponseHeader { revision: 0 })
+}
+
+pub(crate) async fn member_add(
+    backend: Rc<dyn Backend>,
+    r: pb::MemberAddRequest,
+) -> Result<pb::MemberAddResponse, Status> {
     let (member, members) = backend.member_add(r.peer_ur_ls, r.is_learner).await.map_err(|e| backend_error(&e))?;
     Ok(pb::MemberAddResponse {
-        header: response_header(&*backend).await?,
+        header: cluster_header(&*backend),
         member: Some(member_pb(member)),
         members: members_pb(members),
     })
 }
 
-async fn member_remove(
+pub(crate) async fn member_remove(
     backend: Rc<dyn Backend>,
     r: pb::MemberRemoveRequest,
 ) -> Result<pb::MemberRemoveResponse, Status> {
     let members = backend.member_remove(r.id).await.map_err(|e| backend_error(&e))?;
-    Ok(pb::MemberRemoveResponse { header: response_header(&*backend).await?, members: members_pb(members) })
+    Ok(pb::MemberRemoveResponse { header: cluster_header(&*backend), members: members_pb(members) })
 }
 
-async fn member_update(
+pub(crate) async fn member_update(
     backend: Rc<dyn Backend>,
     r: pb::MemberUpdateRequest,
 ) -> Result<pb::MemberUpdateResponse, Status> {
     let members = backend.member_update(r.id, r.peer_ur_ls).await.map_err(|e| backend_error(&e))?;
-    Ok(pb::MemberUpdateResponse { header: response_header(&*backend).await?, members: members_pb(members) })
+    Ok(pb::MemberUpdateResponse { header: cluster_header(&*backend), members: members_pb(members) })
 }
 
-async fn member_promote(
+pub(crate) async fn member_promote(
     backend: Rc<dyn Backend>,
     r: pb::MemberPromoteRequest,
 ) -> Result<pb::MemberPromoteResponse, Status> {
     let members = backend.member_promote(r.id).await.map_err(|e| backend_error(&e))?;
-    Ok(pb::MemberPromoteResponse { header: response_header(&*backend).await?, members: members_pb(members) })
+    Ok(pb::MemberPromoteResponse { header: cluster_header(&*backend), members: members_pb(members) })
 }
 
-async fn hash(backend: Rc<dyn Backend>, _: pb::HashRequest) -> Result<pb::HashResponse, Status> {
+pub(crate) async fn hash(backend: Rc<dyn Backend>, _: pb::HashRequest) -> Result<pb::HashResponse, Status> {
     let hash = backend.hash().await.map_err(|e| backend_error(&e))?;
     Ok(pb::HashResponse { header: response_header(&*backend).await?, hash })
 }
 
-async fn hash_kv(backend: Rc<dyn Backend>, r: pb::HashKvRequest) -> Result<pb::HashKvResponse, Status> {
+pub(crate) async fn hash_kv(backend: Rc<dyn Backend>, r: pb::HashKvRequest) -> Result<pb::HashKvResponse, Status> {
     let h = backend.hash_kv(r.revision).await.map_err(|e| backend_error(&e))?;
     Ok(pb::HashKvResponse {
         header: response_header(&*backend).await?,
         hash: h.hash,
-        compact_revision: h.compact_revision,
+        // etcd reports -1 until the first compaction.
+        compact_revision: if h.compact_revision > 0 { h.compact_revision } else { -1 },
     })
 }
 
 /// `Maintenance/Defragment` answers OK at once: fjall compacts its LSM tree
 /// online, so there is nothing to defragment and the member never blocks.
-async fn defragment(backend: Rc<dyn Backend>, _: pb::DefragmentRequest) -> Result<pb::DefragmentResponse, Status> {
-    Ok(pb::DefragmentResponse { header: response_header(&*backend).await? })
+/// Like etcd's, the response carries no header.
+pub(crate) async fn defragment(_: Rc<dyn Backend>, _: pb::DefragmentRequest) -> Result<pb::DefragmentResponse, Status> {
+    Ok(pb::DefragmentResponse { header: None })
 }
 
-async fn move_leader(backend: Rc<dyn Backend>, r: pb::MoveLeaderRequest) -> Result<pb::MoveLeaderResponse, Status> {
+pub(crate) async fn move_leader(
+    backend: Rc<dyn Backend>,
+    r: pb::MoveLeaderRequest,
+) -> Result<pb::MoveLeaderResponse, Status> {
     backend.move_leader(r.target_id).await.map_err(|e| backend_error(&e))?;
-    Ok(pb::MoveLeaderResponse { header: response_header(&*backend).await? })
+    // etcd's MoveLeader response carries no header.
+    Ok(pb::MoveLeaderResponse { header: None })
 }
 
 /// The member's current revision, from a local count-only read.

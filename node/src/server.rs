@@ -92,8 +92,12 @@ impl PortTls<TlsContext> {
     }
 }
 
-/// Room for protobuf framing around the largest request a client may send.
-const GRPC_OVERHEAD_BYTES: usize = 64 << 10;
+/// Room for protobuf framing around the largest request a client may send:
+/// etcd's `grpcOverheadBytes`. A message up to `max_request_bytes` plus this
+/// is decoded and, when over `max_request_bytes`, refused with etcd's
+/// "etcdserver: request is too large"; a larger one is refused by the gRPC
+/// layer ("grpc: received message larger than max").
+const GRPC_OVERHEAD_BYTES: usize = 512 << 10;
 
 impl ServerOptions {
     /// The options of the member `config` describes.

@@ -26,6 +26,9 @@ pub type WatchId = i64;
 pub const COMPACTED_REASON: &str = "etcdserver: mvcc: required revision has been compacted";
 /// The reason etcd gives for a duplicate explicit watch id.
 pub const DUPLICATE_ID_REASON: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+/// Revisions whose events one catch-up response carries at most (etcd's
+/// `watchBatchMaxRevs`).
+pub const CATCH_UP_REVISIONS_MAX: usize = 1000;
 /// The reason given when the hub holds `watchers_max` watchers.
 pub const TOO_MANY_WATCHERS_REASON: &str = "lockstep: too many watchers";
 
@@ -282,8 +285,9 @@ impl WatchHub {
             }
             if watcher.next_rev < compact_rev {
                 watcher.done = true;
+                // etcd's compacted cancel carries no revision in its header.
                 watcher.push(WatchResponse {
-                    header: ResponseHeader { revision: current },
+                    header: ResponseHeader { revision: 0 },
                     watch_id: id,
                     canceled: true,
                     compact_revision: compact_rev,
@@ -363,50 +367,89 @@ impl WatchHub {
 
 /// Reads one watcher's missed revisions from history, whole revisions at a
 /// time, until its buffer is full or the per-call budget is spent.
+///
+/// Like etcd's `syncWatchers`, the missed revisions go out batched: one
+/// response carries the events of up to [`CATCH_UP_REVISIONS_MAX`] revisions
+/// (and at most `buffer_events_max` events unless a single revision is
+/// larger), and its header names the store's current revision, not the
+/// events' own.
 fn catch_up_one<S: Storage>(mvcc: &Mvcc<S>, config: &WatchConfig, id: WatchId, watcher: &mut Watcher) {
+    let current = mvcc.current_rev();
+    let events_max = config.buffer_events_max as usize;
     let mut budget = config.catch_up_changes_max as usize;
-    let mut pending: Vec<Event> = Vec::new();
-    let mut pending_rev = watcher.next_rev;
+    // Complete revisions not yet pushed: `watcher.next_rev` up to the one read last.
+    let mut batch: Vec<Event> = Vec::new();
+    let mut batch_revs = 0usize;
+    // The revision being read and its wanted events.
+    let mut reading = watcher.next_rev;
+    let mut events: Vec<Event> = Vec::new();
+    let mut full = false;
     let mut stopped = false;
-    // Flushes the revision gathered so far; false when the watcher's buffer is full.
-    let flush = |watcher: &mut Watcher, rev: Revision, events: &mut Vec<Event>| -> bool {
-        if !events.is_empty() && rev >= watcher.start_rev {
-            if !watcher.has_room(config, events.len()) {
-                events.clear();
+
+    // Pushes the batch (revisions before `upto`); false when the buffer is full.
+    let push = |watcher: &mut Watcher, batch: &mut Vec<Event>, upto: Revision| -> bool {
+        if !batch.is_empty() {
+            if !watcher.has_room(config, batch.len()) {
                 return false;
             }
             watcher.push(WatchResponse {
-                header: ResponseHeader { revision: rev },
+                header: ResponseHeader { revision: current },
                 watch_id: id,
-                events: std::mem::take(events),
+                events: std::mem::take(batch),
                 ..WatchResponse::default()
             });
         }
-        events.clear();
-        watcher.next_rev = rev + 1;
+        watcher.next_rev = upto;
+        true
+    };
+    // Moves the finished revision `rev`'s events into the batch, pushing the
+    // batch first when they would not fit; false when the buffer is full.
+    let mut finish = |watcher: &mut Watcher, batch: &mut Vec<Event>, rev: Revision, events: &mut Vec<Event>| -> bool {
+        if events.is_empty() || rev < watcher.start_rev {
+            events.clear();
+            return true;
+        }
+        if !batch.is_empty() && (batch.len() + events.len() > events_max || batch_revs >= CATCH_UP_REVISIONS_MAX) {
+            if !push(watcher, batch, rev) {
+                return false;
+            }
+            batch_revs = 0;
+        }
+        batch.append(events);
+        batch_revs += 1;
         true
     };
     mvcc.visit_history(watcher.next_rev, |rev, record| {
-        if rev.main != pending_rev {
-            // The previous revision is complete.
-            if !flush(watcher, pending_rev, &mut pending) || budget == 0 {
-                stopped = true;
+        if rev.main != reading {
+            if !finish(watcher, &mut batch, reading, &mut events) {
+                full = true;
                 return false;
             }
-            pending_rev = rev.main;
+            if budget == 0 {
+                // Everything before `rev.main` is read; the rest waits for the next call.
+                stopped = true;
+                reading = rev.main;
+                return false;
+            }
+            reading = rev.main;
         }
         budget = budget.saturating_sub(1);
         let wanted =
             watcher.range.contains(&record.key) && !(if record.tombstone { watcher.no_delete } else { watcher.no_put });
         if wanted {
-            pending.push(mvcc.event_of(rev, record, watcher.prev_kv));
+            events.push(mvcc.event_of(rev, record, watcher.prev_kv));
         }
         true
     });
-    if !stopped && pending_rev <= mvcc.current_rev() {
-        // The history ended: the last revision read is complete.
-        if flush(watcher, pending_rev, &mut pending) {
-            watcher.next_rev = mvcc.current_rev() + 1;
-        }
+    if full {
+        return;
+    }
+    if stopped {
+        push(watcher, &mut batch, reading);
+    } else if reading <= current && finish(watcher, &mut batch, reading, &mut events) {
+        // The history ended: every revision up to the current one is read.
+        push(watcher, &mut batch, current + 1);
+    } else if reading > current {
+        push(watcher, &mut batch, current + 1);
     }
 }

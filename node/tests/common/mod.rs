@@ -40,7 +40,13 @@ pub struct Proc {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub members: Vec<Proc>,
+    /// Held while the cluster lives: one cluster per test binary at a time.
+    /// Several 3-member clusters at once on a 2-core CI machine starve each
+    /// other's heartbeats into elections and timeouts that test nothing.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn member_config(root: &Path, id: u64, initial: &[InitialMember], ports: (u16, u16, u16)) -> MemberConfig {
     let mut config = MemberConfig::single(id, root.join(format!("member-{id}")));
@@ -58,6 +64,8 @@ fn member_config(root: &Path, id: u64, initial: &[InitialMember], ports: (u16, u
 impl Cluster {
     /// Writes the configs of `n` members (not started).
     pub fn new(n: u64) -> Cluster {
+        // A test that panicked poisoned the lock; the next one may still run.
+        let turn = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16, u16)> = (0..n).map(|_| (free_port(), free_port(), free_port())).collect();
         let initial: Vec<InitialMember> = ports
@@ -76,7 +84,7 @@ impl Cluster {
             let config = member_config(dir.path(), id, &initial, *p);
             members.push(Proc::new(dir.path(), config));
         }
-        Cluster { dir, members }
+        Cluster { dir, members, _turn: turn }
     }
 
     /// Starts every member.
