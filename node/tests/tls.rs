@@ -523,6 +523,9 @@ fn dev_tls_prints_the_etcdctl_flags_that_work() {
     if !etcdctl_available() {
         return;
     }
+    // An empty cluster holds this binary's one-cluster-at-a-time turn while
+    // the dev cluster runs.
+    let _turn = Cluster::new(0);
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .args(["dev", "--tls", "--data-dir"])
