@@ -483,14 +483,15 @@ fn a_broken_certificate_keeps_the_old_one_serving_and_shows_in_health() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let health = loop {
         let health = get_json(&admin, &endpoint, "/health");
-        if health["status"] == "degraded" {
+        // (The disk check may be degraded too on a test machine low on disk.)
+        if health["checks"]["tls"]["status"] == "degraded" {
             break health;
         }
-        assert!(Instant::now() < deadline, "/health never degraded: {health}");
+        assert!(Instant::now() < deadline, "the tls check never degraded: {health}");
         std::thread::sleep(Duration::from_millis(100));
     };
     let tls = &health["checks"]["tls"];
-    assert_eq!(tls["status"], "degraded", "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
     let file = live.join("member-1.crt").display().to_string();
     assert_eq!(tls["ports"]["client"]["error"]["file"], file.as_str(), "{health}");
     assert!(tls["detail"].as_str().unwrap().contains("still serving the previous certificate"), "{health}");

@@ -237,7 +237,10 @@ pub struct TlsStatus {
 
 #[derive(Debug, Default)]
 struct Counters {
+    /// The files' contents last tried.
     seen_fingerprint: u64,
+    /// The files' contents of the material in use.
+    applied_fingerprint: u64,
     error: Option<TlsError>,
     reloads: u64,
     reload_failures: u64,
@@ -299,7 +302,9 @@ impl TlsContext {
         } else {
             None
         };
-        let counters = Counters { seen_fingerprint: contents.fingerprint(), ..Counters::default() };
+        let fingerprint = contents.fingerprint();
+        let counters =
+            Counters { seen_fingerprint: fingerprint, applied_fingerprint: fingerprint, ..Counters::default() };
         Ok(TlsContext {
             inner: Arc::new(Inner {
                 listener,
@@ -347,18 +352,31 @@ impl TlsContext {
         let listener = self.inner.listener;
         let attempt = Contents::read(&self.inner.files).and_then(|contents| {
             let fingerprint = contents.fingerprint();
-            if !force && fingerprint == self.counters().seen_fingerprint {
+            let mut counters = self.counters();
+            if !force && fingerprint == counters.applied_fingerprint {
+                // Back to the files in use (after a file was briefly missing
+                // or bad): nothing to load, and nothing wrong any more.
+                counters.seen_fingerprint = fingerprint;
+                if counters.error.take().is_some() {
+                    tracing::info!(listener, "TLS files are back to the certificates in use");
+                }
                 return Ok(None);
             }
-            self.counters().seen_fingerprint = fingerprint;
-            build(&self.inner.files, &contents).map(Some)
+            if !force && fingerprint == counters.seen_fingerprint {
+                // Tried already, and it failed: wait for another change.
+                return Ok(None);
+            }
+            counters.seen_fingerprint = fingerprint;
+            drop(counters);
+            build(&self.inner.files, &contents).map(|material| Some((material, fingerprint)))
         });
         match attempt {
             Ok(None) => Ok(false),
-            Ok(Some(material)) => {
+            Ok(Some((material, fingerprint))) => {
                 let not_after = material.not_after_unix_s;
                 self.inner.current.set(Arc::new(material));
                 let mut counters = self.counters();
+                counters.applied_fingerprint = fingerprint;
                 counters.reloads += 1;
                 counters.error = None;
                 tracing::info!(
@@ -845,6 +863,15 @@ mod tests {
         let first = tls.status().not_after_unix_s;
         assert_eq!(first, Some(days_from_civil(2031, 1, 1) * 86_400));
         assert_eq!(tls.reload(false), Ok(false), "unchanged files are not reloaded");
+        // A file missing for a moment, then back as it was: the error clears.
+        let kept = std::fs::read(&files.cert_file).unwrap();
+        std::fs::remove_file(&files.cert_file).unwrap();
+        let error = tls.reload(false).unwrap_err();
+        assert!(error.why.starts_with("cannot read it"), "{error}");
+        assert_eq!(tls.status().error, Some(error));
+        std::fs::write(&files.cert_file, &kept).unwrap();
+        assert_eq!(tls.reload(false), Ok(false));
+        assert_eq!(tls.status().error, None);
         // A truncated certificate: refused, the old one stays.
         std::fs::write(&files.cert_file, "-----BEGIN CERTIFICATE-----\nAAAA\n").unwrap();
         let error = tls.reload(false).unwrap_err();
@@ -853,7 +880,7 @@ mod tests {
         let status = tls.status();
         assert_eq!(status.not_after_unix_s, first);
         assert_eq!(status.error.as_ref(), Some(&error));
-        assert_eq!(status.reload_failures, 1);
+        assert_eq!(status.reload_failures, 2);
         // A key of another certificate: refused, naming the key file.
         let other = write_pair(dir.path(), "b", (2032, 2, 2));
         std::fs::copy(&other.cert_file, &files.cert_file).unwrap();
@@ -866,7 +893,7 @@ mod tests {
         let status = tls.status();
         assert_eq!(status.not_after_unix_s, Some(days_from_civil(2032, 2, 2) * 86_400));
         assert_eq!(status.error, None);
-        assert_eq!((status.reloads, status.reload_failures), (1, 2));
+        assert_eq!((status.reloads, status.reload_failures), (1, 3));
     }
 
     #[test]
