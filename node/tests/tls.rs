@@ -431,6 +431,7 @@ fn rotating_the_ca_under_load_fails_no_request() {
         cluster.logs()
     );
     assert!(ok >= 10, "only {ok} requests ran");
+    eprintln!("CA rotation: {ok} puts, none failed");
     // The new CA alone serves; the old client certificate no longer does.
     let out = etcdctl_tls(&endpoints, &Creds::client(&new), &["get", "rotating", "--print-value-only"]);
     assert_eq!(stdout(&out), format!("v{}\n", ok - 1), "{}", String::from_utf8_lossy(&out.stderr));
