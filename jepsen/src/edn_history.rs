@@ -10,7 +10,9 @@
 //! - `:type` is `:invoke`, `:ok`, `:fail` or `:info`; `:f` is `:read`,
 //!   `:write` or `:cas`.
 //! - `:time` is a non-negative integer (nanoseconds); absent means 0.
-//! - `:value` is `nil` or an integer for reads, an integer for writes and
+//! - `:value` is `nil` or an integer for reads (a read's invocation may carry
+//!   a value, as in some of Knossos's test histories; it is ignored, as
+//!   Jepsen ignores it), an integer for writes and
 //!   `[expected new]` for cas, where `expected` may be `nil`. Absent means
 //!   `nil`.
 //! - Independent keys (`jepsen.independent`) as `[key value]` tuples: a read
@@ -51,6 +53,39 @@ impl History {
             }
         }
         Ok(recorder.finish())
+    }
+
+    /// Writes the history as a Jepsen `history.edn`: one op map per line, in
+    /// the key order Jepsen prints (`:type`, `:f`, `:value`, `:process`,
+    /// `:time`, `:index`), a keyed op's value as an independent `[key value]`
+    /// tuple (an integer key when the key is an integer's decimal form, a
+    /// string otherwise). [`History::parse_edn`] reads it back to an equal
+    /// history.
+    #[must_use]
+    pub fn to_edn(&self) -> String {
+        let mut text = String::with_capacity(self.len() * 90);
+        for (index, op) in self.ops().iter().enumerate() {
+            let value = match op.value {
+                Value::Nil => "nil".to_owned(),
+                Value::Int(value) => value.to_string(),
+                Value::Cas { expected, new } => format!("[{} {new}]", crate::op::RegisterDisplay(expected)),
+            };
+            let value = match &op.key {
+                None => value,
+                Some(key) if key.parse::<i64>().is_ok_and(|number| number.to_string() == *key) => {
+                    format!("[{key} {value}]")
+                }
+                Some(key) => format!("[\"{}\" {value}]", key.replace('\\', "\\\\").replace('"', "\\\"")),
+            };
+            text.push_str(&format!(
+                "{{:type :{}, :f :{}, :value {value}, :process {}, :time {}, :index {index}}}\n",
+                op.op_type.as_str(),
+                op.f.as_str(),
+                op.process,
+                op.time_ns,
+            ));
+        }
+        text
     }
 }
 
@@ -134,6 +169,9 @@ fn op_from_form(form: &Node) -> Result<Option<Op>, ParseError> {
         }
         (None, None) => (None, Value::Nil),
     };
+    // Jepsen ignores the value of a read's invocation (the completion says
+    // what was read), and some histories carry one there, so it is dropped.
+    let value = if op_type == OpType::Invoke && f == F::Read { Value::Nil } else { value };
     Ok(Some(Op { process, op_type, f, key, value, time_ns }))
 }
 

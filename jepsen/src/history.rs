@@ -316,6 +316,13 @@ impl HistoryRecorder {
         Ok(())
     }
 
+    /// The invocation `process` has outstanding, if any.
+    pub(crate) fn outstanding_invoke(&self, process: u64) -> Option<&Op> {
+        let call_index = *self.outstanding.get(&process)?;
+        let call = self.history.calls[call_index as usize];
+        Some(&self.history.ops[call.invoke as usize])
+    }
+
     /// The events recorded so far.
     #[must_use]
     pub fn ops(&self) -> &[Op] {

@@ -4,7 +4,8 @@
 //! a `read`, `write` or `cas` on a key, issued by a process that runs one
 //! operation at a time. It comes from the simulator through
 //! [`HistoryRecorder`], or from a file as JSON Lines ([`History::parse_jsonl`])
-//! or as a Jepsen `history.edn` ([`History::parse_edn`]).
+//! as a Jepsen `history.edn` ([`History::parse_edn`]), or from the op lines
+//! of a Jepsen console log ([`History::parse_jepsen_log`]).
 //!
 //! [`check`] decides whether the history is linearizable, treating each key
 //! as an independent register that starts out `nil`:
@@ -52,6 +53,7 @@ mod edn_history;
 mod generate;
 mod history;
 mod html;
+mod jepsen_log;
 mod jsonl;
 mod model;
 mod necessary;

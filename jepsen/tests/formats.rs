@@ -77,6 +77,20 @@ proptest! {
     }
 
     #[test]
+    fn edn_round_trips(
+        processes in 1_usize..6,
+        keys in 1_usize..4,
+        choices in prop::collection::vec(any::<Choice>(), 0..200),
+    ) {
+        let history = simulate(processes, keys, &choices);
+        let text = history.to_edn();
+        prop_assert_eq!(text.lines().count(), history.len());
+        let parsed = History::parse_edn(&text).expect("own output parses");
+        prop_assert_eq!(&parsed, &history);
+        prop_assert_eq!(parsed.to_edn(), text);
+    }
+
+    #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let text = String::from_utf8_lossy(&bytes);
         for history in [History::parse_jsonl(&text), History::parse_edn(&text)].into_iter().flatten() {

@@ -62,6 +62,8 @@ enum Command {
     /// Generate TLS certificates: a cluster CA, member and client certificates.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Load-test etcd v3 endpoints (lockstep or etcd) like etcd's `benchmark` tool; compare and plot reports.
+    Bench(lockstep_bench::BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -386,6 +388,7 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Check(args)) => run_config_check(&args),
         Command::Config(ConfigCommand::Default) => run_config_default(),
         Command::Certs(CertsCommand::Init(args)) => run_certs_init(&args),
+        Command::Bench(args) => lockstep_bench::run_cli(&args),
     }
 }
 

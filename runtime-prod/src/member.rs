@@ -346,6 +346,12 @@ impl Member {
             Rc::new(move |inbound| member.deliver(inbound))
         };
         glommio::spawn_local(async move { transport.serve(listener, deliver).await }).detach();
+        #[cfg(feature = "mutation-follower-reads")]
+        tracing::warn!(
+            member = id,
+            "built with the planted bug mutation-follower-reads: followers answer linearizable reads \
+             without ReadIndex; this build is for testing the Jepsen harness only"
+        );
         tracing::info!(member = id, peer = %options.peer_listen, "member started");
         Ok(member)
     }
@@ -487,6 +493,13 @@ impl Member {
     /// the call) or serializable (this member's state as it is).
     pub async fn kv_read(&self, query: &KvQuery, linearizable: bool) -> Result<KvResult, ClientError> {
         if !linearizable {
+            return decode_kv(&self.query_local(&query.encode()));
+        }
+        // A planted bug for the Jepsen harness's self-test (see docs/jepsen.md):
+        // a follower answers a linearizable read from its own state without
+        // ReadIndex. Only a build with the feature has it; no config enables it.
+        #[cfg(feature = "mutation-follower-reads")]
+        if self.inner.borrow().node.raft().role() != Role::Leader {
             return decode_kv(&self.query_local(&query.encode()));
         }
         match self.submit(Request::Read(query.encode())).await? {

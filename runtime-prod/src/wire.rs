@@ -333,6 +333,9 @@ impl Forward {
         if header[0..4] != FORWARD_MAGIC {
             return Err(ForwardError("wrong magic".into()));
         }
+        if header[6..8] != [0, 0] {
+            return Err(ForwardError("reserved header bytes are not zero".into()));
+        }
         let crc = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
         if crc32c::crc32c(body) != crc {
             return Err(ForwardError("body checksum mismatch".into()));

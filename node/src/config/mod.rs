@@ -414,7 +414,10 @@ impl MemberConfig {
                 pre_vote: core.pre_vote,
                 check_quorum: core.check_quorum,
                 lease_reads: core.lease_reads,
-                snapshot_threshold_entries: core.snapshot_threshold_entries,
+                // etcd's --snapshot-count. A snapshot copies the whole state on
+                // the member's executor (docs/benchmarks.md, profile), so it is
+                // taken rarely; the log between snapshots is kept in memory.
+                snapshot_threshold_entries: 100_000,
                 compaction_lag_entries: core.compaction_lag_entries,
                 max_inflight_msgs: u64::from(core.inflight_msgs_max),
                 max_append_bytes: core.append_bytes_max,

@@ -70,7 +70,7 @@ fn minimal_file_gets_the_defaults() {
             pre_vote: true,
             check_quorum: true,
             lease_reads: false,
-            snapshot_threshold_entries: 10_000,
+            snapshot_threshold_entries: 100_000,
             compaction_lag_entries: 1000,
             max_inflight_msgs: 64,
             max_append_bytes: 1 << 20,
@@ -238,9 +238,11 @@ fn core_configs_carry_the_values() {
     let wal = c.wal_config();
     assert_eq!((wal.segment_size_max, wal.preallocate, wal.block_size), (1 << 30, false, 512));
 
-    // The defaults map to core's own defaults.
+    // The defaults map to core's own defaults, but for the snapshot
+    // threshold: etcd's 100,000 for a member, core's 10,000 in the simulator.
     let d = load_ok(MINIMAL);
-    let core = lockstep_core::Config::new(1, RAFT_GROUP, 1);
+    let core =
+        lockstep_core::Config { snapshot_threshold_entries: 100_000, ..lockstep_core::Config::new(1, RAFT_GROUP, 1) };
     let mapped = d.raft_config();
     assert_eq!(format!("{mapped:?}"), format!("{core:?}"));
     assert_eq!(d.kv_config(), lockstep_core::kv::KvConfig::default());

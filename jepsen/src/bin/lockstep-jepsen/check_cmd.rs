@@ -51,9 +51,17 @@ pub fn without_nemesis_lines(text: &str) -> String {
         .join("\n")
 }
 
-/// Parses a history file's text.
+/// Whether a file holds a Jepsen console log (the `jepsen.util` op lines).
+pub fn is_jepsen_log(path: &Path, text: &str) -> bool {
+    path.extension().is_some_and(|extension| extension == "log") || History::looks_like_jepsen_log(text)
+}
+
+/// Parses a history file's text: a Jepsen console log (`.log`, or a first
+/// line with `jepsen.util - `), Jepsen EDN, or JSON Lines.
 pub fn parse(path: &Path, text: &str) -> Result<History, ParseError> {
-    if is_edn(path, text) {
+    if is_jepsen_log(path, text) {
+        History::parse_jepsen_log(text)
+    } else if is_edn(path, text) {
         History::parse_edn(text)
     } else {
         History::parse_jsonl(&without_nemesis_lines(text))
@@ -84,6 +92,9 @@ pub fn run(args: &CheckArgs) -> i32 {
             return 2;
         }
     };
+    if args.model == Model::Bank {
+        return check_bank(&args.file, &text);
+    }
     let history = match parse(&args.file, &text) {
         Ok(history) => history,
         Err(error) => {
@@ -96,6 +107,7 @@ pub fn run(args: &CheckArgs) -> i32 {
         Model::CasRegister => "cas-register",
         Model::Register => "register",
         Model::Kv => "kv (independent registers)",
+        Model::Bank => "bank",
     };
     println!("{}: {} events, model {model}", args.file.display(), history.len());
     let timeout = args.timeout.map(|seconds| Duration::from_secs_f64(seconds.max(0.0)));
@@ -114,6 +126,24 @@ pub fn run(args: &CheckArgs) -> i32 {
     }
 }
 
+/// `check --model bank`: the bank checker on a `bank.jsonl`.
+fn check_bank(path: &Path, text: &str) -> i32 {
+    match crate::bank::parse(text) {
+        Ok(events) => {
+            println!("{}: {} events, model bank", path.display(), events.len());
+            let report = crate::bank::check(&events);
+            print!("{}", report.text());
+            println!("{}", if report.valid() { "valid" } else { "invalid" });
+            i32::from(!report.valid())
+        }
+        Err(error) => {
+            println!("error: {}: {error}", path.display());
+            println!("unknown");
+            2
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +154,9 @@ mod tests {
         assert!(is_edn(Path::new("h"), "{:type :invoke, :f :read}"));
         assert!(is_edn(Path::new("h"), "  [{:type :invoke}]"));
         assert!(!is_edn(Path::new("h.jsonl"), "{\"process\":0}"));
+        assert!(is_jepsen_log(Path::new("etcd_000.log"), ""));
+        assert!(is_jepsen_log(Path::new("h"), "\nINFO  jepsen.util - 0\t:invoke\t:read\tnil\n"));
+        assert!(!is_jepsen_log(Path::new("h.edn"), "{:type :invoke}"));
     }
 
     #[test]

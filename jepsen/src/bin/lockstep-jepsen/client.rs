@@ -13,7 +13,16 @@ const DIAL_TIMEOUT_S: u32 = 1;
 /// Seconds etcdctl waits for an answer.
 const COMMAND_TIMEOUT_S: u32 = 3;
 /// Seconds after which the etcdctl process is killed regardless.
-const KILL_AFTER_S: u32 = 8;
+pub const KILL_AFTER_S: u32 = 8;
+
+/// etcdctl's flags before the command: the endpoint and the timeouts.
+pub fn global_flags(endpoint: &str) -> [String; 3] {
+    [
+        format!("--endpoints={endpoint}"),
+        format!("--dial-timeout={DIAL_TIMEOUT_S}s"),
+        format!("--command-timeout={COMMAND_TIMEOUT_S}s"),
+    ]
+}
 
 /// How an operation ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,9 +90,7 @@ pub fn execute(endpoint: &str, key: &str, request: Request, reads: Reads) -> Out
     let (args, stdin) = etcdctl_args(key, request, reads);
     let child = Command::new("timeout")
         .args(["-s", "KILL", &KILL_AFTER_S.to_string(), "etcdctl"])
-        .arg(format!("--endpoints={endpoint}"))
-        .arg(format!("--dial-timeout={DIAL_TIMEOUT_S}s"))
-        .arg(format!("--command-timeout={COMMAND_TIMEOUT_S}s"))
+        .args(global_flags(endpoint))
         .args(&args)
         .env("ETCDCTL_API", "3")
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })

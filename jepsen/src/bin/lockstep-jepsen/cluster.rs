@@ -31,6 +31,18 @@ pub struct Member {
     child: Option<Child>,
     /// Stopped with SIGSTOP and not yet resumed.
     pub paused: bool,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Its Raft member id: `id` until the member nemesis has it join again
+    /// under a new one.
+    pub raft_id: u64,
+    /// Removed from the cluster by the member nemesis and not yet joined again.
+    pub removed: bool,
+    /// YAML appended to the config (kept for the config of a join).
+    extra_yaml: String,
+    /// libfaketime and the file holding this member's clock offset, when
+    /// the clock nemesis runs: the member starts with them preloaded.
+    pub faketime: Option<(PathBuf, PathBuf)>,
 }
 
 /// The config file of member `id` of an `n`-member cluster.
@@ -70,6 +82,11 @@ impl Member {
             log_path,
             child: None,
             paused: false,
+            faketime: None,
+            data_dir,
+            raft_id: id,
+            removed: false,
+            extra_yaml: String::new(),
         })
     }
 
@@ -95,6 +112,44 @@ impl Member {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Rewrites the config for joining a running cluster through `join_url`
+    /// as Raft member `raft_id`, and empties the data directory (keeping it,
+    /// should it be a mount point).
+    pub fn prepare_join(&mut self, names: &Names, raft_id: u64, join_url: &str) -> Result<(), String> {
+        let ip = names.member_ip(self.id);
+        let yaml = format!(
+            "member_id: {raft_id}\ndata_dir: {}\nlisten:\n  client: {ip}:{CLIENT_PORT}\n  peer: {ip}:{PEER_PORT}\n  \
+             admin: {ip}:{ADMIN_PORT}\ncluster:\n  token: jepsen-{}\n  join: {join_url}\nraft:\n  \
+             election_timeout_ms: 1000\n  heartbeat_interval_ms: 100\n  request_timeout_ms: 3000\nlog:\n  level: \
+             info\n{}",
+            self.data_dir.display(),
+            names.run_id,
+            self.extra_yaml
+        );
+        std::fs::write(&self.config_path, yaml).map_err(|error| format!("cannot write the config: {error}"))?;
+        let entries = std::fs::read_dir(&self.data_dir).map_err(|error| format!("cannot list the data: {error}"))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            removed.map_err(|error| format!("cannot wipe {}: {error}", path.display()))?;
+        }
+        self.raft_id = raft_id;
+        Ok(())
+    }
+
+    /// Appends YAML to the member's config file (before it starts).
+    pub fn append_config(&mut self, yaml: &str) -> std::io::Result<()> {
+        let mut file = OpenOptions::new().append(true).open(&self.config_path)?;
+        std::io::Write::write_all(&mut file, yaml.as_bytes())?;
+        self.extra_yaml.push_str(yaml);
+        Ok(())
+    }
+
+    /// Its admin URL.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}:{ADMIN_PORT}", self.ip)
+    }
+
     /// Starts `lockstep serve` in the namespace, appending to the log.
     pub fn start(&mut self, lockstep: &Path) -> Result<(), String> {
         if self.child.is_some() {
@@ -113,6 +168,15 @@ impl Member {
             if name.to_string_lossy().starts_with("LOCKSTEP_") {
                 command.env_remove(name);
             }
+        }
+        if let Some((library, offset_file)) = &self.faketime {
+            // libfaketime re-reads the offset file at most once a second, for
+            // every clock (CLOCK_MONOTONIC included), in every thread.
+            command
+                .env("LD_PRELOAD", library)
+                .env("FAKETIME_TIMESTAMP_FILE", offset_file)
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("FAKETIME_DONT_RESET", "1");
         }
         let child = command
             .args(["netns", "exec", &self.netns])
@@ -260,7 +324,9 @@ pub fn find_leader(members: &[Member]) -> Option<u64> {
             *votes.entry(leader).or_default() += 1;
         }
     }
-    votes.into_iter().max_by_key(|(_, count)| *count).map(|(leader, _)| leader)
+    // Members report Raft ids; the harness names members by slot.
+    let leader = votes.into_iter().max_by_key(|(_, count)| *count).map(|(leader, _)| leader)?;
+    members.iter().find(|member| member.raft_id == leader).map(|member| member.id)
 }
 
 /// Waits until every member is ready and one running member is a leader

@@ -17,11 +17,29 @@ pub enum NemesisKind {
     Pause,
     /// Drop traffic between members with iptables, flush the rules at the heal.
     Partition,
+    /// Drop traffic in one direction only, flush the rules at the heal.
+    Asymmetric,
+    /// Jump a member's clocks (wall and monotonic, through libfaketime),
+    /// jump them back at the heal.
+    Clock,
+    /// Fill a member's data file system (a small tmpfs), free it at the heal.
+    Disk,
+    /// Remove a member from the cluster (`lockstep cluster remove`), wipe it;
+    /// at the heal it joins again as a new member (`serve --join`).
+    Member,
 }
 
 impl NemesisKind {
     /// Every kind, for `--nemesis all`.
-    pub const ALL: [NemesisKind; 3] = [NemesisKind::Kill, NemesisKind::Pause, NemesisKind::Partition];
+    pub const ALL: [NemesisKind; 7] = [
+        NemesisKind::Kill,
+        NemesisKind::Pause,
+        NemesisKind::Partition,
+        NemesisKind::Asymmetric,
+        NemesisKind::Clock,
+        NemesisKind::Disk,
+        NemesisKind::Member,
+    ];
 
     /// The name on the command line.
     pub fn as_str(self) -> &'static str {
@@ -29,6 +47,10 @@ impl NemesisKind {
             NemesisKind::Kill => "kill",
             NemesisKind::Pause => "pause",
             NemesisKind::Partition => "partition",
+            NemesisKind::Asymmetric => "asymmetric",
+            NemesisKind::Clock => "clock",
+            NemesisKind::Disk => "disk",
+            NemesisKind::Member => "member",
         }
     }
 
@@ -57,6 +79,14 @@ pub enum PartitionKind {
     /// Each member reaches only its two neighbours in this ring order: with
     /// five members every member sees a majority, but no two majorities agree.
     Ring(Vec<u64>),
+    /// One direction only: the leader hears nobody, everyone hears it (its
+    /// heartbeats arrive, the answers do not).
+    LeaderDeaf,
+    /// One direction only: nobody hears the leader, it hears everyone.
+    LeaderMute,
+    /// One direction only: these members hear nobody outside their side,
+    /// the others still hear them.
+    DeafSide(Vec<u64>),
 }
 
 /// One fault.
@@ -68,6 +98,13 @@ pub enum Fault {
     Pause(Target),
     /// Drop traffic between members.
     Partition(PartitionKind),
+    /// Offset a member's clocks by this many seconds (both directions), then
+    /// set them back to real time.
+    Clock(Target, i64),
+    /// Fill a member's data file system, then free it.
+    Disk(Target),
+    /// Remove a member and wipe it, then let it join again under a new id.
+    Member(Target),
 }
 
 impl Fault {
@@ -76,6 +113,12 @@ impl Fault {
         match self {
             Fault::Kill(_) => NemesisKind::Kill,
             Fault::Pause(_) => NemesisKind::Pause,
+            Fault::Clock(..) => NemesisKind::Clock,
+            Fault::Disk(_) => NemesisKind::Disk,
+            Fault::Member(_) => NemesisKind::Member,
+            Fault::Partition(PartitionKind::LeaderDeaf | PartitionKind::LeaderMute | PartitionKind::DeafSide(_)) => {
+                NemesisKind::Asymmetric
+            }
             Fault::Partition(_) => NemesisKind::Partition,
         }
     }
@@ -95,9 +138,17 @@ impl fmt::Display for Fault {
         match self {
             Fault::Kill(target) => write!(f, "kill {target}"),
             Fault::Pause(target) => write!(f, "pause {target}"),
+            Fault::Clock(target, offset_s) => write!(f, "clock of {target} jumps {offset_s:+} s"),
+            Fault::Disk(target) => write!(f, "fill the disk of {target}"),
+            Fault::Member(target) => write!(f, "remove {target} from the cluster"),
             Fault::Partition(PartitionKind::Halves(side)) => write!(f, "partition {side:?} from the rest"),
             Fault::Partition(PartitionKind::IsolateLeader) => f.write_str("partition the leader from the rest"),
             Fault::Partition(PartitionKind::Ring(order)) => write!(f, "partition into a ring {order:?}"),
+            Fault::Partition(PartitionKind::LeaderDeaf) => f.write_str("one-way: the leader hears nobody"),
+            Fault::Partition(PartitionKind::LeaderMute) => f.write_str("one-way: nobody hears the leader"),
+            Fault::Partition(PartitionKind::DeafSide(side)) => {
+                write!(f, "one-way: {side:?} hear nobody else, the rest hear them")
+            }
         }
     }
 }
@@ -137,6 +188,13 @@ pub fn schedule(
             NemesisKind::Kill => Fault::Kill(target(&mut rng, members)),
             NemesisKind::Pause => Fault::Pause(target(&mut rng, members)),
             NemesisKind::Partition => Fault::Partition(partition(&mut rng, members)),
+            NemesisKind::Asymmetric => Fault::Partition(asymmetric(&mut rng, members)),
+            NemesisKind::Clock => {
+                let target = target(&mut rng, members);
+                Fault::Clock(target, CLOCK_JUMPS_S[rng.below(CLOCK_JUMPS_S.len() as u64) as usize])
+            }
+            NemesisKind::Disk => Fault::Disk(target(&mut rng, members)),
+            NemesisKind::Member => Fault::Member(target(&mut rng, members)),
         };
         steps.push(Step { start, heal: start + interval, fault });
         start += interval * 2;
@@ -166,20 +224,53 @@ fn partition(rng: &mut Rng, members: u64) -> PartitionKind {
     }
 }
 
-/// For each member, the members whose traffic it drops. Every grudge is
-/// symmetric. `leader` picks the isolated member of `IsolateLeader` (the
-/// first member when there is no leader).
+/// The clock jumps the clock nemesis draws from, seconds: small and large,
+/// forward and back (each jumps the other way at the heal).
+pub const CLOCK_JUMPS_S: [i64; 6] = [-60, -10, -2, 2, 10, 60];
+
+/// The libfaketime setting of a clock offset: `+10`, `-60`, `+0`.
+pub fn faketime_offset(offset_s: i64) -> String {
+    format!("{offset_s:+}\n")
+}
+
+fn asymmetric(rng: &mut Rng, members: u64) -> PartitionKind {
+    match rng.below(3) {
+        0 => PartitionKind::LeaderDeaf,
+        1 => PartitionKind::LeaderMute,
+        _ => {
+            let mut ids: Vec<u64> = (1..=members).collect();
+            rng.shuffle(&mut ids);
+            let mut side: Vec<u64> = ids[..(members / 2).max(1) as usize].to_vec();
+            side.sort_unstable();
+            PartitionKind::DeafSide(side)
+        }
+    }
+}
+
+/// For each member, the members whose traffic it drops. The grudges of
+/// `Halves`, `IsolateLeader` and `Ring` are symmetric; those of `LeaderDeaf`,
+/// `LeaderMute` and `DeafSide` one-way. `leader` picks the member of
+/// `IsolateLeader`, `LeaderDeaf` and `LeaderMute` (the first member when
+/// there is no leader).
 pub fn grudge(kind: &PartitionKind, members: &[u64], leader: Option<u64>) -> BTreeMap<u64, BTreeSet<u64>> {
     let split = |side: &BTreeSet<u64>| -> BTreeMap<u64, BTreeSet<u64>> {
         let rest: BTreeSet<u64> = members.iter().copied().filter(|id| !side.contains(id)).collect();
         members.iter().map(|id| (*id, if side.contains(id) { rest.clone() } else { side.clone() })).collect()
     };
+    let leader = leader.filter(|id| members.contains(id)).or_else(|| members.first().copied());
+    let others = |id: u64| -> BTreeSet<u64> { members.iter().copied().filter(|other| *other != id).collect() };
     match kind {
         PartitionKind::Halves(side) => split(&side.iter().copied().collect()),
-        PartitionKind::IsolateLeader => {
-            let isolated = leader.filter(|id| members.contains(id)).or_else(|| members.first().copied());
-            split(&isolated.into_iter().collect())
+        PartitionKind::LeaderDeaf => leader.map(|id| (id, others(id))).into_iter().collect(),
+        PartitionKind::LeaderMute => {
+            members.iter().filter(|id| Some(**id) != leader).map(|id| (*id, leader.into_iter().collect())).collect()
         }
+        PartitionKind::DeafSide(side) => {
+            let side: BTreeSet<u64> = side.iter().copied().collect();
+            let rest: BTreeSet<u64> = members.iter().copied().filter(|id| !side.contains(id)).collect();
+            side.iter().map(|id| (*id, rest.clone())).collect()
+        }
+        PartitionKind::IsolateLeader => split(&leader.into_iter().collect()),
         PartitionKind::Ring(order) => {
             let n = order.len();
             let mut grudges = BTreeMap::new();
@@ -284,6 +375,49 @@ mod tests {
         }
         // 3's neighbours are 4 and 1.
         assert_eq!(g[&3], [2, 5].into_iter().collect());
+    }
+
+    #[test]
+    fn one_way_partitions_cut_one_direction() {
+        let members = [1, 2, 3, 4, 5];
+        let g = grudge(&PartitionKind::LeaderDeaf, &members, Some(2));
+        assert_eq!(g, [(2, [1, 3, 4, 5].into_iter().collect())].into_iter().collect());
+        let g = grudge(&PartitionKind::LeaderMute, &members, Some(2));
+        assert_eq!(g.len(), 4);
+        assert!(g.values().all(|dropped| *dropped == [2].into_iter().collect()));
+        assert!(!g.contains_key(&2), "the leader still hears everyone");
+        let g = grudge(&PartitionKind::DeafSide(vec![1, 4]), &members, None);
+        assert_eq!(g.keys().copied().collect::<Vec<_>>(), [1, 4]);
+        assert_eq!(g[&4], [2, 3, 5].into_iter().collect());
+        for (member, dropped) in &g {
+            for other in dropped {
+                assert!(!g.get(other).is_some_and(|theirs| theirs.contains(member)), "{member}<->{other} is two-way");
+            }
+        }
+        let kinds: BTreeSet<NemesisKind> = [NemesisKind::Asymmetric].into_iter().collect();
+        let steps = schedule(9, &kinds, 5, Duration::from_secs(600), Duration::from_secs(5));
+        assert!(steps.iter().all(|step| step.fault.kind() == NemesisKind::Asymmetric));
+        for shape in ["hears nobody", "nobody hears", "hear nobody else"] {
+            assert!(steps.iter().any(|step| step.fault.to_string().contains(shape)), "{shape} never drawn");
+        }
+    }
+
+    #[test]
+    fn clock_faults_jump_both_ways() {
+        let kinds: BTreeSet<NemesisKind> = [NemesisKind::Clock].into_iter().collect();
+        let steps = schedule(5, &kinds, 5, Duration::from_secs(600), Duration::from_secs(5));
+        let jumps: BTreeSet<i64> = steps
+            .iter()
+            .map(|step| match step.fault {
+                Fault::Clock(_, offset_s) => offset_s,
+                ref other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(jumps, CLOCK_JUMPS_S.into_iter().collect());
+        assert_eq!(faketime_offset(10), "+10\n");
+        assert_eq!(faketime_offset(-60), "-60\n");
+        assert_eq!(faketime_offset(0), "+0\n");
+        assert_eq!(Fault::Clock(Target::Member(2), -10).to_string(), "clock of member 2 jumps -10 s");
     }
 
     #[test]

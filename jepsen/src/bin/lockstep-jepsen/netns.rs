@@ -167,6 +167,10 @@ pub fn cleanup(own_run_id: Option<&str>) -> Vec<String> {
             removed.push(format!("netns {name}"));
         }
     }
+    for mount in crate::disk::stale_mounts(stale) {
+        crate::disk::unmount(&mount);
+        removed.push(format!("tmpfs {}", mount.display()));
+    }
     for name in list_bridges() {
         if parse_bridge_name(&name).is_some_and(|run_id| stale(&run_id)) {
             let _ = ip(&args(&["link", "del", &name]));

@@ -65,8 +65,8 @@ pub fn windows(events: &[NemesisEvent], end_ns: u64) -> Vec<Window> {
     let mut open: Option<&NemesisEvent> = None;
     for event in events {
         match event.f.as_str() {
-            "kill" | "pause" | "partition" => open = Some(event),
-            "restart" | "resume" | "heal" => {
+            "kill" | "pause" | "partition" | "asymmetric" | "clock" | "disk" | "member-remove" => open = Some(event),
+            "restart" | "resume" | "heal" | "member-join" => {
                 if let Some(start) = open.take() {
                     let label = format!("{} {}", start.f, start.value);
                     windows.push(Window { start_ns: start.time_ns, end_ns: event.time_ns, label });

@@ -9,15 +9,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lockstep_jepsen::{OpType, Value};
 
+use crate::bank;
 use crate::check_cmd;
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, Workload};
 use crate::client::{self, Outcome, Reads, Request};
 use crate::cluster::{self, Member};
+use crate::disk;
 use crate::history_log::HistoryLog;
+use crate::lock;
 use crate::nemesis::{self, Fault, NemesisKind, Target};
 use crate::netns::{self, Names};
 use crate::results::{self, CheckInfo, RunInfo};
 use crate::rng::Rng;
+use crate::watch;
 use crate::workload::Generator;
 
 /// How long the cluster may take to elect a leader and get ready.
@@ -42,8 +46,15 @@ pub fn preflight(args: &RunArgs) -> Result<PathBuf, String> {
         return Err("`ip netns` is not available (install iproute2; the kernel needs network namespaces)".into());
     }
     let has = |program: &str, flag: &str| Command::new(program).arg(flag).output().is_ok_and(|o| o.status.success());
-    if args.nemesis.0.contains(&NemesisKind::Partition) && !has("iptables", "--version") {
-        return Err("the partition nemesis needs iptables (apt-get install iptables)".into());
+    let partitions = [NemesisKind::Partition, NemesisKind::Asymmetric];
+    if partitions.iter().any(|kind| args.nemesis.0.contains(kind)) && !has("iptables", "--version") {
+        return Err("the partition and asymmetric nemeses need iptables (apt-get install iptables)".into());
+    }
+    if args.nemesis.0.contains(&NemesisKind::Clock) && faketime_library().is_none() {
+        return Err("the clock nemesis needs libfaketime (apt-get install faketime)".into());
+    }
+    if args.nemesis.0.contains(&NemesisKind::Disk) {
+        disk::check_supported().map_err(|error| format!("the disk nemesis needs a tmpfs per member: {error}"))?;
     }
     if !has("etcdctl", "version") {
         return Err("etcdctl is not installed (apt-get install etcd-client)".into());
@@ -169,6 +180,18 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
         let log_path = out.join("members").join(format!("{id}.log"));
         let mut member =
             Member::new(&names, id, args.members, &work_dir, log_path).map_err(|error| error.to_string())?;
+        if args.nemesis.0.contains(&NemesisKind::Disk) {
+            disk::mount(&member.data_dir, &disk::source_name(&names.run_id, id))?;
+            // Without preallocated segments every WAL append needs new
+            // blocks, so a full disk is felt at the next write.
+            member.append_config("wal:\n  preallocate: false\n").map_err(|error| error.to_string())?;
+        }
+        if args.nemesis.0.contains(&NemesisKind::Clock) {
+            let library = faketime_library().ok_or("libfaketime disappeared")?;
+            let offset_file = work_dir.join(format!("clock-{id}"));
+            write_clock(&offset_file, 0)?;
+            member.faketime = Some((library, offset_file));
+        }
         member.start(lockstep)?;
         env.members.push(member);
     }
@@ -189,14 +212,62 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
     let deadline = start + args.time_limit;
     let concurrency = u64::from(args.concurrency);
     let clients = Arc::new(Clients { log: Arc::clone(&log), concurrency, reads: args.reads });
+    let bank_log = if args.workload == Workload::Bank {
+        bank::setup(&endpoints[0])?;
+        let bank_log =
+            bank::BankLog::create(&out, start).map_err(|error| format!("cannot write bank.jsonl: {error}"))?;
+        Some(Arc::new(bank_log))
+    } else {
+        None
+    };
+    let watch_log = if args.workload == Workload::Watch {
+        let watch_log =
+            watch::WatchLog::create(&out, start).map_err(|error| format!("cannot write watch.jsonl: {error}"))?;
+        Some(Arc::new(watch_log))
+    } else {
+        None
+    };
+    let lock_log = if args.workload == Workload::Lock {
+        let lock_log =
+            lock::LockLog::create(&out, start).map_err(|error| format!("cannot write lock.jsonl: {error}"))?;
+        Some(Arc::new(lock_log))
+    } else {
+        None
+    };
+    let watchers_done = Arc::new(AtomicBool::new(false));
+    let watchers: Vec<_> = watch_log
+        .iter()
+        .flat_map(|watch_log| (0..watch::WATCHERS).map(move |watcher| (Arc::clone(watch_log), watcher)))
+        .map(|(watch_log, watcher)| {
+            let endpoint = endpoints[(watcher % endpoints.len() as u64) as usize].clone();
+            let done = Arc::clone(&watchers_done);
+            let key = Generator::etcd_key(None);
+            std::thread::spawn(move || watch::watcher(&watch_log, watcher, &endpoint, &key, &done))
+        })
+        .collect();
     let workers: Vec<_> = (0..concurrency)
         .map(|worker| {
             let (clients, generator, stop) = (Arc::clone(&clients), Arc::clone(&generator), Arc::clone(stop));
+            let bank_log = bank_log.clone();
+            let lock_log = lock_log.clone();
             let endpoint = endpoints[(worker % endpoints.len() as u64) as usize].clone();
             std::thread::spawn(move || {
                 let mut rng = Rng::new(seed ^ (worker + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let mut process = worker;
+                let mut round = 0;
                 while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                    if let Some(lock_log) = &lock_log {
+                        lock::round(lock_log, worker, round, &endpoint);
+                        round += 1;
+                        std::thread::sleep(Duration::from_millis(rng.below(200)));
+                        continue;
+                    }
+                    if let Some(bank_log) = &bank_log {
+                        if !bank::step(bank_log, &mut rng, &mut process, concurrency, &endpoint) {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        continue;
+                    }
                     let planned = generator.next(&mut rng, start.elapsed());
                     if !clients.run_op(
                         &mut process,
@@ -221,23 +292,34 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        inject(&step.fault, &mut env.members, &names, &log)?;
+        inject(&step.fault, &mut env.members, &names, lockstep, &log)?;
         watch_until(start + step.heal, stop, &mut env.members, lockstep, &log, &mut warnings);
         heal(&step.fault, &mut env.members, &names, lockstep, &log)?;
     }
     watch_until(deadline, stop, &mut env.members, lockstep, &log, &mut warnings);
     let processes: Vec<u64> = workers.into_iter().map(|worker| worker.join().unwrap_or(u64::MAX)).collect();
+    watchers_done.store(true, Ordering::Relaxed);
+    for watcher in watchers {
+        let _ = watcher.join();
+    }
 
     // The end: heal everything, wait for recovery, read the final values.
     let interrupted = stop.load(Ordering::Relaxed);
     heal_all(&mut env.members, &names, lockstep, &log)?;
     let mut recovered = false;
+    let mut watch_finals = Vec::new();
     if !interrupted {
-        match cluster::wait_healthy(&env.members, RECOVERY_TIMEOUT, stop) {
+        match recover(&mut env.members, lockstep, &log, &mut warnings, stop) {
             Ok(leader) => {
                 recovered = true;
                 eprintln!("recovered: leader {leader}; final reads");
                 final_reads(&clients, &generator, &env.members, &processes, start.elapsed());
+                if let Some(bank_log) = &bank_log {
+                    bank_final_reads(bank_log, &env.members, &processes);
+                }
+                if watch_log.is_some() {
+                    watch_finals = final_watches(&env.members);
+                }
             }
             Err(message) => warnings.push(message),
         }
@@ -268,6 +350,9 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
         None => CheckInfo { verdict: "unknown".to_owned(), time_s: CHECK_TIMEOUT.as_secs_f64(), result: None },
     };
     let (ops, events) = log.snapshot();
+    let bank_report = bank_log.as_ref().map(|bank_log| bank::check(&bank_log.events()));
+    let lock_report = lock_log.as_ref().map(|lock_log| lock::check(&lock_log.intervals()));
+    let watch_report = watch_log.as_ref().map(|watch_log| watch::check(&watch_log.seen(), &watch_finals, &ops));
     let info = RunInfo {
         run_id: names.run_id.clone(),
         started_utc,
@@ -285,7 +370,28 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
         warnings,
     };
     let summary = results::summary_json(&info, &ops, &events, &check);
-    let text = results::summary_text(&summary, &check);
+    let mut summary = summary;
+    let mut text = results::summary_text(&summary, &check);
+    if let Some(report) = &bank_report {
+        summary["bank"] = serde_json::json!({
+            "valid": report.valid(), "reads": report.reads, "transfers": report.transfers,
+            "bad_count": report.bad_count, "bad": report.bad,
+        });
+        text.push_str(&report.text());
+    }
+    if let Some(report) = &lock_report {
+        summary["lock"] = serde_json::json!({
+            "valid": report.valid(), "intervals": report.intervals, "deadline_ended": report.deadline_ended,
+            "overlap_count": report.overlap_count, "overlaps": report.overlaps,
+        });
+        text.push_str(&report.text());
+    }
+    if let Some(report) = &watch_report {
+        summary["watch"] = serde_json::json!({
+            "valid": report.valid(), "changes": report.changes, "seen": report.seen, "problems": report.problems,
+        });
+        text.push_str(&report.text());
+    }
     let write = |name: &str, contents: &str| {
         std::fs::write(out.join(name), contents).map_err(|error| format!("cannot write {name}: {error}"))
     };
@@ -294,6 +400,39 @@ fn run_checked(args: &RunArgs, lockstep: &Path, stop: &Arc<AtomicBool>) -> Resul
     write("report.html", &results::html(&text, &ops, &events, &check))?;
     print!("{text}");
     println!("results: {}", out.display());
+    let own_verdict =
+        bank_report.as_ref().map(bank::BankReport::valid).or(lock_report.as_ref().map(lock::LockReport::valid));
+    if let Some(valid) = own_verdict {
+        // The bank and lock workloads have no register history: the verdict is their checker's.
+        let (line, code) = match (recovered, valid) {
+            (_, false) => ("invalid", 1),
+            (true, true) => ("valid", 0),
+            (false, true) => ("unknown", 2),
+        };
+        if !recovered {
+            println!(
+                "the cluster did not recover after the final heal (or the run was interrupted): the verdict is unknown"
+            );
+        }
+        println!("{line}");
+        return Ok(code);
+    }
+    if let Some(report) = &watch_report {
+        // Valid only if the register history is linearizable and the watches check.
+        let register = check.result.as_ref().map(|result| result.verdict);
+        let (line, code) = match (register, report.valid(), recovered) {
+            (Some(lockstep_jepsen::Verdict::Invalid), _, _) | (_, false, _) => ("invalid", 1),
+            (Some(lockstep_jepsen::Verdict::Valid), true, true) => ("valid", 0),
+            _ => ("unknown", 2),
+        };
+        if !recovered {
+            println!(
+                "the cluster did not recover after the final heal (or the run was interrupted): the verdict is unknown"
+            );
+        }
+        println!("{line}");
+        return Ok(code);
+    }
     let verdict = match check.result.as_ref().map(|result| result.verdict) {
         // A run whose cluster never came back, or that was cut short, proves too little to pass.
         Some(lockstep_jepsen::Verdict::Valid) if !recovered => lockstep_jepsen::Verdict::Unknown,
@@ -394,8 +533,56 @@ fn iptables(names: &Names, member: u64, args: &[String]) -> Result<(), String> {
 }
 
 /// Starts a fault, recording it.
-fn inject(fault: &Fault, members: &mut [Member], names: &Names, log: &HistoryLog) -> Result<(), String> {
+fn inject(
+    fault: &Fault,
+    members: &mut [Member],
+    names: &Names,
+    lockstep: &Path,
+    log: &HistoryLog,
+) -> Result<(), String> {
     match fault {
+        Fault::Member(target) => {
+            let (id, text) = resolve(*target, members);
+            let raft_id = member_mut(members, id)?.raft_id;
+            let endpoints: Vec<String> =
+                members.iter().filter(|member| member.id != id && !member.removed).map(Member::admin_url).collect();
+            let endpoints = endpoints.join(",");
+            let output = Command::new(lockstep)
+                .args(["cluster", "remove", &raft_id.to_string(), "--endpoints", &endpoints])
+                .output();
+            // A remove that timed out may still commit: ask the others whether it did.
+            let timed_out_but_done = match &output {
+                Ok(output) if output.status.success() => None,
+                _ => Some((0..3).any(|_| {
+                    std::thread::sleep(Duration::from_secs(2));
+                    listed(lockstep, &endpoints, raft_id) == Some(false)
+                })),
+            };
+            match output {
+                Ok(_) if timed_out_but_done != Some(false) => {
+                    let member = member_mut(members, id)?;
+                    member.kill();
+                    member.removed = true;
+                    let how = if timed_out_but_done == Some(true) {
+                        " (`lockstep cluster remove` failed, but the change committed)"
+                    } else {
+                        ""
+                    };
+                    let text = format!("{text} (raft id {raft_id}): removed from the cluster and stopped{how}");
+                    log.nemesis("member-remove", &text);
+                    eprintln!("nemesis: {text}");
+                }
+                other => {
+                    let why = match other {
+                        Ok(output) => String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+                        Err(error) => error.to_string(),
+                    };
+                    let text = format!("{text} (raft id {raft_id}): `lockstep cluster remove` failed: {why}");
+                    log.nemesis("member-remove-failed", &text);
+                    eprintln!("nemesis: {text}");
+                }
+            }
+        }
         Fault::Kill(target) => {
             let (id, text) = resolve(*target, members);
             member_mut(members, id)?.kill();
@@ -407,6 +594,23 @@ fn inject(fault: &Fault, members: &mut [Member], names: &Names, log: &HistoryLog
             member_mut(members, id)?.pause();
             log.nemesis(fault.kind().as_str(), &text);
             eprintln!("nemesis: pause {text}");
+        }
+        Fault::Clock(target, offset_s) => {
+            let (id, text) = resolve(*target, members);
+            let member = member_mut(members, id)?;
+            let (_, offset_file) = member.faketime.as_ref().ok_or("clock nemesis without libfaketime")?;
+            write_clock(offset_file, *offset_s)?;
+            let text = format!("{text}: clock jumps {offset_s:+} s");
+            log.nemesis(fault.kind().as_str(), &text);
+            eprintln!("nemesis: clock of {text}");
+        }
+        Fault::Disk(target) => {
+            let (id, text) = resolve(*target, members);
+            let member = member_mut(members, id)?;
+            let written = disk::fill(&member.data_dir)?;
+            let text = format!("{text}: data file system full ({} MiB of filler)", written >> 20);
+            log.nemesis(fault.kind().as_str(), &text);
+            eprintln!("nemesis: disk of {text}");
         }
         Fault::Partition(kind) => {
             let ids: Vec<u64> = members.iter().map(|member| member.id).collect();
@@ -449,12 +653,133 @@ fn heal(fault: &Fault, members: &mut [Member], names: &Names, lockstep: &Path, l
             }
             log.nemesis("heal", "every partition");
         }
+        Fault::Clock(..) => {
+            reset_clocks(members)?;
+            log.nemesis("heal", "every clock back to real time");
+        }
+        Fault::Disk(_) => {
+            for member in members.iter() {
+                disk::free(&member.data_dir);
+            }
+            log.nemesis("heal", "every data file system freed");
+        }
+        Fault::Member(_) => rejoin_removed(members, names, lockstep, log)?,
+    }
+    Ok(())
+}
+
+/// Whether the members behind `endpoints` list Raft member `raft_id`; `None`
+/// when none of them answers.
+fn listed(lockstep: &Path, endpoints: &str, raft_id: u64) -> Option<bool> {
+    let output = Command::new(lockstep)
+        .args(["cluster", "members", "--output", "json", "--endpoints", endpoints])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())?;
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    let members = json["members"].as_array()?;
+    Some(members.iter().any(|member| member["id"].as_u64() == Some(raft_id)))
+}
+
+/// Lets every removed member join again: wiped, under a new Raft id (ids are
+/// never reused), through the leader's (or any running member's) admin URL.
+fn rejoin_removed(members: &mut [Member], names: &Names, lockstep: &Path, log: &HistoryLog) -> Result<(), String> {
+    let leader = cluster::find_leader(members);
+    for index in 0..members.len() {
+        if !members[index].removed {
+            continue;
+        }
+        let through = members
+            .iter()
+            .filter(|member| !member.removed && member.running())
+            .min_by_key(|member| Some(member.id) != leader)
+            .map(Member::admin_url)
+            .ok_or("no member to join through")?;
+        let raft_id = members.iter().map(|member| member.raft_id).max().unwrap_or(0) + 1;
+        let member = &mut members[index];
+        member.prepare_join(names, raft_id, &through)?;
+        member.start(lockstep)?;
+        member.removed = false;
+        let text = format!("member {} joins again as raft id {raft_id} through {through}", member.id);
+        log.nemesis("member-join", &text);
+        eprintln!("nemesis: {text}");
+    }
+    Ok(())
+}
+
+/// Waits until the cluster agrees on a leader and every member is ready,
+/// restarting (and reporting) members that exit on their own meanwhile: a
+/// member that was still stopping when the final heal looked (a panic takes
+/// seconds to print its backtrace) is restarted too.
+fn recover(
+    members: &mut [Member],
+    lockstep: &Path,
+    log: &HistoryLog,
+    warnings: &mut Vec<String>,
+    stop: &AtomicBool,
+) -> Result<u64, String> {
+    let deadline = Instant::now() + RECOVERY_TIMEOUT;
+    loop {
+        for member in members.iter_mut() {
+            if let Some(status) = member.exited() {
+                let message =
+                    format!("member {} exited on its own ({status}) after the final heal; restarted", member.id);
+                eprintln!("warning: {message}");
+                log.nemesis("crash", &message);
+                warnings.push(message);
+                member.start(lockstep)?;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match cluster::wait_healthy(members, left.min(Duration::from_secs(2)), stop) {
+            Ok(leader) => return Ok(leader),
+            Err(_) if !left.is_zero() && !stop.load(Ordering::Relaxed) => {}
+            Err(message) => {
+                // wait_healthy names its own (last, short) timeout; name the whole wait instead.
+                let detail = message.split_once(": ").map_or(message.as_str(), |(_, detail)| detail);
+                return Err(format!("the cluster did not recover within {RECOVERY_TIMEOUT:?}: {detail}"));
+            }
+        }
+    }
+}
+
+/// Where libfaketime's multi-threaded library is, if installed.
+fn faketime_library() -> Option<PathBuf> {
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+        "/usr/local/lib/faketime/libfaketimeMT.so.1",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|path| path.is_file())
+}
+
+/// Sets a member's clock offset (libfaketime reads it within a second).
+fn write_clock(offset_file: &Path, offset_s: i64) -> Result<(), String> {
+    std::fs::write(offset_file, nemesis::faketime_offset(offset_s))
+        .map_err(|error| format!("cannot write {}: {error}", offset_file.display()))
+}
+
+/// Sets every member's clock back to real time.
+fn reset_clocks(members: &[Member]) -> Result<(), String> {
+    for member in members {
+        if let Some((_, offset_file)) = &member.faketime {
+            write_clock(offset_file, 0)?;
+        }
     }
     Ok(())
 }
 
 /// Heals whatever is still broken at the end.
 fn heal_all(members: &mut [Member], names: &Names, lockstep: &Path, log: &HistoryLog) -> Result<(), String> {
+    // Disks and clocks first: a member restarted on a full disk would fail again.
+    reset_clocks(members)?;
+    for member in members.iter() {
+        disk::free(&member.data_dir);
+    }
+    rejoin_removed(members, names, lockstep, log)?;
     for member in members.iter_mut() {
         if member.paused {
             member.resume();
@@ -468,8 +793,40 @@ fn heal_all(members: &mut [Member], names: &Names, lockstep: &Path, log: &Histor
     for member in members.iter() {
         iptables(names, member.id, &nemesis::iptables_heal())?;
     }
-    log.nemesis("heal", "final heal: every member running, no partition");
+    log.nemesis("heal", "final heal: every member running, no partition, real clocks, free disks");
     Ok(())
+}
+
+/// The final sequence of the watched key through every member (`None` where
+/// the watch failed).
+fn final_watches(members: &[Member]) -> Vec<(u64, Option<Vec<watch::Change>>)> {
+    let key = Generator::etcd_key(None);
+    members
+        .iter()
+        .map(|member| {
+            let changes = (0..3).find_map(|_| {
+                watch::watch_once(&member.client_url(), &key, 1, Duration::from_secs(3))
+                    .ok()
+                    .filter(|changes| !changes.is_empty())
+            });
+            (member.id, changes)
+        })
+        .collect()
+}
+
+/// Reads every balance through every member (a few tries each), as the
+/// workers' last processes.
+fn bank_final_reads(bank_log: &bank::BankLog, members: &[Member], processes: &[u64]) {
+    let processes: Vec<u64> = processes.iter().copied().filter(|process| *process != u64::MAX).collect();
+    for (index, member) in members.iter().enumerate() {
+        let Some(process) = processes.get(index % processes.len().max(1)) else { return };
+        for _ in 0..5 {
+            if bank::logged_read(bank_log, *process, &member.client_url()).is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
 }
 
 /// Reads every key used, through every member, until each read succeeds

@@ -52,7 +52,8 @@ impl Generator {
     /// The history keys used up to `elapsed` (for final reads).
     pub fn keys_until(&self, elapsed: Duration) -> Vec<Option<String>> {
         match self.workload {
-            Workload::Register => vec![None],
+            Workload::Register | Workload::Watch => vec![None],
+            Workload::Bank | Workload::Lock => Vec::new(),
             Workload::Registers => {
                 let epochs = elapsed.as_secs() / KEY_EPOCH.as_secs() + 1;
                 (0..epochs * ACTIVE_KEYS).map(|index| Some(format!("k{index}"))).collect()
@@ -64,7 +65,7 @@ impl Generator {
     /// third cas from a recently written value to a fresh one.
     pub fn next(&self, rng: &mut Rng, elapsed: Duration) -> Planned {
         let key = match self.workload {
-            Workload::Register => None,
+            Workload::Register | Workload::Bank | Workload::Watch | Workload::Lock => None,
             Workload::Registers => {
                 let epoch = elapsed.as_secs() / KEY_EPOCH.as_secs();
                 Some(format!("k{}", epoch * ACTIVE_KEYS + rng.below(ACTIVE_KEYS)))
