@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use lockstep_core::{NodeId, Role};
+use lockstep_runtime::tls::TlsStatus;
 use lockstep_runtime::MemberStatus;
 use serde_json::{json, Value};
 
@@ -14,6 +15,9 @@ use serde_json::{json, Value};
 pub const READY_APPLY_LAG_MAX: u64 = 100;
 /// Beyond this apply lag the store check is degraded.
 pub const DEGRADED_APPLY_LAG: u64 = 5_000;
+/// A certificate that expires within this many seconds makes the TLS check
+/// degraded (7 days).
+pub const TLS_EXPIRY_DEGRADED_S: i64 = 7 * 24 * 3600;
 /// Below this share of free disk space the disk check is degraded...
 pub const DISK_FREE_DEGRADED: f64 = 0.10;
 /// ...and below this one unhealthy.
@@ -144,8 +148,81 @@ pub fn health(status: &MemberStatus, last_fsync_ms: Option<f64>) -> (Health, Val
 
 /// `/health`: 200 unless unhealthy (503).
 pub fn health_answer(status: &MemberStatus, last_fsync_ms: Option<f64>) -> Answer {
-    let (overall, body) = health(status, last_fsync_ms);
+    health_answer_with_tls(status, last_fsync_ms, &[], 0)
+}
+
+/// `/health` of a member with TLS on some ports: a fourth check, `tls`, is
+/// degraded while a port's certificate files fail to reload (the port keeps
+/// serving the previous certificate) or its certificate expires within
+/// [`TLS_EXPIRY_DEGRADED_S`] of `now_unix_s`. Without TLS there is no such check.
+pub fn health_answer_with_tls(
+    status: &MemberStatus,
+    last_fsync_ms: Option<f64>,
+    tls: &[TlsStatus],
+    now_unix_s: i64,
+) -> Answer {
+    let (mut overall, mut body) = health(status, last_fsync_ms);
+    if let Some((check, value)) = tls_check(tls, now_unix_s) {
+        overall = overall.max(check);
+        body["status"] = overall.name().into();
+        body["checks"]["tls"] = value;
+    }
     Answer::json(if overall == Health::Unhealthy { 503 } else { 200 }, &body)
+}
+
+/// The `tls` check of `/health` (`None` when no port has TLS).
+pub fn tls_check(tls: &[TlsStatus], now_unix_s: i64) -> Option<(Health, Value)> {
+    if tls.is_empty() {
+        return None;
+    }
+    let mut worst = Health::Healthy;
+    let mut problems = Vec::new();
+    let mut ports = serde_json::Map::new();
+    for port in tls {
+        let expires_in_s = port.not_after_unix_s.map(|t| t - now_unix_s);
+        if let Some(error) = &port.error {
+            worst = Health::Degraded;
+            problems.push(format!(
+                "{}: reloading {} failed: {}; still serving the previous certificate",
+                port.listener,
+                error.file.display(),
+                error.why
+            ));
+        }
+        match expires_in_s {
+            Some(left) if left <= 0 => {
+                worst = Health::Degraded;
+                problems.push(format!("{}: the certificate {} has expired", port.listener, port.cert_file.display()));
+            }
+            Some(left) if left < TLS_EXPIRY_DEGRADED_S => {
+                worst = Health::Degraded;
+                problems.push(format!(
+                    "{}: the certificate {} expires in {} h",
+                    port.listener,
+                    port.cert_file.display(),
+                    left / 3600
+                ));
+            }
+            _ => {}
+        }
+        ports.insert(
+            port.listener.to_string(),
+            json!({
+                "cert_file": port.cert_file.display().to_string(),
+                "expires_in_s": expires_in_s,
+                "reloads": port.reloads,
+                "reload_failures": port.reload_failures,
+                "error": port.error.as_ref().map(|e| json!({"file": e.file.display().to_string(), "why": e.why})),
+            }),
+        );
+    }
+    let detail = if problems.is_empty() {
+        let names: Vec<&str> = tls.iter().map(|p| p.listener).collect();
+        format!("TLS on {}; certificates valid", names.join(", "))
+    } else {
+        problems.join("; ")
+    };
+    Some((worst, json!({"status": worst.name(), "detail": detail, "ports": ports})))
 }
 
 /// `/livez`: the event loop answered (this function runs on it) and the member
@@ -351,5 +428,44 @@ mod tests {
         let leader: Value = serde_json::from_str(&cluster_leader(&status(), &addresses).body).unwrap();
         assert_eq!(leader["leader"], 2);
         assert_eq!(leader["admin"], "http://127.0.0.1:8081");
+    }
+
+    #[test]
+    fn the_tls_check_names_a_failed_reload_and_a_certificate_about_to_expire() {
+        use lockstep_runtime::tls::{TlsError, TlsStatus};
+        use std::path::PathBuf;
+        let now = 1_800_000_000;
+        let port = |listener, not_after: i64, error: Option<TlsError>| TlsStatus {
+            listener,
+            cert_file: PathBuf::from(format!("/tls/{listener}.crt")),
+            not_after_unix_s: Some(not_after),
+            error,
+            reloads: 2,
+            reload_failures: u64::from(listener == "client"),
+            handshake_failures: BTreeMap::new(),
+        };
+        assert_eq!(tls_check(&[], now), None);
+        let year = 365 * 86_400;
+        let (health, body) =
+            tls_check(&[port("client", now + year, None), port("peer", now + year, None)], now).unwrap();
+        assert_eq!(health, Health::Healthy);
+        assert_eq!(body["detail"], "TLS on client, peer; certificates valid");
+        let broken = TlsError { file: PathBuf::from("/tls/client.crt"), why: "not valid PEM: x".into() };
+        let (health, body) =
+            tls_check(&[port("client", now + year, Some(broken)), port("admin", now + 3600 * 5, None)], now).unwrap();
+        assert_eq!(health, Health::Degraded);
+        assert_eq!(
+            body["detail"],
+            "client: reloading /tls/client.crt failed: not valid PEM: x; still serving the previous certificate; \
+             admin: the certificate /tls/admin.crt expires in 5 h"
+        );
+        assert_eq!(body["ports"]["client"]["error"]["file"], "/tls/client.crt");
+        assert_eq!(body["ports"]["admin"]["expires_in_s"], 3600 * 5);
+        // The overall status follows: degraded, still HTTP 200.
+        let answer = health_answer_with_tls(&status(), None, &[port("peer", now - 1, None)], now);
+        assert_eq!(answer.status, 200);
+        let body: Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["checks"]["tls"]["detail"], "peer: the certificate /tls/peer.crt has expired");
     }
 }

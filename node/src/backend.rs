@@ -27,10 +27,12 @@ impl MemberBackend {
     }
 }
 
-/// A peer address as etcd shows it: a URL.
-fn peer_url(address: &str) -> String {
+/// A peer address as etcd shows it: a URL (`https://` with peer TLS).
+fn peer_url(address: &str, tls: bool) -> String {
     if address.contains("://") {
         address.to_string()
+    } else if tls {
+        format!("https://{address}")
     } else {
         format!("http://{address}")
     }
@@ -42,7 +44,8 @@ fn client(e: ClientError) -> BackendError {
 
 /// A peer URL as the admin API keeps it: `host:port`.
 fn peer_address(url: &str) -> Result<String, BackendError> {
-    let address = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/');
+    let address = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).unwrap_or(url);
+    let address = address.trim_end_matches('/');
     let valid = !address.is_empty()
         && !address.contains("://")
         && address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
@@ -210,7 +213,7 @@ impl Backend for MemberBackend {
             MemberInfo {
                 id,
                 name,
-                peer_urls: a.map(|a| vec![peer_url(&a.peer)]).unwrap_or_default(),
+                peer_urls: a.map(|a| vec![peer_url(&a.peer, self.admin.peer_tls())]).unwrap_or_default(),
                 client_urls: a.filter(|a| !a.client.is_empty()).map(|a| vec![a.client.clone()]).unwrap_or_default(),
                 is_learner,
             }
@@ -281,7 +284,7 @@ impl Backend for MemberBackend {
         let member = MemberInfo {
             id,
             name: String::new(),
-            peer_urls: vec![peer_url(&peer)],
+            peer_urls: vec![peer_url(&peer, self.admin.peer_tls())],
             client_urls: Vec::new(),
             is_learner,
         };

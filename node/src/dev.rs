@@ -6,6 +6,11 @@
 //! reuses the config files, so the members restart with their data. The members
 //! run in this process, each on its own executor thread, exactly as
 //! `lockstep serve` runs one.
+//!
+//! With `--tls` the members serve TLS on every port, with certificates that
+//! `lockstep certs init` writes into `certs/` under the data directory: mutual
+//! TLS between members and client certificates required on the client and
+//! admin ports. The etcdctl flags to use are printed.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -41,7 +46,15 @@ pub struct DevOptions {
     pub data_dir: Option<PathBuf>,
     /// `log.level` of the members.
     pub log_level: Option<String>,
+    /// TLS on every port (a new data directory only; an existing one keeps
+    /// what its config files say).
+    pub tls: bool,
 }
+
+/// The directory of the dev cluster's certificates, under its data directory.
+pub const CERTS_DIR_NAME: &str = "certs";
+/// The client certificate's name in the certificates directory.
+const DEV_CLIENT_NAME: &str = "client";
 
 fn port_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
@@ -66,8 +79,9 @@ fn config_path(root: &Path, id: u64) -> PathBuf {
     root.join(format!("member-{id}.yaml"))
 }
 
-/// The members' configs: read back from `root`, or made (and written) afresh.
-pub fn dev_configs(root: &Path, log_level: Option<&str>) -> Result<Vec<MemberConfig>, String> {
+/// The members' configs: read back from `root`, or made (and written) afresh
+/// (with TLS on every port when `tls`, generating the certificates).
+pub fn dev_configs(root: &Path, log_level: Option<&str>, tls: bool) -> Result<Vec<MemberConfig>, String> {
     let mut configs = Vec::new();
     if config_path(root, 1).exists() {
         for id in 1..=DEV_MEMBERS {
@@ -80,6 +94,14 @@ pub fn dev_configs(root: &Path, log_level: Option<&str>) -> Result<Vec<MemberCon
         }
         return Ok(configs);
     }
+    let certs = root.join(CERTS_DIR_NAME);
+    if tls {
+        let mut options = crate::certs::CertsOptions::new(certs.clone());
+        options.members = DEV_MEMBERS;
+        options.clients = vec![DEV_CLIENT_NAME.into()];
+        crate::certs::init(&options)?;
+    }
+    let scheme = if tls { "https" } else { "http" };
     let mut members = Vec::new();
     let mut listens = Vec::new();
     for index in 0..DEV_MEMBERS as usize {
@@ -89,8 +111,8 @@ pub fn dev_configs(root: &Path, log_level: Option<&str>) -> Result<Vec<MemberCon
         members.push(InitialMember {
             id: index as u64 + 1,
             peer: addr(peer).to_string(),
-            client: format!("http://{}", addr(client)),
-            admin: format!("http://{}", addr(admin)),
+            client: format!("{scheme}://{}", addr(client)),
+            admin: format!("{scheme}://{}", addr(admin)),
         });
     }
     for (index, (client, peer, admin)) in listens.into_iter().enumerate() {
@@ -101,6 +123,18 @@ pub fn dev_configs(root: &Path, log_level: Option<&str>) -> Result<Vec<MemberCon
         config.listen.admin = admin;
         config.cluster.token = "lockstep-dev".into();
         config.cluster.initial_members = members.clone();
+        if tls {
+            let (cert, key) = crate::certs::member_files(&certs, id);
+            let port = crate::config::TlsPortSection {
+                cert_file: Some(cert),
+                key_file: Some(key),
+                ca_file: Some(certs.join("ca.crt")),
+                client_cert_auth: true,
+            };
+            config.tls.client = port.clone();
+            config.tls.peer = crate::config::TlsPortSection { client_cert_auth: false, ..port.clone() };
+            config.tls.admin = port;
+        }
         if let Some(level) = log_level {
             config.log.level = level.to_string();
         }
@@ -109,6 +143,15 @@ pub fn dev_configs(root: &Path, log_level: Option<&str>) -> Result<Vec<MemberCon
         configs.push(config);
     }
     Ok(configs)
+}
+
+/// The TLS flags of etcdctl (and of `lockstep cluster`) for a dev cluster
+/// with client TLS: `--cacert CA --cert CERT --key KEY`; empty without TLS.
+pub fn client_tls_flags(config: &MemberConfig) -> String {
+    let Some(ca) = &config.tls.client.ca_file else { return String::new() };
+    let dir = ca.parent().unwrap_or(Path::new("."));
+    let (cert, key) = crate::certs::client_files(dir, DEV_CLIENT_NAME);
+    format!("--cacert {} --cert {} --key {}", ca.display(), cert.display(), key.display())
 }
 
 /// The line `lockstep dev` prints for a member.
@@ -138,7 +181,7 @@ pub fn run_dev(options: &DevOptions, stop: Arc<AtomicBool>) -> Result<(), String
             .keep(),
     };
     say!("data directory: {}", root.display());
-    let configs = dev_configs(&root, options.log_level.as_deref())?;
+    let configs = dev_configs(&root, options.log_level.as_deref(), options.tls)?;
     let mut controls = Vec::new();
     let mut threads = Vec::new();
     for config in &configs {
@@ -182,8 +225,10 @@ pub fn run_dev(options: &DevOptions, stop: Arc<AtomicBool>) -> Result<(), String
     for config in &configs {
         say!("{}", member_line(config));
     }
+    let flags = configs.first().map(client_tls_flags).unwrap_or_default();
+    let flags = if flags.is_empty() { String::new() } else { format!(" {flags}") };
     say!(
-        "leader: member {} (cluster ready in {} ms); etcdctl --endpoints {} put foo bar; Ctrl-C stops",
+        "leader: member {} (cluster ready in {} ms); etcdctl --endpoints {}{flags} put foo bar; Ctrl-C stops",
         leader.unwrap_or(0),
         started.elapsed().as_millis(),
         configs.iter().map(|c| c.advertise_client()).collect::<Vec<_>>().join(",")

@@ -35,6 +35,7 @@ use hyper::{Method, Request, Response};
 use lockstep_core::{
     ClientError, Membership, NodeId, Request as NodeRequest, Response as NodeResponse, Role, StateMachine,
 };
+use lockstep_runtime::tls::{TlsContext, TlsStatus};
 use lockstep_runtime::Member;
 use serde_json::{json, Value};
 
@@ -54,17 +55,30 @@ pub struct AdminState {
     quota_bytes: u64,
     /// Known members' addresses (initial members, added members).
     addresses: RefCell<BTreeMap<NodeId, MemberAddresses>>,
+    /// The ports' TLS (for `/health` and `/metrics`).
+    tls: Vec<TlsContext>,
 }
 
 impl AdminState {
-    /// The admin state of `member`.
-    pub fn new(member: Member, options: &ServerOptions) -> AdminState {
+    /// The admin state of `member`, whose ports' TLS is `tls`.
+    pub fn new(member: Member, options: &ServerOptions, tls: Vec<TlsContext>) -> AdminState {
         AdminState {
             member,
             name: options.name.clone(),
             quota_bytes: options.member.kv.quota_bytes,
             addresses: RefCell::new(options.addresses.clone()),
+            tls,
         }
+    }
+
+    /// Whether members talk over (mutual) TLS.
+    pub fn peer_tls(&self) -> bool {
+        self.tls.iter().any(|t| t.listener() == "peer")
+    }
+
+    /// Every TLS port's status.
+    pub fn tls_status(&self) -> Vec<TlsStatus> {
+        self.tls.iter().map(TlsContext::status).collect()
     }
 
     /// Every known member's addresses, with peer addresses learned by the
@@ -183,15 +197,20 @@ async fn route(state: &AdminState, method: &Method, path: &str, query: &str, bod
     let answer = match (method, segments.as_slice()) {
         (&Method::GET, ["health"]) => {
             let fsync_ms = last_fsync_ms(&state.member);
-            admin::health_answer(&status, fsync_ms)
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            admin::health_answer_with_tls(&status, fsync_ms, &state.tls_status(), now as i64)
         }
         (&Method::GET, ["livez"]) => admin::livez(&status),
         (&Method::GET, ["readyz"]) => admin::readyz(&status),
-        (&Method::GET, ["metrics"]) => Answer {
-            status: 200,
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: state.member.metrics().render(&status, state.quota_bytes),
-        },
+        (&Method::GET, ["metrics"]) => {
+            let metrics = state.member.metrics();
+            metrics.observe_tls(&state.tls_status());
+            Answer {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: metrics.render(&status, state.quota_bytes),
+            }
+        }
         (&Method::GET, ["snapshot"]) => return snapshot_answer(state),
         (&Method::GET, ["cluster", "status"]) => admin::cluster_status(&status, &state.name),
         (&Method::GET, ["cluster", "members"]) => admin::cluster_members(&status, &state.addresses()),
@@ -444,18 +463,19 @@ async fn transfer(state: &AdminState, body: &[u8]) -> Answer {
     }
 }
 
-/// Starts the admin HTTP server; returns the bound address.
-pub fn start_admin(state: Rc<AdminState>, listen: SocketAddr) -> Result<SocketAddr, String> {
+/// Starts the admin HTTP server (HTTPS with `tls`); returns the bound address.
+pub fn start_admin(state: Rc<AdminState>, listen: SocketAddr, tls: Option<TlsContext>) -> Result<SocketAddr, String> {
     let listener = glommio::net::TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let make_service = move || {
         let state = state.clone();
         hyper::service::service_fn(move |request| handle_admin(state.clone(), request))
     };
-    glommio::spawn_local(lockstep_runtime::http::serve(
+    glommio::spawn_local(lockstep_runtime::http::serve_with_tls(
         listener,
         make_service,
         lockstep_runtime::http::ServeOptions::default(),
+        tls,
     ))
     .detach();
     Ok(bound)
@@ -518,7 +538,8 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for CountedService 
     }
 }
 
-/// Starts the etcd v3 gRPC server on the client port; returns the bound address.
+/// Starts the etcd v3 gRPC server on the client port (over TLS with `tls`,
+/// ALPN `h2` and `http/1.1`); returns the bound address.
 pub fn start_client(
     member: Member,
     admin: Rc<AdminState>,
@@ -526,6 +547,7 @@ pub fn start_client(
     service_config: lockstep_api::ServiceConfig,
     auth: Rc<lockstep_api::Authenticator>,
     serve_options: lockstep_runtime::http::ServeOptions,
+    tls: Option<TlsContext>,
 ) -> Result<SocketAddr, String> {
     let listener = glommio::net::TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
@@ -533,6 +555,7 @@ pub fn start_client(
     let backend: Rc<dyn lockstep_api::Backend> = Rc::new(crate::backend::MemberBackend::new(member, admin));
     let inner = lockstep_api::EtcdService::new(backend, service_config).with_auth(auth);
     let service = CountedService { inner, handled };
-    glommio::spawn_local(lockstep_runtime::http::serve(listener, move || service.clone(), serve_options)).detach();
+    glommio::spawn_local(lockstep_runtime::http::serve_with_tls(listener, move || service.clone(), serve_options, tls))
+        .detach();
     Ok(bound)
 }

@@ -23,6 +23,7 @@
 pub mod admin;
 pub mod admin_client;
 pub mod backend;
+pub mod certs;
 pub mod cluster_cli;
 pub mod config;
 pub mod data_dir;

@@ -59,8 +59,81 @@ enum Command {
     /// Check a member's config file, or print a default one.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Generate TLS certificates: a cluster CA, member and client certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
     /// Load-test etcd v3 endpoints (lockstep or etcd) like etcd's `benchmark` tool; compare and plot reports.
     Bench(lockstep_bench::BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum CertsCommand {
+    /// Write a CA, member certificates (server and client use, for every port) and client certificates into a directory.
+    #[command(after_help = CERTS_INIT_AFTER_HELP)]
+    Init(CertsInitArgs),
+}
+
+const CERTS_INIT_AFTER_HELP: &str = "Files: ca.crt and ca.key (the cluster CA), member-N.crt and member-N.key for \
+each member, NAME.crt and NAME.key for each --client. Keys are ECDSA P-256 with mode 0600. Member certificates name \
+localhost, 127.0.0.1 and ::1 plus every --host, and serve a member's client, peer and admin ports. Keep ca.key \
+offline once the certificates are made. docs/security.md has the setup and the rotation procedure.\n\n\
+Examples:\n  \
+lockstep certs init --dir /etc/lockstep/tls --host node1.example.com --host node2.example.com --host node3.example.com\n  \
+etcdctl --endpoints https://127.0.0.1:2379 --cacert certs/ca.crt --cert certs/client.crt --key certs/client.key get foo";
+
+#[derive(clap::Args, Debug)]
+struct CertsInitArgs {
+    /// The directory to write the certificates and keys into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Member certificates to make (member-1 ... member-N).
+    #[arg(long, default_value_t = 3)]
+    members: u64,
+    /// A host name or IP address the member certificates also name (repeatable, or comma-separated).
+    #[arg(long = "host", value_name = "HOST", value_delimiter = ',')]
+    hosts: Vec<String>,
+    /// A client certificate to make, by common name (repeatable, or comma-separated).
+    #[arg(long = "client", value_name = "NAME", value_delimiter = ',', default_value = "client")]
+    clients: Vec<String>,
+    /// Validity of the member and client certificates, in days.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Validity of the CA certificate, in days.
+    #[arg(long, default_value_t = 3650)]
+    ca_days: u32,
+    /// Replace existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+/// etcdctl's TLS flags, for the commands that call the admin API.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct TlsClientArgs {
+    /// Verify HTTPS admin endpoints with this CA bundle (PEM).
+    #[arg(long, global = true, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+    /// Present this client certificate (PEM) to admin endpoints that require one.
+    #[arg(long, global = true, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+}
+
+impl TlsClientArgs {
+    /// Makes the process's admin calls use these files (nothing without --cacert).
+    fn apply(&self) -> Result<(), String> {
+        match (&self.cacert, &self.cert, &self.key) {
+            (None, None, None) => Ok(()),
+            (None, _, _) => Err("--cert and --key need --cacert, the CA bundle to verify the members with".into()),
+            (Some(ca), cert, key) => {
+                let pair = cert.as_deref().zip(key.as_deref());
+                let config = lockstep_runtime::tls::client_config_from_files(ca, pair).map_err(|e| e.to_string())?;
+                lockstep::admin_client::use_tls(config);
+                Ok(())
+            }
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,6 +173,10 @@ struct DevArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormatArg::Human)]
     log_format: LogFormatArg,
+    /// TLS on every port with generated certificates (under DIR/certs): mutual TLS between members, client
+    /// certificates required on the client and admin ports. Prints the etcdctl flags to use.
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -136,6 +213,8 @@ struct ClusterArgs {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     output: Output,
+    #[command(flatten)]
+    tls: TlsClientArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -148,6 +227,8 @@ enum SnapshotCommand {
         /// The member's admin endpoint.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         endpoint: String,
+        #[command(flatten)]
+        tls: TlsClientArgs,
     },
     /// Create a member's data directory for a NEW cluster from a snapshot file.
     #[command(after_help = RESTORE_AFTER_HELP)]
@@ -298,7 +379,7 @@ fn main() -> ExitCode {
         Command::Dev(args) => run_dev(&args),
         Command::Serve(args) => run_serve(&args),
         Command::Cluster(args) => run_cluster(&args),
-        Command::Snapshot(SnapshotCommand::Save { file, endpoint }) => run_snapshot_save(file, endpoint),
+        Command::Snapshot(SnapshotCommand::Save { file, endpoint, tls }) => run_snapshot_save(file, endpoint, &tls),
         Command::Snapshot(SnapshotCommand::Restore { file, config, data_dir }) => {
             run_snapshot_restore(file, config, data_dir)
         }
@@ -306,7 +387,44 @@ fn main() -> ExitCode {
         Command::Version(args) => run_version(&args),
         Command::Config(ConfigCommand::Check(args)) => run_config_check(&args),
         Command::Config(ConfigCommand::Default) => run_config_default(),
+        Command::Certs(CertsCommand::Init(args)) => run_certs_init(&args),
         Command::Bench(args) => lockstep_bench::run_cli(&args),
+    }
+}
+
+fn run_certs_init(args: &CertsInitArgs) -> ExitCode {
+    let options = lockstep::certs::CertsOptions {
+        dir: args.dir.clone(),
+        members: args.members,
+        hosts: args.hosts.clone(),
+        clients: args.clients.clone(),
+        days: args.days,
+        ca_days: args.ca_days,
+        force: args.force,
+    };
+    match lockstep::certs::init(&options) {
+        Ok(report) => {
+            print_stdout(&lockstep::certs::summary(&options, &report));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lockstep certs init: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reloads every TLS port's certificates on SIGHUP.
+fn reload_on_sighup() {
+    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                for _ in signals.forever() {
+                    lockstep_runtime::tls::request_reload();
+                }
+            });
+        }
+        Err(e) => eprintln!("lockstep: cannot handle SIGHUP (certificate reload): {e}"),
     }
 }
 
@@ -323,7 +441,9 @@ fn stop_flag() -> Arc<AtomicBool> {
 
 fn run_dev(args: &DevArgs) -> ExitCode {
     init_logging(&args.log_level, args.log_format == LogFormatArg::Json);
-    let options = DevOptions { data_dir: args.data_dir.clone(), log_level: Some(args.log_level.clone()) };
+    reload_on_sighup();
+    let options =
+        DevOptions { data_dir: args.data_dir.clone(), log_level: Some(args.log_level.clone()), tls: args.tls };
     match lockstep::dev::run_dev(&options, stop_flag()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -350,6 +470,7 @@ fn run_serve(args: &ServeArgs) -> ExitCode {
         None => config.log.format == lockstep::config::LogFormat::Json,
     };
     init_logging(&config.log.level, json);
+    reload_on_sighup();
     let control = Arc::new(MemberControl::default());
     let flag = stop_flag();
     {
@@ -372,6 +493,10 @@ fn run_serve(args: &ServeArgs) -> ExitCode {
 }
 
 fn run_cluster(args: &ClusterArgs) -> ExitCode {
+    if let Err(e) = args.tls.apply() {
+        eprintln!("lockstep cluster: {e}");
+        return ExitCode::from(EXIT_CANNOT_RUN);
+    }
     let action = match &args.action {
         ClusterCommand::Status => ClusterAction::Status,
         ClusterCommand::Members => ClusterAction::Members,
@@ -411,11 +536,16 @@ fn byte_bar(len: u64, message: &'static str) -> ProgressBar {
     bar
 }
 
-fn run_snapshot_save(file: PathBuf, endpoint: String) -> ExitCode {
+fn run_snapshot_save(file: PathBuf, endpoint: String, tls: &TlsClientArgs) -> ExitCode {
     use std::io::Read;
+    if let Err(e) = tls.apply() {
+        eprintln!("lockstep snapshot save: {e}");
+        return ExitCode::from(EXIT_CANNOT_RUN);
+    }
     let url = format!("{}/snapshot", endpoint.trim_end_matches('/'));
     let url = if url.starts_with("http") { url } else { format!("http://{url}") };
-    let response = match ureq::get(&url).timeout(Duration::from_secs(600)).call() {
+    let client = lockstep::admin_client::process_client();
+    let response = match client.agent().get(&url).timeout(Duration::from_secs(600)).call() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("lockstep snapshot save: {url}: {e}");

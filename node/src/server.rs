@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use lockstep_core::wal::WalIdentity;
 use lockstep_core::{Membership, NodeId, Role};
+use lockstep_runtime::tls::{TlsContext, TlsFiles};
 use lockstep_runtime::{Member, MemberOptions, StartMode, TransportOptions};
 
 use crate::admin::MemberAddresses;
@@ -49,6 +50,48 @@ pub struct ServerOptions {
     pub own: MemberAddresses,
     /// Tokens and password hashing of the Auth API.
     pub auth: lockstep_api::AuthConfig,
+    /// TLS files of the client, peer and admin ports (`None`: plain TCP).
+    pub tls: PortTls<TlsFiles>,
+    /// How often the TLS files are checked for changes.
+    pub tls_reload_interval: Duration,
+}
+
+/// Something per port that can have TLS: files in the options, loaded
+/// [`TlsContext`]s in a running member.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortTls<T> {
+    /// The etcd API port.
+    pub client: Option<T>,
+    /// The peer port.
+    pub peer: Option<T>,
+    /// The admin port.
+    pub admin: Option<T>,
+}
+
+impl PortTls<TlsFiles> {
+    /// Loads every port's files (ALPN `h2` and `http/1.1` on the HTTP ports).
+    pub fn load(&self) -> Result<PortTls<TlsContext>, ServeError> {
+        let load = |port: &'static str, files: &Option<TlsFiles>, alpn: &[&[u8]]| {
+            files
+                .clone()
+                .map(|files| TlsContext::load(port, files, alpn))
+                .transpose()
+                .map_err(|e| ServeError(format!("tls.{port}: {e}")))
+        };
+        let http: &[&[u8]] = &[b"h2", b"http/1.1"];
+        Ok(PortTls {
+            client: load("client", &self.client, http)?,
+            peer: load("peer", &self.peer, &[])?,
+            admin: load("admin", &self.admin, http)?,
+        })
+    }
+}
+
+impl PortTls<TlsContext> {
+    /// The loaded contexts, client, peer, admin.
+    pub fn all(&self) -> Vec<TlsContext> {
+        [&self.client, &self.peer, &self.admin].into_iter().flatten().cloned().collect()
+    }
 }
 
 /// Room for protobuf framing around the largest request a client may send:
@@ -101,6 +144,7 @@ impl ServerOptions {
                     reconnect_backoff_max_ms: t.reconnect_backoff_max_ms,
                     dial_timeout_ms: t.dial_timeout_ms,
                 },
+                peer_tls: None,
             },
             client_listen: config.listen.client,
             admin_listen: config.listen.admin,
@@ -125,6 +169,12 @@ impl ServerOptions {
                 client: config.advertise_client(),
                 admin: config.advertise_admin(),
             },
+            tls: PortTls {
+                client: config.tls.files("client"),
+                peer: config.tls.files("peer"),
+                admin: config.tls.files("admin"),
+            },
+            tls_reload_interval: Duration::from_millis(config.tls.reload_interval_ms),
         }
     }
 }
@@ -196,6 +246,13 @@ impl std::error::Error for ServeError {}
 /// Runs one member until it is stopped. Returns an error when it could not
 /// start or stopped on a fatal error.
 pub fn run_member(mut options: ServerOptions, control: Arc<MemberControl>) -> Result<(), ServeError> {
+    let tls = options.tls.load()?;
+    options.member.peer_tls = tls.peer.clone();
+    if let Some(config) = tls.admin.as_ref().and_then(TlsContext::client_config) {
+        // Joining, and forwarding membership changes to the leader, call other
+        // members' admin ports with this member's admin certificate.
+        crate::admin_client::use_tls(config);
+    }
     let identity = WalIdentity {
         cluster_id: options.member.cluster_id,
         member_id: options.member.raft.id,
@@ -255,16 +312,24 @@ pub fn run_member(mut options: ServerOptions, control: Arc<MemberControl>) -> Re
         .name(&name)
         .spawn(move || {
             let span = tracing::info_span!("member", id = options.member.raft.id);
-            tracing::Instrument::instrument(async move { serve(options, control).await }, span)
+            tracing::Instrument::instrument(async move { serve(options, tls, control).await }, span)
         })
         .map_err(|e| ServeError(format!("cannot start the executor: {e}")))?;
     handle.join().map_err(|e| ServeError(format!("executor failed: {e}")))?
 }
 
-async fn serve(options: ServerOptions, control: Arc<MemberControl>) -> Result<(), ServeError> {
+async fn serve(
+    options: ServerOptions,
+    tls: PortTls<TlsContext>,
+    control: Arc<MemberControl>,
+) -> Result<(), ServeError> {
     let member = Member::start(options.member.clone()).await.map_err(|e| ServeError(e.to_string()))?;
-    let admin_state = Rc::new(crate::http::AdminState::new(member.clone(), &options));
-    let admin = crate::http::start_admin(admin_state.clone(), options.admin_listen).map_err(ServeError)?;
+    for context in tls.all() {
+        glommio::spawn_local(context.watch(options.tls_reload_interval)).detach();
+    }
+    let admin_state = Rc::new(crate::http::AdminState::new(member.clone(), &options, tls.all()));
+    let admin =
+        crate::http::start_admin(admin_state.clone(), options.admin_listen, tls.admin.clone()).map_err(ServeError)?;
     let service_config = lockstep_api::ServiceConfig {
         request_bytes_max: options.member.kv.request_bytes_max as usize + GRPC_OVERHEAD_BYTES,
         ..lockstep_api::ServiceConfig::default()
@@ -276,6 +341,7 @@ async fn serve(options: ServerOptions, control: Arc<MemberControl>) -> Result<()
         service_config,
         std::rc::Rc::new(lockstep_api::Authenticator::new(options.auth.clone())),
         options.grpc,
+        tls.client.clone(),
     )
     .map_err(ServeError)?;
     if let Some(join) = &options.join {

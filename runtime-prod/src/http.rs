@@ -33,6 +33,8 @@ use hyper::body::{Body, Incoming};
 use hyper::rt::{ReadBufCursor, Sleep, Timer};
 use hyper_util::server::conn::auto;
 
+use crate::tls::{Conn, TlsContext};
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Bytes read from the socket per read call.
@@ -43,20 +45,25 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// Reads go through a small owned buffer and are copied into hyper's
 /// (uninitialised) buffer, which keeps this code free of `unsafe`.
 pub struct GIo {
-    stream: TcpStream,
+    stream: Conn,
     chunk: Box<[u8]>,
 }
 
 impl GIo {
     /// Wraps a connected stream.
     pub fn new(stream: TcpStream) -> GIo {
+        GIo::with_conn(Conn::Plain(stream))
+    }
+
+    /// Wraps a plain or TLS connection.
+    pub fn with_conn(stream: Conn) -> GIo {
         GIo { stream, chunk: vec![0; READ_CHUNK_BYTES].into_boxed_slice() }
     }
 }
 
 impl std::fmt::Debug for GIo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GIo").field("peer", &self.stream.peer_addr().ok()).finish_non_exhaustive()
+        f.debug_struct("GIo").field("peer", &self.stream.tcp().peer_addr().ok()).finish_non_exhaustive()
     }
 }
 
@@ -224,7 +231,7 @@ impl From<TcpListener> for HttpListener {
 }
 
 /// Serves one accepted connection to its end.
-async fn serve_connection<S, B>(stream: TcpStream, service: S, options: ServeOptions) -> Result<(), BoxError>
+async fn serve_connection<S, B>(stream: Conn, service: S, options: ServeOptions) -> Result<(), BoxError>
 where
     S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>> + 'static,
     S::Future: 'static,
@@ -233,7 +240,7 @@ where
     B::Error: Into<BoxError>,
 {
     let builder = builder(&options);
-    builder.serve_connection(GIo::new(stream), service).await
+    builder.serve_connection(GIo::with_conn(stream), service).await
 }
 
 /// Accepts connections on `listener` forever, serving each in its own task on
@@ -242,6 +249,27 @@ where
 /// short pause; a connection's errors end only that connection.
 pub async fn serve<S, B>(listener: impl Into<HttpListener>, make_service: impl Fn() -> S, options: ServeOptions)
 where
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>> + 'static,
+    S::Future: 'static,
+    S::Error: Into<BoxError>,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    serve_with_tls(listener, make_service, options, None).await;
+}
+
+/// [`serve`], with TLS when `tls` is set: each connection's handshake runs in
+/// its own task (a slow client never holds up the accept loop), within
+/// [`crate::tls::HANDSHAKE_TIMEOUT`]. A failed handshake (no client
+/// certificate where one is required, a certificate from another CA, plain
+/// text on a TLS port) is logged as a warning with the client's address and
+/// the reason, and counted in the context's status.
+pub async fn serve_with_tls<S, B>(
+    listener: impl Into<HttpListener>,
+    make_service: impl Fn() -> S,
+    options: ServeOptions,
+    tls: Option<TlsContext>,
+) where
     S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>> + 'static,
     S::Future: 'static,
     S::Error: Into<BoxError>,
@@ -263,8 +291,19 @@ where
             tracing::debug!(?peer, error = %e, "set_nodelay failed");
         }
         let service = make_service();
+        let tls = tls.clone();
         glommio::spawn_local(async move {
-            if let Err(e) = serve_connection(stream, service, options).await {
+            let conn = match &tls {
+                None => Conn::Plain(stream),
+                Some(tls) => match crate::tls::accept(tls, stream).await {
+                    Ok(conn) => conn,
+                    Err((reason, e)) => {
+                        tracing::warn!(listener = tls.listener(), ?peer, reason, "refused a TLS connection: {e}");
+                        return;
+                    }
+                },
+            };
+            if let Err(e) = serve_connection(conn, service, options).await {
                 // Clients that just go away (etcdctl resets) end here too.
                 tracing::debug!(?peer, error = %e, "connection ended with an error");
             }

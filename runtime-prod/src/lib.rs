@@ -14,6 +14,8 @@
 //! - [`http`]: hyper on glommio: [`http::serve`] serves gRPC (h2c) and
 //!   HTTP/1.1 connections with `!Send` services (the etcd API, the admin
 //!   endpoints).
+//! - [`tls`]: rustls on the client, peer and admin ports, with certificates
+//!   reloaded on change or SIGHUP without dropping connections.
 //!
 //! Every glommio type stays inside this crate, so that the runtime can be
 //! replaced (monoio, compio) without touching core or the node: the public API
@@ -42,6 +44,7 @@ pub mod http;
 pub mod local;
 pub mod member;
 pub mod metrics;
+pub mod tls;
 pub mod transport;
 mod wal;
 pub mod wire;

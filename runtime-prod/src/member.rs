@@ -91,6 +91,8 @@ pub struct MemberOptions {
     pub start: StartMode,
     /// Peer transport limits.
     pub transport: TransportOptions,
+    /// Mutual TLS between members, if on (see [`crate::transport`]).
+    pub peer_tls: Option<crate::tls::TlsContext>,
 }
 
 /// Why a member could not start.
@@ -297,7 +299,13 @@ impl Member {
             Node::restart(options.raft.clone(), store, report.recovered, 0)
         }
         .map_err(|e| StartError::Recovery(format!("{e:?}")))?;
-        let transport = Transport::new(id, options.cluster_id, options.peer_advertise.clone(), options.transport);
+        let transport = Transport::new(
+            id,
+            options.cluster_id,
+            options.peer_advertise.clone(),
+            options.transport,
+            options.peer_tls.clone(),
+        );
         for (peer, address) in &options.peers {
             transport.set_peer(*peer, address.clone());
         }

@@ -15,10 +15,11 @@ use std::time::Duration;
 use lockstep_core::{NodeId, Role};
 use prometheus::{
     exponential_buckets, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, Opts, Registry, TextEncoder,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::member::MemberStatus;
+use crate::tls::TlsStatus;
 
 /// The metrics of one member. Cheap to clone.
 #[derive(Clone)]
@@ -54,6 +55,11 @@ pub struct Metrics {
     wal_bytes: IntCounter,
     /// `grpc_server_handled_total{grpc_type, grpc_service, grpc_method, grpc_code}`.
     pub grpc_handled: IntCounterVec,
+    peer_tls_failures: IntCounterVec,
+    client_tls_failures: IntCounterVec,
+    tls_reloads: IntCounterVec,
+    tls_reload_failures: IntCounterVec,
+    tls_expiry: IntGaugeVec,
     /// Last rendered values of the counters fed from totals, to add deltas.
     last: Rc<RefCell<BTreeMap<String, u64>>>,
 }
@@ -72,6 +78,12 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn counter_vec_of(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     registry.register(Box::new(c.clone())).expect("unique metric");
     c
 }
@@ -200,6 +212,42 @@ impl Metrics {
             ),
             wal_bytes: counter(&r, "lockstep_wal_written_bytes_total", "Bytes written to the WAL."),
             grpc_handled,
+            peer_tls_failures: counter_vec(
+                &r,
+                "lockstep_network_peer_tls_handshake_failures_total",
+                "Peer connections refused in the TLS handshake (no certificate, a certificate not signed by the cluster CA, not TLS), by reason.",
+                "reason",
+            ),
+            client_tls_failures: counter_vec_of(
+                &r,
+                "lockstep_network_client_tls_handshake_failures_total",
+                "Client and admin connections refused in the TLS handshake, by port (client, admin) and reason.",
+                &["listener", "reason"],
+            ),
+            tls_reloads: counter_vec(
+                &r,
+                "lockstep_tls_reloads_total",
+                "Certificate reloads that put new TLS material in use, by port.",
+                "listener",
+            ),
+            tls_reload_failures: counter_vec(
+                &r,
+                "lockstep_tls_reload_failures_total",
+                "Certificate reloads that failed (the previous material stays in use), by port.",
+                "listener",
+            ),
+            tls_expiry: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "lockstep_tls_certificate_expiry_seconds",
+                        "Seconds until the certificate a port presents expires (negative once expired), by port.",
+                    ),
+                    &["listener"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
             registry: r,
             last: Rc::new(RefCell::new(BTreeMap::new())),
         }
@@ -224,6 +272,31 @@ impl Metrics {
         let mut last = self.last.borrow_mut();
         let previous = last.insert(key, total).unwrap_or(0);
         counter.inc_by(total.saturating_sub(previous));
+    }
+
+    /// Brings the TLS counters and the certificate expiry gauges up to date
+    /// from the ports' statuses (call before [`Metrics::render`]).
+    pub fn observe_tls(&self, statuses: &[TlsStatus]) {
+        for status in statuses {
+            let port = status.listener;
+            self.add_total(format!("tls/reloads/{port}"), status.reloads, &self.tls_reloads.with_label_values(&[port]));
+            self.add_total(
+                format!("tls/reload_failures/{port}"),
+                status.reload_failures,
+                &self.tls_reload_failures.with_label_values(&[port]),
+            );
+            if let Some(not_after) = status.not_after_unix_s {
+                self.tls_expiry.with_label_values(&[port]).set(crate::tls::seconds_until(not_after));
+            }
+            for (reason, count) in &status.handshake_failures {
+                let counter = if port == "peer" {
+                    self.peer_tls_failures.with_label_values(&[reason])
+                } else {
+                    self.client_tls_failures.with_label_values(&[port, reason])
+                };
+                self.add_total(format!("tls/handshake/{port}/{reason}"), *count, &counter);
+            }
+        }
     }
 
     /// Brings the gauges up to date from `status` and `quota_bytes`, and renders

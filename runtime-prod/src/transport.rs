@@ -18,6 +18,12 @@
 //!   them as lost and retries, so a slow or dead peer never grows memory.
 //! - **Batching**: the writer takes everything queued for a peer and writes it
 //!   with one `write_all`.
+//! - **TLS** (when the member has peer TLS): mutual TLS under the handshake
+//!   above. The dialer presents its member certificate and verifies the
+//!   acceptor's against the cluster CA bundle; the acceptor requires a client
+//!   certificate signed by that bundle. A refused TLS handshake is logged
+//!   (warning, with the remote address and the reason) and counted in the TLS
+//!   context's status (`lockstep_network_peer_tls_handshake_failures_total`).
 //! - **Reconnect**: exponential backoff from `reconnect_backoff_min_ms` to
 //!   `reconnect_backoff_max_ms` with ±50 % jitter.
 
@@ -25,14 +31,17 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use lockstep_core::codec::{decode_message, encode_message, frame_len, MAGIC};
 use lockstep_core::{Message, NodeId};
+use rustls::ClientConfig;
 
 use crate::local::Notify;
+use crate::tls::{Conn, TlsContext};
 use crate::wire::{Forward, Handshake, FORWARD_MAGIC, FRAME_HEADER_LEN, HANDSHAKE_FIXED_LEN, PROTOCOL_VERSION};
 
 /// How long frames for an unreachable peer are kept before they are dropped.
@@ -113,6 +122,8 @@ struct Shared {
     received: BTreeMap<NodeId, u64>,
     /// This member's advertised peer address, sent in handshakes.
     advertise: String,
+    /// Peer TLS (mutual), if on.
+    tls: Option<TlsContext>,
     closed: bool,
 }
 
@@ -124,8 +135,15 @@ pub struct Transport {
 
 impl Transport {
     /// A transport for member `local` of cluster `cluster_id`, advertising
-    /// `advertise` as its peer address, with no peers yet.
-    pub fn new(local: NodeId, cluster_id: u64, advertise: String, options: TransportOptions) -> Transport {
+    /// `advertise` as its peer address, with no peers yet; with mutual TLS
+    /// on every connection when `tls` is set.
+    pub fn new(
+        local: NodeId,
+        cluster_id: u64,
+        advertise: String,
+        options: TransportOptions,
+        tls: Option<TlsContext>,
+    ) -> Transport {
         Transport {
             shared: Rc::new(RefCell::new(Shared {
                 local,
@@ -134,6 +152,7 @@ impl Transport {
                 peers: BTreeMap::new(),
                 received: BTreeMap::new(),
                 advertise,
+                tls,
                 closed: false,
             })),
         }
@@ -163,7 +182,9 @@ impl Transport {
         shared.peers.insert(id, peer.clone());
         let (local, cluster_id, options) = (shared.local, shared.cluster_id, shared.options);
         let advertise = shared.advertise.clone();
-        glommio::spawn_local(write_to_peer(local, cluster_id, id, options, advertise, peer)).detach();
+        let tls = shared.tls.as_ref().and_then(TlsContext::client_config);
+        let dialer = Dialer { local, cluster_id, advertise, tls };
+        glommio::spawn_local(write_to_peer(dialer, id, options, peer)).detach();
     }
 
     /// Stops sending to a peer.
@@ -248,8 +269,19 @@ impl Transport {
             }
             let this = self.clone();
             let deliver = deliver.clone();
+            let tls = self.shared.borrow().tls.clone();
             glommio::spawn_local(async move {
                 let remote = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                let stream = match &tls {
+                    None => Conn::Plain(stream),
+                    Some(tls) => match crate::tls::accept(tls, stream).await {
+                        Ok(conn) => conn,
+                        Err((reason, e)) => {
+                            tracing::warn!(%remote, reason, "refused a peer connection: TLS handshake failed: {e}");
+                            return;
+                        }
+                    },
+                };
                 if let Err(why) = this.read_from_peer(stream, deliver).await {
                     tracing::debug!(%remote, "peer connection closed: {why}");
                 }
@@ -258,12 +290,12 @@ impl Transport {
         }
     }
 
-    async fn read_from_peer(&self, mut stream: TcpStream, deliver: Rc<dyn Fn(Inbound)>) -> Result<(), String> {
+    async fn read_from_peer(&self, mut stream: Conn, deliver: Rc<dyn Fn(Inbound)>) -> Result<(), String> {
         let (local, cluster_id, max_frame) = {
             let shared = self.shared.borrow();
             (shared.local, shared.cluster_id, shared.options.max_frame_bytes)
         };
-        stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+        stream.tcp().set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
         let hello = read_handshake(&mut stream).await?;
         let decision = hello.check_dialer(cluster_id, local);
         let answer = Handshake {
@@ -275,6 +307,7 @@ impl Transport {
             address: self.shared.borrow().advertise.clone(),
         };
         stream.write_all(&answer.encode()).await.map_err(|e| e.to_string())?;
+        stream.flush().await.map_err(|e| e.to_string())?;
         if let Err(refusal) = decision {
             tracing::warn!(
                 peer = hello.from,
@@ -284,7 +317,7 @@ impl Transport {
             );
             return Err(format!("refused: {refusal}"));
         }
-        stream.set_read_timeout(None).map_err(|e| e.to_string())?;
+        stream.tcp().set_read_timeout(None).map_err(|e| e.to_string())?;
         let from = hello.from;
         // A member this one does not know yet (one just added) tells where it
         // listens: learn it, so this member can reach it if it leads later.
@@ -338,7 +371,7 @@ impl Transport {
 }
 
 /// Reads one handshake (fixed part, then the announced rest).
-async fn read_handshake(stream: &mut TcpStream) -> Result<Handshake, String> {
+async fn read_handshake(stream: &mut Conn) -> Result<Handshake, String> {
     let mut fixed = [0u8; HANDSHAKE_FIXED_LEN];
     stream.read_exact(&mut fixed).await.map_err(|e| format!("reading the handshake: {e}"))?;
     let rest = Handshake::rest_len(&fixed).map_err(|e| e.to_string())?;
@@ -378,26 +411,43 @@ impl Backoff {
     }
 }
 
-async fn dial(
+/// What a member needs to dial its peers.
+struct Dialer {
     local: NodeId,
     cluster_id: u64,
-    id: NodeId,
-    address: &str,
-    advertise: &str,
-    timeout: Duration,
-) -> Result<(TcpStream, u64), String> {
+    advertise: String,
+    /// Peer TLS's client side, if on.
+    tls: Option<Arc<ClientConfig>>,
+}
+
+async fn dial(dialer: &Dialer, id: NodeId, address: &str, timeout: Duration) -> Result<(Conn, u64), String> {
+    let Dialer { local, cluster_id, .. } = *dialer;
     let target: SocketAddr = address
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {address}: {e}"))?
         .next()
         .ok_or_else(|| format!("{address} resolves to nothing"))?;
     let started = std::time::Instant::now();
-    let mut stream = TcpStream::connect_timeout(target, timeout).await.map_err(|e| format!("connect: {e}"))?;
+    let stream = TcpStream::connect_timeout(target, timeout).await.map_err(|e| format!("connect: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let hello =
-        Handshake { version: PROTOCOL_VERSION, status: 0, cluster_id, from: local, to: id, address: advertise.into() };
-    stream.write_all(&hello.encode()).await.map_err(|e| format!("handshake: {e}"))?;
     stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let mut stream = match &dialer.tls {
+        None => Conn::Plain(stream),
+        Some(config) => {
+            let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+            crate::tls::connect(config.clone(), host, stream).await.map_err(|e| format!("TLS handshake: {e}"))?
+        }
+    };
+    let hello = Handshake {
+        version: PROTOCOL_VERSION,
+        status: 0,
+        cluster_id,
+        from: local,
+        to: id,
+        address: dialer.advertise.clone(),
+    };
+    stream.write_all(&hello.encode()).await.map_err(|e| format!("handshake: {e}"))?;
+    stream.flush().await.map_err(|e| format!("handshake: {e}"))?;
     let answer = read_handshake(&mut stream).await?;
     answer.check_answer(cluster_id, id)?;
     let rtt_us = started.elapsed().as_micros() as u64;
@@ -406,14 +456,8 @@ async fn dial(
 
 /// The writer task of one peer: dial, then write batches of queued frames,
 /// redialling with backoff after any failure, until the peer is removed.
-async fn write_to_peer(
-    local: NodeId,
-    cluster_id: u64,
-    id: NodeId,
-    options: TransportOptions,
-    advertise: String,
-    peer: Rc<RefCell<Peer>>,
-) {
+async fn write_to_peer(dialer: Dialer, id: NodeId, options: TransportOptions, peer: Rc<RefCell<Peer>>) {
+    let local = dialer.local;
     let mut backoff = Backoff::new(
         options.reconnect_backoff_min_ms,
         options.reconnect_backoff_max_ms,
@@ -428,7 +472,7 @@ async fn write_to_peer(
         }
         let address = peer.borrow().address.clone();
         let timeout = Duration::from_millis(options.dial_timeout_ms);
-        let mut stream = match dial(local, cluster_id, id, &address, &advertise, timeout).await {
+        let mut stream = match dial(&dialer, id, &address, timeout).await {
             Ok((stream, rtt_us)) => {
                 let mut p = peer.borrow_mut();
                 p.stats.connected = true;
@@ -477,7 +521,11 @@ async fn write_to_peer(
                 queued.changed_since(seen).await;
                 continue;
             }
-            if let Err(e) = stream.write_all(&batch).await {
+            let written = match stream.write_all(&batch).await {
+                Ok(()) => stream.flush().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
                 peer.borrow_mut().stats.connected = false;
                 tracing::info!(peer = id, "peer connection lost: {e}; reconnecting");
                 glommio::timer::sleep(backoff.next_delay()).await;

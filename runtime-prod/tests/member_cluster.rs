@@ -35,6 +35,7 @@ fn options(id: NodeId, root: &Path, peers: &BTreeMap<NodeId, SocketAddr>) -> Mem
         peers: peers.iter().map(|(id, a)| (*id, a.to_string())).collect(),
         start: StartMode::Bootstrap(Membership { voters: vec![1, 2, 3], outgoing: vec![], learners: vec![] }),
         transport: TransportOptions::default(),
+        peer_tls: None,
     }
 }
 

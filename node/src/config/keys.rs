@@ -56,6 +56,8 @@ pub enum Kind {
     Text,
     /// A non-empty file system path.
     Path,
+    /// A file system path; optional (empty or `null` = not set).
+    OptPath,
     /// A socket address to bind: `IP:PORT`.
     ListenAddr,
     /// An address others dial, `HOST:PORT`; optional (empty or `null` = not set).
@@ -88,6 +90,7 @@ pub(crate) enum FieldMut<'a> {
     Str(&'a mut String),
     OptStr(&'a mut Option<String>),
     Path(&'a mut PathBuf),
+    OptPath(&'a mut Option<PathBuf>),
     Addr(&'a mut SocketAddr),
     Members(&'a mut Vec<InitialMember>),
     LogFormat(&'a mut LogFormat),
@@ -101,6 +104,7 @@ pub(crate) enum Value {
     Str(String),
     OptStr(Option<String>),
     Path(PathBuf),
+    OptPath(Option<PathBuf>),
     Addr(SocketAddr),
     Members(Vec<InitialMember>),
     LogFormat(LogFormat),
@@ -177,6 +181,7 @@ pub(crate) fn read(config: &mut MemberConfig, spec: &KeySpec) -> Value {
         FieldMut::Str(v) => Value::Str(v.clone()),
         FieldMut::OptStr(v) => Value::OptStr(v.clone()),
         FieldMut::Path(v) => Value::Path(v.clone()),
+        FieldMut::OptPath(v) => Value::OptPath(v.clone()),
         FieldMut::Addr(v) => Value::Addr(*v),
         FieldMut::Members(v) => Value::Members(v.clone()),
         FieldMut::LogFormat(v) => Value::LogFormat(*v),
@@ -195,6 +200,7 @@ pub(crate) fn write(config: &mut MemberConfig, spec: &KeySpec, value: Value) {
         (FieldMut::Str(f), Value::Str(v)) => *f = v,
         (FieldMut::OptStr(f), Value::OptStr(v)) => *f = v,
         (FieldMut::Path(f), Value::Path(v)) => *f = v,
+        (FieldMut::OptPath(f), Value::OptPath(v)) => *f = v,
         (FieldMut::Addr(f), Value::Addr(v)) => *f = v,
         (FieldMut::Members(f), Value::Members(v)) => *f = v,
         (FieldMut::LogFormat(f), Value::LogFormat(v)) => *f = v,
@@ -211,6 +217,7 @@ pub(crate) fn render_plain(value: &Value) -> String {
         Value::Str(v) => v.clone(),
         Value::OptStr(v) => v.clone().unwrap_or_else(|| "not set".into()),
         Value::Path(v) => v.display().to_string(),
+        Value::OptPath(v) => v.as_ref().map_or_else(|| "not set".into(), |p| p.display().to_string()),
         Value::Addr(v) => v.to_string(),
         Value::Members(v) if v.is_empty() => "[]".into(),
         Value::Members(v) => {
@@ -249,7 +256,7 @@ pub(crate) fn parse(kind: Kind, relation: Option<&str>, node: &Node) -> Result<V
     if kind == Kind::Members {
         return parse_members(node);
     }
-    let optional = matches!(kind, Kind::HostPort | Kind::Url);
+    let optional = matches!(kind, Kind::HostPort | Kind::Url | Kind::OptPath);
     let text = match node {
         Node::Scalar { text, .. } => text,
         Node::Seq { .. } => {
@@ -260,7 +267,9 @@ pub(crate) fn parse(kind: Kind, relation: Option<&str>, node: &Node) -> Result<V
         }
     };
     if node.is_null() || (optional && text.is_empty()) {
-        return if optional {
+        return if kind == Kind::OptPath {
+            Ok(Value::OptPath(None))
+        } else if optional {
             Ok(Value::OptStr(None))
         } else {
             Err(vec![Bad::at(node, None, format!("no value; must be {}", accepted_with(kind, relation)))])
@@ -311,6 +320,7 @@ fn parse_text(kind: Kind, relation: Option<&str>, text: &str) -> Result<Value, S
             }
             Ok(Value::Path(PathBuf::from(text)))
         }
+        Kind::OptPath => Ok(Value::OptPath(Some(PathBuf::from(text)))),
         Kind::ListenAddr => text.parse::<SocketAddr>().map(Value::Addr).map_err(|_| must()),
         Kind::HostPort => check_host_port(text).map(|()| Value::OptStr(Some(text.to_string()))).map_err(|_| must()),
         Kind::Url => check_url(text).map(|()| Value::OptStr(Some(text.to_string()))).map_err(|_| must()),
@@ -347,6 +357,7 @@ pub(crate) fn accepted(kind: Kind) -> String {
         Kind::Bool => "true or false".into(),
         Kind::Text => "a non-empty string".into(),
         Kind::Path => "a non-empty path".into(),
+        Kind::OptPath => "a path to a file; empty or null: not set".into(),
         Kind::ListenAddr => "IP:PORT, like 127.0.0.1:2379 or [::]:2379".into(),
         Kind::HostPort => "HOST:PORT, like 10.0.0.1:2380 or node1.example.com:2380".into(),
         Kind::Url => "a URL http://HOST:PORT or https://HOST:PORT".into(),
@@ -737,6 +748,30 @@ pub static KEYS: &[KeySpec] = &[
         "Ping a client connection that has been idle this long, in milliseconds (etcd's --grpc-keepalive-interval, 2 h)."),
     key!("grpc.keepalive_timeout_ms", int(1000, 600_000), DefaultValue::Value, None, U64(grpc.keepalive_timeout_ms),
         "Close a client connection whose keepalive ping is not answered within this time, in milliseconds (etcd's --grpc-keepalive-timeout)."),
+    key!("tls.client.cert_file", Kind::OptPath, DefaultValue::Value, None, OptPath(tls.client.cert_file),
+        "The certificate chain (PEM, leaf first) the client port presents; set with tls.client.key_file to serve etcd's gRPC API and the JSON gateway over TLS (https://). Reloaded when it changes."),
+    key!("tls.client.key_file", Kind::OptPath, DefaultValue::Value, None, OptPath(tls.client.key_file),
+        "The private key (PEM) of tls.client.cert_file. Keep it readable by the member only (mode 0600)."),
+    key!("tls.client.ca_file", Kind::OptPath, DefaultValue::Value, None, OptPath(tls.client.ca_file),
+        "The CA bundle (PEM) that client certificates must chain to; needed for tls.client.client_cert_auth."),
+    key!("tls.client.client_cert_auth", Kind::Bool, DefaultValue::Value, None, Bool(tls.client.client_cert_auth),
+        "Refuse clients that do not present a certificate signed by tls.client.ca_file (mutual TLS, etcd's --client-cert-auth)."),
+    key!("tls.peer.cert_file", Kind::OptPath, DefaultValue::Value, None, OptPath(tls.peer.cert_file),
+        "The member certificate (PEM) for the peer port, presented both when accepting and when dialing other members, so it needs the serverAuth and clientAuth key usages. Setting it turns on mutual TLS between members: every member must then use peer TLS."),
+    key!("tls.peer.key_file", Kind::OptPath, DefaultValue::Value, None, OptPath(tls.peer.key_file),
+        "The private key (PEM) of tls.peer.cert_file."),
+    key!("tls.peer.ca_file", Kind::OptPath, DefaultValue::Value, None, OptPath(tls.peer.ca_file),
+        "The cluster CA bundle (PEM): members whose certificates do not chain to it are refused. Required with tls.peer.cert_file."),
+    key!("tls.admin.cert_file", Kind::OptPath, DefaultValue::Value, None, OptPath(tls.admin.cert_file),
+        "The certificate (PEM) of the admin port (health, metrics, membership); set with tls.admin.key_file to serve it over https://. Members also present it when they call each other's admin port, so it needs the serverAuth and clientAuth key usages."),
+    key!("tls.admin.key_file", Kind::OptPath, DefaultValue::Value, None, OptPath(tls.admin.key_file),
+        "The private key (PEM) of tls.admin.cert_file."),
+    key!("tls.admin.ca_file", Kind::OptPath, DefaultValue::Value, None, OptPath(tls.admin.ca_file),
+        "The CA bundle (PEM) the admin port verifies client certificates with, and that other members' admin certificates must chain to. Required with tls.admin.cert_file."),
+    key!("tls.admin.client_cert_auth", Kind::Bool, DefaultValue::Value, None, Bool(tls.admin.client_cert_auth),
+        "Refuse admin clients (tools, other members) that do not present a certificate signed by tls.admin.ca_file."),
+    key!("tls.reload_interval_ms", int(100, 3_600_000), DefaultValue::Value, None, U64(tls.reload_interval_ms),
+        "How often the certificate, key and CA files are checked for changes, in milliseconds; changed files are reloaded without dropping connections. SIGHUP reloads at once."),
     key!("log.level", Kind::LogLevel, DefaultValue::Value, None, Str(log.level),
         "What to log: a level, or a filter with levels per module like info,lockstep_core::raft=debug."),
     key!("log.format", Kind::LogFormat, DefaultValue::Value, None, LogFormat(log.format),

@@ -61,6 +61,8 @@ pub struct MemberConfig {
     pub transport: TransportSection,
     /// The client gRPC server (`grpc.*`).
     pub grpc: GrpcSection,
+    /// TLS on the client, peer and admin ports (`tls.*`).
+    pub tls: TlsSection,
     /// Logging (`log.*`).
     pub log: LogSection,
     /// `auth_token`: which tokens `Authenticate` issues, as etcd's
@@ -72,6 +74,58 @@ pub struct MemberConfig {
     /// `bcrypt_cost`: the bcrypt cost of new password hashes (etcd's
     /// `--bcrypt-cost`).
     pub bcrypt_cost: u64,
+}
+
+/// `tls.*`: TLS for each port, configured separately (docs/security.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsSection {
+    /// `tls.client.*`: the etcd API port.
+    pub client: TlsPortSection,
+    /// `tls.peer.*`: the peer port (mutual TLS; `client_cert_auth` is implied).
+    pub peer: TlsPortSection,
+    /// `tls.admin.*`: the admin port.
+    pub admin: TlsPortSection,
+    /// `tls.reload_interval_ms`.
+    pub reload_interval_ms: u64,
+}
+
+/// One port's TLS files.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsPortSection {
+    /// `cert_file`: the certificate chain presented; TLS is on when it is set.
+    pub cert_file: Option<PathBuf>,
+    /// `key_file`: its private key.
+    pub key_file: Option<PathBuf>,
+    /// `ca_file`: the CA bundle the other side's certificate must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// `client_cert_auth`: require client certificates (always on for the peer port).
+    pub client_cert_auth: bool,
+}
+
+impl TlsPortSection {
+    /// Whether TLS is on for this port.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+}
+
+impl TlsSection {
+    /// The runtime's files of a port (`None`: plain TCP). The peer port always
+    /// requires client certificates.
+    pub fn files(&self, port: &str) -> Option<lockstep_runtime::tls::TlsFiles> {
+        let (section, client_cert_auth) = match port {
+            "client" => (&self.client, self.client.client_cert_auth),
+            "peer" => (&self.peer, true),
+            _ => (&self.admin, self.admin.client_cert_auth),
+        };
+        Some(lockstep_runtime::tls::TlsFiles {
+            cert_file: section.cert_file.clone()?,
+            key_file: section.key_file.clone()?,
+            ca_file: section.ca_file.clone(),
+            client_cert_auth,
+            members_only: port == "peer",
+        })
+    }
 }
 
 /// `cluster.*`: bootstrap a new cluster or join a running one.
@@ -402,6 +456,7 @@ impl MemberConfig {
                 keepalive_interval_ms: 2 * 60 * 60 * 1000,
                 keepalive_timeout_ms: 20_000,
             },
+            tls: TlsSection { reload_interval_ms: 5000, ..TlsSection::default() },
             log: LogSection { level: "info".into(), format: LogFormat::Human },
             auth_token: "simple".into(),
             auth_token_ttl: lockstep_api::auth::SIMPLE_TOKEN_TTL_DEFAULT.as_secs(),
@@ -529,16 +584,20 @@ impl MemberConfig {
              # are in docs/config.md. Each key can be overridden by an environment variable\n\
              # (LOCKSTEP_ + the key in upper case, dots as _) and by --set KEY=VALUE.\n",
         );
-        let mut section = "";
+        let mut section: Vec<&str> = Vec::new();
         for spec in KEYS {
-            let (head, leaf) = spec.path.split_once('.').unwrap_or(("", spec.path));
-            if head != section {
-                out.push_str(&format!("\n{head}:\n"));
-                section = head;
-            } else if head.is_empty() {
+            let mut parts: Vec<&str> = spec.path.split('.').collect();
+            let leaf = parts.pop().unwrap_or(spec.path);
+            let common = section.iter().zip(&parts).take_while(|(a, b)| a == b).count();
+            if parts.is_empty() || common < parts.len() {
                 out.push('\n');
             }
-            let indent = if head.is_empty() { "" } else { "  " };
+            for (depth, part) in parts.iter().enumerate().skip(common) {
+                out.push_str(&format!("{}{part}:\n", "  ".repeat(depth)));
+            }
+            section = parts.clone();
+            let indent = "  ".repeat(parts.len());
+            let indent = indent.as_str();
             for line in wrap(spec.meaning, 80 - indent.len()) {
                 out.push_str(&format!("{indent}# {line}\n"));
             }
@@ -569,7 +628,10 @@ impl MemberConfig {
                 Value::U64(v) => out.push_str(&format!("{indent}{leaf}: {v}\n")),
                 Value::Bool(v) => out.push_str(&format!("{indent}{leaf}: {v}\n")),
                 Value::Str(v) | Value::OptStr(Some(v)) => out.push_str(&format!("{indent}{leaf}: {}\n", quote(&v))),
-                Value::Path(v) => out.push_str(&format!("{indent}{leaf}: {}\n", quote(&v.to_string_lossy()))),
+                Value::Path(v) | Value::OptPath(Some(v)) => {
+                    out.push_str(&format!("{indent}{leaf}: {}\n", quote(&v.to_string_lossy())));
+                }
+                Value::OptPath(None) => out.push_str(&format!("{indent}# {leaf}: (not set)\n")),
                 Value::Addr(v) => out.push_str(&format!("{indent}{leaf}: {}\n", quote(&v.to_string()))),
                 Value::LogFormat(v) => out.push_str(&format!("{indent}{leaf}: {}\n", v.name())),
             }
@@ -607,9 +669,11 @@ impl MemberConfig {
         hash.max(1)
     }
 
-    /// The client URL others use: `advertise.client`, else `http://<listen.client>`.
+    /// The client URL others use: `advertise.client`, else
+    /// `http://<listen.client>` (`https://` with client TLS).
     pub fn advertise_client(&self) -> String {
-        self.advertise.client.clone().unwrap_or_else(|| format!("http://{}", self.listen.client))
+        let scheme = if self.tls.client.enabled() { "https" } else { "http" };
+        self.advertise.client.clone().unwrap_or_else(|| format!("{scheme}://{}", self.listen.client))
     }
 
     /// The peer address others dial: `advertise.peer`, else `listen.peer`.
@@ -617,9 +681,11 @@ impl MemberConfig {
         self.advertise.peer.clone().unwrap_or_else(|| self.listen.peer.to_string())
     }
 
-    /// The admin URL others use: `advertise.admin`, else `http://<listen.admin>`.
+    /// The admin URL others use: `advertise.admin`, else
+    /// `http://<listen.admin>` (`https://` with admin TLS).
     pub fn advertise_admin(&self) -> String {
-        self.advertise.admin.clone().unwrap_or_else(|| format!("http://{}", self.listen.admin))
+        let scheme = if self.tls.admin.enabled() { "https" } else { "http" };
+        self.advertise.admin.clone().unwrap_or_else(|| format!("{scheme}://{}", self.listen.admin))
     }
 
     /// The core Raft configuration: group [`RAFT_GROUP`], the RNG seeded with the
@@ -856,7 +922,9 @@ fn check_relations(config: &MemberConfig, sources: &Sources, file: Option<&Path>
                 (Origin::Default, default)
             }
         };
-        let raw = raw.filter(|r| !r.is_empty() && key != "cluster.initial_members");
+        // An optional key's unset default ("not set") is no value to quote.
+        let unset = origin == Origin::Default && raw.as_deref() == Some("not set");
+        let raw = raw.filter(|r| !r.is_empty() && key != "cluster.initial_members" && !unset);
         let message = match (&origin, &raw) {
             (Origin::File { .. } | Origin::Default, None) => format!("{key}: {message}"),
             _ => message,
@@ -952,6 +1020,8 @@ fn check_relations(config: &MemberConfig, sources: &Sources, file: Option<&Path>
         blame(key, message);
     }
 
+    check_tls(config, &mut blame);
+
     let id = config.member_id;
     let listed = config.cluster.initial_members.iter().any(|m| m.id == id);
     match &config.cluster.join {
@@ -1025,6 +1095,60 @@ fn check_relations(config: &MemberConfig, sources: &Sources, file: Option<&Path>
     }
 }
 
+/// The TLS keys of each port: pairs that go together, the files they name.
+fn check_tls(config: &MemberConfig, blame: &mut dyn FnMut(&'static str, String)) {
+    let ports: [(&TlsPortSection, [&'static str; 4]); 3] = [
+        (
+            &config.tls.client,
+            ["tls.client.cert_file", "tls.client.key_file", "tls.client.ca_file", "tls.client.client_cert_auth"],
+        ),
+        (&config.tls.peer, ["tls.peer.cert_file", "tls.peer.key_file", "tls.peer.ca_file", ""]),
+        (
+            &config.tls.admin,
+            ["tls.admin.cert_file", "tls.admin.key_file", "tls.admin.ca_file", "tls.admin.client_cert_auth"],
+        ),
+    ];
+    for (port, [cert, key, ca, client_auth]) in ports {
+        match (&port.cert_file, &port.key_file) {
+            (Some(_), None) => blame(
+                key,
+                format!("must be set, since {cert} is: set it to the certificate's private key (PEM), or unset {cert} to serve without TLS"),
+            ),
+            (None, Some(_)) => blame(
+                cert,
+                format!("must be set, since {key} is: set it to the certificate (PEM) of that key, or unset {key} to serve without TLS"),
+            ),
+            _ => {}
+        }
+        let needs_ca = if client_auth.is_empty() {
+            port.enabled().then(|| format!("is required with {cert}: members verify each other's certificates against this CA bundle (mutual TLS)"))
+        } else if port.client_cert_auth {
+            Some(format!("is required with {client_auth}: it is the CA bundle client certificates must chain to"))
+        } else if cert.starts_with("tls.admin") && port.enabled() {
+            Some(format!("is required with {cert}: members verify each other's admin certificates against it"))
+        } else {
+            None
+        };
+        if let (None, Some(message)) = (&port.ca_file, needs_ca) {
+            blame(ca, message);
+        }
+        if port.client_cert_auth && !port.enabled() {
+            blame(client_auth, format!("needs TLS on the port: set {cert} and {key}"));
+        }
+        for (path, key_name) in [(&port.cert_file, cert), (&port.key_file, key), (&port.ca_file, ca)] {
+            let Some(path) = path else { continue };
+            match std::fs::metadata(path) {
+                Ok(meta) if meta.is_file() => {}
+                Ok(_) => blame(key_name, format!("{} is not a file", path.display())),
+                Err(e) => blame(
+                    key_name,
+                    format!("cannot read {}: {e} (`lockstep certs init --dir DIR` writes a CA, member and client certificates)", path.display()),
+                ),
+            }
+        }
+    }
+}
+
 /// A string as a double-quoted YAML scalar.
 fn quote(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
@@ -1079,7 +1203,7 @@ pub fn docs_key_table() -> String {
                 }
             }
             (DefaultValue::Value, _) => match keys::read(&mut MemberConfig::unset(), spec) {
-                Value::OptStr(None) => "not set".into(),
+                Value::OptStr(None) | Value::OptPath(None) => "not set".into(),
                 _ => format!("`{}`", spec.default_text()),
             },
             (DefaultValue::Derived(rule), _) => rule.into(),

@@ -866,7 +866,7 @@ fn every_key_can_be_set_by_env_and_by_flag() {
         .iter()
         .map(|spec| {
             let text = match keys::read(&mut full.clone(), spec) {
-                Value::OptStr(None) => String::new(),
+                Value::OptStr(None) | Value::OptPath(None) => String::new(),
                 Value::Members(members) => {
                     let items: Vec<String> = members
                         .iter()
@@ -909,4 +909,95 @@ fn set_flag_texts_report_every_problem() {
     let missing = dir.path().join("missing.yaml");
     let err = MemberConfig::load_with_set_flags(Some(&missing), &[], &flags(&["oops"])).unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }));
+}
+
+/// A directory with a certificate, a key and a CA bundle file (the contents do
+/// not matter to validation, which checks that the files are there).
+fn tls_files() -> (tempfile::TempDir, String, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, "pem").unwrap();
+        p.display().to_string()
+    };
+    let (cert, key, ca) = (path("m.crt"), path("m.key"), path("ca.crt"));
+    (dir, cert, key, ca)
+}
+
+#[test]
+fn tls_sections_are_read_and_turn_https_on() {
+    let (_dir, cert, key, ca) = tls_files();
+    let yaml = with(&format!(
+        "tls:\n  client:\n    cert_file: {cert}\n    key_file: {key}\n    ca_file: {ca}\n    client_cert_auth: true\n  \
+         peer:\n    cert_file: {cert}\n    key_file: {key}\n    ca_file: {ca}\n  reload_interval_ms: 250\n"
+    ));
+    let c = load_ok(&yaml);
+    assert_eq!(c.tls.client.cert_file.as_deref(), Some(Path::new(&cert)));
+    assert!(c.tls.client.client_cert_auth);
+    assert_eq!(c.tls.reload_interval_ms, 250);
+    assert_eq!(c.advertise_client(), "https://127.0.0.1:2379");
+    assert_eq!(c.advertise_admin(), "http://127.0.0.1:8080");
+    let peer = c.tls.files("peer").unwrap();
+    assert!(peer.client_cert_auth, "members always verify each other");
+    assert_eq!(c.tls.files("admin"), None);
+    // The environment and flags set the same keys.
+    let env = [("LOCKSTEP_TLS_ADMIN_CERT_FILE", cert.as_str()), ("LOCKSTEP_TLS_ADMIN_KEY_FILE", key.as_str())];
+    let c = load(&with(""), &env, &[("tls.admin.ca_file", ca.as_str())]).unwrap();
+    assert_eq!(c.tls.admin.ca_file.as_deref(), Some(Path::new(&ca)));
+    assert_eq!(c.advertise_admin(), "https://127.0.0.1:8080");
+    // to_yaml writes the nested sections back.
+    assert_eq!(load_ok(&c.to_yaml()), c);
+}
+
+#[test]
+fn a_certificate_without_its_key_is_a_clear_error() {
+    let (_dir, cert, _key, _ca) = tls_files();
+    let err = load(&with(""), &[], &[("tls.client.cert_file", &cert)]).unwrap_err();
+    assert_eq!(
+        err,
+        "config.yaml: tls.client.key_file: must be set, since tls.client.cert_file is: set it to the certificate's \
+         private key (PEM), or unset tls.client.cert_file to serve without TLS"
+    );
+}
+
+#[test]
+fn a_missing_key_file_names_the_key_and_what_to_do() {
+    let (dir, cert, _key, ca) = tls_files();
+    let missing = dir.path().join("gone.key").display().to_string();
+    let yaml = with(&format!("tls:\n  peer:\n    cert_file: {cert}\n    key_file: {missing}\n    ca_file: {ca}\n"));
+    let err = load(&yaml, &[], &[]).unwrap_err();
+    assert_eq!(
+        err,
+        format!(
+            "config.yaml:9: tls.peer.key_file = {missing}: cannot read {missing}: No such file or directory (os \
+             error 2) (`lockstep certs init --dir DIR` writes a CA, member and client certificates)"
+        )
+    );
+}
+
+#[test]
+fn tls_keys_that_need_others_say_which() {
+    let (_dir, cert, key, ca) = tls_files();
+    // Peer TLS is mutual: the CA bundle is required.
+    let err = load(&with(""), &[], &[("tls.peer.cert_file", &cert), ("tls.peer.key_file", &key)]).unwrap_err();
+    assert_eq!(
+        err,
+        "config.yaml: tls.peer.ca_file: is required with tls.peer.cert_file: members verify each other's \
+         certificates against this CA bundle (mutual TLS)"
+    );
+    // Client certificate auth needs the bundle, and TLS.
+    let err = load(&with(""), &[], &[("tls.client.client_cert_auth", "true")]).unwrap_err();
+    assert_eq!(
+        err,
+        "config.yaml: tls.client.ca_file: is required with tls.client.client_cert_auth: it is the CA bundle client \
+         certificates must chain to\n--set tls.client.client_cert_auth=true: needs TLS on the port: set \
+         tls.client.cert_file and tls.client.key_file"
+    );
+    // A key without a certificate.
+    let err = load(&with(""), &[("LOCKSTEP_TLS_ADMIN_KEY_FILE", &key)], &[("tls.admin.ca_file", &ca)]).unwrap_err();
+    assert_eq!(
+        err,
+        "config.yaml: tls.admin.cert_file: must be set, since tls.admin.key_file is: set it to the certificate (PEM) \
+         of that key, or unset tls.admin.key_file to serve without TLS"
+    );
 }
