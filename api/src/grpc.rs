@@ -853,14 +853,15 @@ impl WatchStream {
                 };
                 if let Some(denied) = refused {
                     // etcd answers a refused create in band: created and
-                    // canceled, watch id -1, the error's text as the reason.
+                    // canceled, watch id -1, and as the reason the text of
+                    // its gRPC error (`ErrGRPCPermissionDenied.Error()`).
                     let revision = current_revision(&*self.backend).await.unwrap_or_default();
                     self.pending.push_back(pb::WatchResponse {
                         header: crate::convert::header(self.backend.header(), kv::ResponseHeader { revision }),
                         watch_id: -1,
                         created: true,
                         canceled: true,
-                        cancel_reason: denied.message().to_string(),
+                        cancel_reason: format!("rpc error: code = PermissionDenied desc = {}", denied.message()),
                         ..pb::WatchResponse::default()
                     });
                     return;

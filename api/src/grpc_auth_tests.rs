@@ -206,7 +206,10 @@ fn simple_tokens_enforce_roles_on_every_rpc() {
     let mut stream = Reader::<pb::WatchResponse>::new(response.into_body());
     let refused = stream.next();
     assert!(refused.created && refused.canceled);
-    assert_eq!((refused.watch_id, refused.cancel_reason.as_str()), (-1, "etcdserver: permission denied"));
+    assert_eq!(
+        (refused.watch_id, refused.cancel_reason.as_str()),
+        (-1, "rpc error: code = PermissionDenied desc = etcdserver: permission denied")
+    );
     let accepted = stream.next();
     assert!(accepted.created && !accepted.canceled);
     drop(stream);
