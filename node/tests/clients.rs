@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use etcd_client::{
-    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Permission, PutOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
 };
 
 /// The leader's client URL and the followers' (all members ready).
@@ -158,6 +159,34 @@ fn rust_etcd_client_kv_txn_leases_and_a_watch_across_a_leader_kill() {
             let key = format!("rs/w/{i:02}").into_bytes();
             assert!(seen.iter().any(|(_, k, _)| *k == key), "acknowledged write {i} was seen");
         }
+
+        // Auth through the client's own API, on the two surviving members.
+        writer.put("pub/a", "public", None).await.unwrap();
+        writer.user_add("root", "rootpw", None).await.unwrap();
+        writer.role_add("root").await.unwrap();
+        writer.user_grant_role("root", "root").await.unwrap();
+        writer.user_add("alice", "alicepw", None).await.unwrap();
+        writer.role_add("reader").await.unwrap();
+        writer.role_grant_permission("reader", Permission::read("pub/").with_prefix()).await.unwrap();
+        writer.user_grant_role("alice", "reader").await.unwrap();
+        writer.auth_enable().await.unwrap();
+        let err = writer.get("pub/a", None).await.unwrap_err();
+        assert!(err.to_string().contains("etcdserver: user name is empty"), "{err}");
+        let as_user = |name: &'static str, password: &'static str| {
+            let url = followers[0].clone();
+            async move { Client::connect([url], Some(ConnectOptions::new().with_user(name, password))).await }
+        };
+        let mut alice = as_user("alice", "alicepw").await.expect("alice authenticates");
+        assert_eq!(alice.get("pub/a", None).await.unwrap().kvs()[0].value(), b"public");
+        let err = alice.put("pub/a", "mine", None).await.unwrap_err();
+        assert!(err.to_string().contains("etcdserver: permission denied"), "{err}");
+        let err = alice.get("rs/a", None).await.unwrap_err();
+        assert!(err.to_string().contains("etcdserver: permission denied"), "{err}");
+        let err = as_user("alice", "wrong").await.err().expect("a wrong password is refused");
+        assert!(err.to_string().contains("etcdserver: authentication failed, invalid user ID or password"), "{err}");
+        let mut root = as_user("root", "rootpw").await.expect("root authenticates");
+        root.auth_disable().await.unwrap();
+        assert_eq!(writer.get("rs/a", None).await.unwrap().kvs()[0].value(), b"swapped");
     });
 }
 
