@@ -864,13 +864,25 @@ fn header(backend: &dyn Backend, revision: kv::Revision) -> Option<pb::ResponseH
 }
 
 /// Proposes an auth command; its response header.
+///
+/// A write sent to a follower is answered once the leader applied it; before
+/// answering, this member also catches up (a linearizable barrier), so that
+/// the change is in force here when the client hears of it: a read sent to
+/// the same member right after `auth enable` is checked, and a token just
+/// issued is known, as with etcd, whose members answer after their own apply.
 async fn propose(backend: &dyn Backend, command: AuthCommand) -> Result<(Option<pb::ResponseHeader>, String), Status> {
-    match backend.write(KvCommand::Auth(command)).await {
+    let answer = match backend.write(KvCommand::Auth(command)).await {
         Err(e) => Err(crate::status::backend_error(&e)),
         Ok(Err(e)) => Err(kv_error(&e)),
         Ok(Ok(KvResponse::Auth(r))) => Ok((header(backend, r.header.revision), r.token)),
         Ok(Ok(_)) => Err(Status::internal("lockstep: backend answered an auth command with something else")),
+    };
+    if answer.is_ok() {
+        // The change is committed either way; a failed barrier (no leader
+        // for a moment) only leaves this member to catch up on its own.
+        let _ = linearizable_revision(backend).await;
     }
+    answer
 }
 
 /// Runs `job` through [`Backend::offload`] and returns its result.
