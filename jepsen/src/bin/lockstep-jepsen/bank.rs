@@ -22,13 +22,12 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use serde_json::{json, Value as Json};
 
-use crate::client::{self, Outcome};
+use crate::client::{etcdctl, Outcome};
 use crate::rng::Rng;
 
 /// Number of accounts.
@@ -71,30 +70,6 @@ pub fn parse_balances(stdout: &str) -> Result<Balances, String> {
         balances[index as usize] = Some(balance);
     }
     Ok(balances)
-}
-
-/// Runs etcdctl with `args` (and `stdin`) against `endpoint`; returns
-/// (success, stdout, stderr), or an error when it could not start.
-fn etcdctl(endpoint: &str, args: &[String], stdin: Option<&str>) -> Result<(bool, String, String), String> {
-    let mut child = Command::new("timeout")
-        .args(["-s", "KILL", &client::KILL_AFTER_S.to_string(), "etcdctl"])
-        .args(client::global_flags(endpoint))
-        .args(args)
-        .env("ETCDCTL_API", "3")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|error| format!("cannot start etcdctl: {error}"))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        let _ = pipe.write_all(text.as_bytes());
-    }
-    let output = child.wait_with_output().map_err(|error| format!("waiting for etcdctl: {error}"))?;
-    Ok((
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    ))
 }
 
 /// Reads every balance through `endpoint`: `Ok` with the balances, or `Fail`.

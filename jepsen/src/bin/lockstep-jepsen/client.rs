@@ -85,6 +85,35 @@ pub fn etcdctl_args(key: &str, request: Request, reads: Reads) -> (Vec<String>, 
     }
 }
 
+/// Runs etcdctl with `args` (and `stdin`) against `endpoint`, killed after
+/// [`KILL_AFTER_S`]; returns (success, stdout, stderr), or an error when it
+/// could not start or be waited for. The bank and lock workloads use it.
+pub fn etcdctl<S: AsRef<std::ffi::OsStr>>(
+    endpoint: &str,
+    args: &[S],
+    stdin: Option<&str>,
+) -> Result<(bool, String, String), String> {
+    let mut child = Command::new("timeout")
+        .args(["-s", "KILL", &KILL_AFTER_S.to_string(), "etcdctl"])
+        .args(global_flags(endpoint))
+        .args(args)
+        .env("ETCDCTL_API", "3")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| format!("cannot start etcdctl: {error}"))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let _ = pipe.write_all(text.as_bytes());
+    }
+    let output = child.wait_with_output().map_err(|error| format!("waiting for etcdctl: {error}"))?;
+    Ok((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
 /// Runs `request` on `key` against the client URL `endpoint`.
 pub fn execute(endpoint: &str, key: &str, request: Request, reads: Reads) -> Outcome {
     let (args, stdin) = etcdctl_args(key, request, reads);

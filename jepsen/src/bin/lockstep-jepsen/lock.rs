@@ -28,13 +28,12 @@
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as Json};
 
-use crate::client;
+use crate::client::etcdctl;
 
 /// The lock key.
 pub const KEY: &str = "lsj/lock";
@@ -42,29 +41,6 @@ pub const KEY: &str = "lsj/lock";
 pub const TTL_S: u64 = 5;
 /// How long a holder keeps the lock.
 const HOLD: Duration = Duration::from_millis(1000);
-
-/// Runs etcdctl; `Err` when it could not start, else (success, stdout, stderr).
-fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Result<(bool, String, String), String> {
-    let mut child = Command::new("timeout")
-        .args(["-s", "KILL", &client::KILL_AFTER_S.to_string(), "etcdctl"])
-        .args(client::global_flags(endpoint))
-        .args(args)
-        .env("ETCDCTL_API", "3")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|error| format!("cannot start etcdctl: {error}"))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        let _ = pipe.write_all(text.as_bytes());
-    }
-    let output = child.wait_with_output().map_err(|error| format!("waiting for etcdctl: {error}"))?;
-    Ok((
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    ))
-}
 
 /// The lease id in `lease grant` output (`lease 694d7c9d0a8a2a0b granted with TTL(5s)`).
 pub fn parse_grant(stdout: &str) -> Option<String> {
