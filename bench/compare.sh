@@ -11,6 +11,7 @@
 #   bench/compare.sh --profile    lockstep only: `perf record` of the leader under the put workload
 #                                 (after a warm-up run of the same length)
 #   bench/compare.sh --results DIR --runs 3 --duration 10s
+#   bench/compare.sh --only put,watch   only these workloads (rows of the table)
 #
 # Environment: BENCH_BIN (skip the release build and use this binary),
 # BENCH_WORKDIR (where the members keep their data; must not be tmpfs; default
@@ -32,6 +33,7 @@ profile=0
 runs=2
 duration=10s
 results=""
+only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) mode=smoke ;;
@@ -40,7 +42,8 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift ;;
     --duration) duration=$2; shift ;;
     --results) results=$2; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --only) only=$2; shift ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -251,6 +254,12 @@ workload[watch]="watch --watchers $watchers --streams $streams --put-rate $watch
 workload[put-1-client]="put --clients 1 --conns 1 --key-space 100000 --total $total"
 workload[lease-keepalive]="lease-keepalive --clients 100 --conns 10 --total $total"
 rows=(put range-linearizable range-serializable txn-put watch put-1-client lease-keepalive)
+if [ -n "$only" ]; then
+  for row in ${only//,/ }; do
+    [ -n "${workload[$row]:-}" ] || { echo "compare.sh: --only: no workload $row (${rows[*]})" >&2; exit 2; }
+  done
+  IFS=' ' read -r -a rows <<<"${only//,/ }"
+fi
 
 reports=()
 bench_one() { # system row run extra-args...

@@ -366,3 +366,40 @@ fn snapshot_restores_into_a_fresh_member() {
     corrupt[last] ^= 0xff;
     let _ = fresh.restore(&corrupt);
 }
+
+#[test]
+fn live_events_carry_the_previous_value_only_to_watchers_that_ask() {
+    // A put learns the previous version from the index and reads the previous
+    // value from storage only for a synced watcher with prev_kv: both kinds of
+    // watcher must still see exactly etcd's events.
+    let mut log = Log::new();
+    log.put(b"a", b"one"); // 2
+    log.put(b"b", b"uno"); // 3
+    let create = |prev_kv| WatchCreateRequest {
+        key: b"a".to_vec(),
+        range_end: b"c".to_vec(),
+        prev_kv,
+        ..WatchCreateRequest::default()
+    };
+    let with_prev = log.store.watch_create(create(true)).expect("created");
+    let without = log.store.watch_create(create(false)).expect("created");
+    assert!(log.store.watch_take(with_prev).is_some_and(|r| r.created));
+    assert!(log.store.watch_take(without).is_some_and(|r| r.created));
+    log.put(b"a", b"two"); // 4
+    log.put(b"b", b"dos"); // 5
+    log.put(b"zz", b"outside"); // 6: no watcher's range
+    let mut events = |id| -> Vec<Event> {
+        std::iter::from_fn(|| log.store.watch_take(id)).flat_map(|r| r.events).collect::<Vec<_>>()
+    };
+    let seen = events(with_prev);
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].kv.value, b"two");
+    assert_eq!((seen[0].kv.create_revision, seen[0].kv.version, seen[0].kv.mod_revision), (2, 2, 4));
+    let prev = seen[0].prev_kv.as_ref().expect("prev_kv asked for");
+    assert_eq!((prev.value.as_slice(), prev.mod_revision, prev.version), (&b"one"[..], 2, 1));
+    assert_eq!(seen[1].prev_kv.as_ref().map(|p| p.value.clone()), Some(b"uno".to_vec()));
+    let plain = events(without);
+    assert_eq!(plain.len(), 2);
+    assert!(plain.iter().all(|e| e.prev_kv.is_none()));
+    assert_eq!((plain[1].kv.create_revision, plain[1].kv.version), (3, 2));
+}

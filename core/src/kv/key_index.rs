@@ -88,13 +88,35 @@ pub struct IndexEntry {
     pub tombstone: bool,
 }
 
+/// What a put needs to know of the key's current value besides the value
+/// itself: kept for the latest change of every key, so that a put does not
+/// read the previous record from storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PutMeta {
+    /// The revision of the put that created the key (since its last delete).
+    pub create_revision: Revision,
+    /// Puts since creation, 1 for the first.
+    pub version: i64,
+    /// The lease the key is attached to (0: none).
+    pub lease: i64,
+}
+
+/// One key's changes in revision order, and the latest one's [`PutMeta`] when
+/// it is a put.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct KeyHistory {
+    entries: Vec<IndexEntry>,
+    latest: Option<PutMeta>,
+}
+
 /// For every key, its changes in revision order.
 ///
 /// Invariants (asserted): entries of a key ascend strictly by revision; no key
-/// has an empty list.
+/// has an empty list; a key's `latest` is `Some` exactly when its last entry is
+/// a put.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyIndex {
-    keys: BTreeMap<Vec<u8>, Vec<IndexEntry>>,
+    keys: BTreeMap<Vec<u8>, KeyHistory>,
     entries: u64,
 }
 
@@ -110,14 +132,27 @@ impl KeyIndex {
         KeyIndex::default()
     }
 
-    /// Records a change of `key`; it must be later than the key's last change.
-    pub fn push(&mut self, key: &[u8], rev: Rev, tombstone: bool) {
-        let entries = self.keys.entry(key.to_vec()).or_default();
-        if let Some(last) = entries.last() {
+    /// Records a change of `key`, a put with `meta` or a delete (`None`); it
+    /// must be later than the key's last change.
+    pub fn push(&mut self, key: &[u8], rev: Rev, meta: Option<PutMeta>) {
+        let history = match self.keys.get_mut(key) {
+            Some(history) => history,
+            None => self.keys.entry(key.to_vec()).or_default(),
+        };
+        if let Some(last) = history.entries.last() {
             assert!(last.rev < rev, "index: change {rev:?} of {key:?} not after {:?}", last.rev);
         }
-        entries.push(IndexEntry { rev, tombstone });
+        history.entries.push(IndexEntry { rev, tombstone: meta.is_none() });
+        history.latest = meta;
         self.entries += 1;
+    }
+
+    /// The revision and [`PutMeta`] of `key`'s latest change, if it is a put
+    /// (the key is present now).
+    pub fn latest(&self, key: &[u8]) -> Option<(Rev, PutMeta)> {
+        let history = self.keys.get(key)?;
+        let meta = history.latest?;
+        Some((history.entries.last().expect("no key has an empty list").rev, meta))
     }
 
     /// Keys with history in the index (live keys and deleted keys whose
@@ -128,7 +163,7 @@ impl KeyIndex {
 
     /// The revision of `key`'s value as of `at`, `None` if absent then.
     pub fn get(&self, key: &[u8], at: Revision) -> Option<Rev> {
-        let entry = at_revision(self.keys.get(key)?, at)?;
+        let entry = at_revision(&self.keys.get(key)?.entries, at)?;
         (!entry.tombstone).then_some(entry.rev)
     }
 
@@ -136,8 +171,8 @@ impl KeyIndex {
     /// until it returns false.
     pub fn visit(&self, range: &KeyRange, at: Revision, mut visit: impl FnMut(&[u8], Rev) -> bool) {
         let Some(bounds) = range.bounds() else { return };
-        for (key, entries) in self.keys.range::<[u8], _>(bounds) {
-            if let Some(e) = at_revision(entries, at) {
+        for (key, history) in self.keys.range::<[u8], _>(bounds) {
+            if let Some(e) = at_revision(&history.entries, at) {
                 if !e.tombstone && !visit(key, e.rev) {
                     return;
                 }
@@ -147,7 +182,7 @@ impl KeyIndex {
 
     /// The change of `key` just before `rev`, if it was a put.
     pub fn previous_put(&self, key: &[u8], rev: Rev) -> Option<Rev> {
-        let entries = self.keys.get(key)?;
+        let entries = &self.keys.get(key)?.entries;
         let n = entries.partition_point(|e| e.rev < rev);
         let prev = entries.get(n.checked_sub(1)?)?;
         (!prev.tombstone).then_some(prev.rev)
@@ -159,7 +194,8 @@ impl KeyIndex {
     /// remains complete for watchers starting there. Returns what was removed.
     pub fn compact(&mut self, at: Revision) -> Vec<Rev> {
         let mut removed = Vec::new();
-        self.keys.retain(|_, entries| {
+        self.keys.retain(|_, history| {
+            let entries = &mut history.entries;
             let old = entries.partition_point(|e| e.rev.main < at);
             let keep_from = match old.checked_sub(1) {
                 Some(last_old) if !entries[last_old].tombstone => last_old,
@@ -209,11 +245,14 @@ mod tests {
     #[test]
     fn reads_at_revisions_and_compaction() {
         let mut index = KeyIndex::new();
-        index.push(b"a", rev(2, 0), false);
-        index.push(b"a", rev(3, 0), false);
-        index.push(b"a", rev(4, 0), true);
-        index.push(b"b", rev(4, 1), false);
-        index.push(b"a", rev(6, 0), false);
+        let put = |create_revision, version| Some(PutMeta { create_revision, version, lease: 0 });
+        index.push(b"a", rev(2, 0), put(2, 1));
+        index.push(b"a", rev(3, 0), put(2, 2));
+        assert_eq!(index.latest(b"a"), Some((rev(3, 0), PutMeta { create_revision: 2, version: 2, lease: 0 })));
+        index.push(b"a", rev(4, 0), None);
+        assert_eq!(index.latest(b"a"), None);
+        index.push(b"b", rev(4, 1), put(4, 1));
+        index.push(b"a", rev(6, 0), put(6, 1));
         assert_eq!(index.get(b"a", 1), None);
         assert_eq!(index.get(b"a", 3), Some(rev(3, 0)));
         assert_eq!(index.get(b"a", 5), None);
@@ -225,5 +264,8 @@ mod tests {
         assert_eq!(index.get(b"b", 5), Some(rev(4, 1)));
         assert_eq!(index.get(b"a", 9), Some(rev(6, 0)));
         assert_eq!(index.entries(), 2);
+        assert_eq!(index.latest(b"a"), Some((rev(6, 0), PutMeta { create_revision: 6, version: 1, lease: 0 })));
+        assert_eq!(index.latest(b"b"), Some((rev(4, 1), PutMeta { create_revision: 4, version: 1, lease: 0 })));
+        assert_eq!(index.latest(b"c"), None);
     }
 }

@@ -16,7 +16,7 @@ use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 
-use super::key_index::Rev;
+use super::key_index::{PutMeta, Rev};
 use super::request::{KeyValue, LeaseId, Revision};
 
 /// Prefix of lease records.
@@ -48,6 +48,16 @@ pub struct StoredKv {
 }
 
 impl StoredKv {
+    /// What the index keeps of this change: its [`PutMeta`], `None` for a
+    /// tombstone.
+    pub fn put_meta(&self) -> Option<PutMeta> {
+        (!self.tombstone).then_some(PutMeta {
+            create_revision: self.create_revision,
+            version: self.version,
+            lease: self.lease,
+        })
+    }
+
     /// The key-value this record describes at `rev` (`None` for a tombstone).
     pub fn to_kv(&self, rev: Rev) -> Option<KeyValue> {
         (!self.tombstone).then(|| KeyValue {

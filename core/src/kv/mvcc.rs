@@ -11,7 +11,7 @@ use super::layout::{self, StoredKv, StoredLease};
 use super::lease::LeaseTable;
 use super::request::{AlarmMember, AlarmType, Event, EventKind, KeyValue, LeaseId, Revision};
 use super::storage::{Storage, WriteBatch};
-use super::write_txn::{Change, WriteTxn};
+use super::write_txn::{Change, Prev, WriteTxn};
 
 /// The revision of an empty store (etcd's too: the first write makes revision 2).
 pub const FIRST_REVISION: Revision = 1;
@@ -103,7 +103,7 @@ fn load(scan: impl FnOnce(&mut dyn FnMut(&[u8], &[u8]) -> bool)) -> Result<Loade
                 return Err(format!("inconsistent record at {rev:?}"));
             }
             loaded.size_bytes += record_size(k, v);
-            loaded.index.push(&kv.key, rev, kv.tombstone);
+            loaded.index.push(&kv.key, rev, kv.put_meta());
             if kv.tombstone || kv.lease == 0 {
                 lease_of.remove(&kv.key);
             } else {
@@ -379,7 +379,16 @@ impl<S: Storage> Mvcc<S> {
     /// Makes staged changes one new revision: records into `batch`, the index
     /// and leases updated. Returns the revision and its events, or `None` when
     /// there was no change (no revision is created then).
-    pub fn commit(&mut self, changes: Vec<Change>, batch: &mut WriteBatch) -> Option<(Revision, Vec<Event>)> {
+    ///
+    /// An event's `prev_kv` is filled only where `wants_prev(key)` (someone,
+    /// a watcher with `prev_kv`, will read it): a put's previous value is read
+    /// from storage only then, never just to be dropped.
+    pub fn commit(
+        &mut self,
+        changes: Vec<Change>,
+        batch: &mut WriteBatch,
+        wants_prev: &dyn Fn(&[u8]) -> bool,
+    ) -> Option<(Revision, Vec<Event>)> {
         if changes.is_empty() {
             return None;
         }
@@ -387,10 +396,8 @@ impl<S: Storage> Mvcc<S> {
         let mut events = Vec::with_capacity(changes.len());
         for (sub, change) in changes.into_iter().enumerate() {
             let rev = Rev { main, sub: sub as i64 };
-            if let Some(prev) = &change.prev {
-                if prev.lease != 0 {
-                    self.leases.detach(prev.lease, &change.key);
-                }
+            if let Some(lease) = change.prev.as_ref().map(Prev::lease).filter(|&l| l != 0) {
+                self.leases.detach(lease, &change.key);
             }
             let record = match &change.kv {
                 Some(kv) => {
@@ -421,13 +428,19 @@ impl<S: Storage> Mvcc<S> {
                 }
             };
             batch.put(layout::rev_key(rev), layout::to_bytes(&record));
-            self.index.push(&change.key, rev, record.tombstone);
+            self.index.push(&change.key, rev, record.put_meta());
+            let prev_kv = match change.prev {
+                Some(Prev::Loaded(kv)) => Some(kv),
+                // Still in storage (this batch is not written yet, and does not touch it).
+                Some(Prev::Stored { rev, .. }) if wants_prev(&change.key) => Some(self.kv_at(rev)),
+                Some(Prev::Stored { .. }) | None => None,
+            };
             events.push(match change.kv {
-                Some(kv) => Event { kind: EventKind::Put, kv, prev_kv: change.prev },
+                Some(kv) => Event { kind: EventKind::Put, kv, prev_kv },
                 None => Event {
                     kind: EventKind::Delete,
                     kv: KeyValue { key: change.key, mod_revision: main, ..KeyValue::default() },
-                    prev_kv: change.prev,
+                    prev_kv,
                 },
             });
         }

@@ -326,7 +326,8 @@ impl<S: Storage> KvStore<S> {
         let result = match (command, staged) {
             (_, Err(e)) => Err(e),
             (KvCommand::Put(_) | KvCommand::DeleteRange(_) | KvCommand::Txn(_), Ok((response, changes))) => {
-                let committed = self.mvcc.commit(changes, batch);
+                let watches = &self.watches;
+                let committed = self.mvcc.commit(changes, batch, &|key| watches.wants_prev_kv(key));
                 return (Ok(response), committed);
             }
             (KvCommand::Compaction(c), _) => self
@@ -393,7 +394,8 @@ impl<S: Storage> KvStore<S> {
             }
             write.into_changes()
         };
-        let committed = self.mvcc.commit(changes, batch);
+        let watches = &self.watches;
+        let committed = self.mvcc.commit(changes, batch, &|key| watches.wants_prev_kv(key));
         self.mvcc.drop_lease(id, batch);
         (Ok(KvResponse::LeaseRevoke(LeaseRevokeResponse { header: self.header() })), committed)
     }

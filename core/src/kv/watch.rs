@@ -228,6 +228,13 @@ impl WatchHub {
         })
     }
 
+    /// Whether a change of `key` notified next would go, with its previous
+    /// value, to some watcher (a synced one asking for `prev_kv` whose range
+    /// holds `key`; the others catch up from storage and read it there).
+    pub fn wants_prev_kv(&self, key: &[u8]) -> bool {
+        self.watchers.values().any(|w| w.prev_kv && w.synced && !w.done && w.range.contains(key))
+    }
+
     /// Hands the events of the newly committed revision `rev` to synced
     /// watchers. If revisions were skipped (the hub was not told of them), every
     /// synced watcher falls back to catch-up.

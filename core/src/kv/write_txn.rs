@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::key_index::{KeyRange, Rev};
+use super::key_index::{KeyRange, PutMeta, Rev};
 use super::mvcc::Mvcc;
 use super::request::{KeyValue, LeaseId, Revision};
 use super::storage::Storage;
@@ -16,7 +16,33 @@ pub struct Change {
     /// The new key-value; `None` for a delete.
     pub kv: Option<KeyValue>,
     /// The key-value before the change (within this write, the previous change).
-    pub prev: Option<KeyValue>,
+    pub prev: Option<Prev>,
+}
+
+/// The value a change replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prev {
+    /// Read already (a delete collects what it deletes; a staged change).
+    Loaded(KeyValue),
+    /// A put's previous value, still only in storage: a put needs just its
+    /// [`PutMeta`], from the index; the value is read only if someone asks for
+    /// it (a watcher with `prev_kv`), see [`crate::kv::Mvcc::commit`].
+    Stored {
+        /// The revision of the stored record.
+        rev: Rev,
+        /// Its metadata.
+        meta: PutMeta,
+    },
+}
+
+impl Prev {
+    /// The lease the previous value was attached to.
+    pub fn lease(&self) -> LeaseId {
+        match self {
+            Prev::Loaded(kv) => kv.lease,
+            Prev::Stored { meta, .. } => meta.lease,
+        }
+    }
 }
 
 /// Where a key's current value lives.
@@ -128,7 +154,7 @@ impl<'a, S: Storage> WriteTxn<'a, S> {
         (count, sources.into_iter().take(take).map(|(_, s)| self.kv_of(s)).collect())
     }
 
-    fn stage(&mut self, key: Vec<u8>, kv: Option<KeyValue>, prev: Option<KeyValue>) {
+    fn stage(&mut self, key: Vec<u8>, kv: Option<KeyValue>, prev: Option<Prev>) {
         self.latest.insert(key.clone(), self.changes.len());
         self.changes.push(Change { key, kv, prev });
     }
@@ -136,9 +162,14 @@ impl<'a, S: Storage> WriteTxn<'a, S> {
     /// Stages a put; returns the write's revision. The lease must exist.
     pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: LeaseId) -> Revision {
         let rev = self.begin_rev + 1;
-        let prev = self.get(key);
+        let prev = match self.latest.get(key) {
+            Some(&i) => self.changes[i].kv.clone().map(Prev::Loaded),
+            // The index's latest change is at `begin_rev`: nothing committed since.
+            None => self.mvcc.index().latest(key).map(|(rev, meta)| Prev::Stored { rev, meta }),
+        };
         let (create_revision, version) = match &prev {
-            Some(p) => (p.create_revision, p.version + 1),
+            Some(Prev::Loaded(p)) => (p.create_revision, p.version + 1),
+            Some(Prev::Stored { meta, .. }) => (meta.create_revision, meta.version + 1),
             None => (rev, 1),
         };
         let kv = KeyValue { key: key.to_vec(), create_revision, mod_revision: rev, version, value, lease };
@@ -151,7 +182,7 @@ impl<'a, S: Storage> WriteTxn<'a, S> {
         let at = self.rev();
         let (_, doomed) = self.collect(range, at, None, false);
         for kv in &doomed {
-            self.stage(kv.key.clone(), None, Some(kv.clone()));
+            self.stage(kv.key.clone(), None, Some(Prev::Loaded(kv.clone())));
         }
         doomed
     }
