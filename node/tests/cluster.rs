@@ -28,6 +28,9 @@ fn three_members_serve_etcdctl_and_admin_endpoints() {
         let out = etcdctl(&[m.config.advertise_client()], &["get", "greeting"]);
         assert_eq!(stdout(&out), "greeting\nhello\n", "member {}", m.config.member_id);
     }
+    // A refused call, counted with its code below.
+    let out = etcdctl(&[cluster.members[0].config.advertise_client()], &["get", "greeting", "--rev=99999"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("required revision is a future revision"));
     // Health: the three checks.
     let (code, health) = cluster.members[0].get("/health").unwrap();
     assert_eq!(code, 200, "{health}");
@@ -42,6 +45,14 @@ fn three_members_serve_etcdctl_and_admin_endpoints() {
     // Metrics: every name the dashboards and alerts use (docs/deploy/metrics.txt).
     let (code, metrics) = cluster.members[0].get_text("/metrics").unwrap();
     assert_eq!(code, 200);
+    // Calls counted by method and status code, as etcd's go-grpc-prometheus does.
+    for (code, count) in [("OK", 1), ("OutOfRange", 1)] {
+        let line = format!(
+            "grpc_server_handled_total{{grpc_code=\"{code}\",grpc_method=\"Range\",grpc_service=\"etcdserverpb.KV\",\
+             grpc_type=\"unary\"}} {count}"
+        );
+        assert!(metrics.lines().any(|l| l == line), "no {line:?} in /metrics");
+    }
     let names: BTreeSet<String> =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/deploy/metrics.txt"))
             .unwrap()
