@@ -39,8 +39,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lockstep_core::kv::{
     self, AuthCommand, AuthError, AuthEvent, AuthInfo, AuthStore, KvCommand, KvError, KvQuery, KvResponse, PermType,
 };
+use serde_json::{json, Value};
 use tonic::Status;
 
+use crate::audit::{AuditEvent, AuditSink, Audited, Outcome};
 use crate::backend::Backend;
 use crate::pb::authpb;
 use crate::pb::etcdserverpb as pb;
@@ -440,6 +442,12 @@ pub struct Cx {
     pub auth: Rc<Authenticator>,
     token: Option<String>,
     caller: RefCell<Caller>,
+    /// Where audit events go (none: not audited).
+    audit: Option<Rc<dyn AuditSink>>,
+    /// The client's address, for audit records (`local` if unknown).
+    source: Rc<str>,
+    /// The request's method (gRPC path or gateway URL), for audit records.
+    method: Rc<str>,
 }
 
 impl Cx {
@@ -447,7 +455,62 @@ impl Cx {
     pub async fn new(backend: Rc<dyn Backend>, auth: Rc<Authenticator>, headers: &http::HeaderMap) -> Cx {
         let token = Authenticator::token_of(headers);
         let caller = auth.caller(&*backend, token.as_deref()).await;
-        Cx { backend, auth, token, caller: RefCell::new(caller) }
+        Cx {
+            backend,
+            auth,
+            token,
+            caller: RefCell::new(caller),
+            audit: None,
+            source: Rc::from("local"),
+            method: Rc::from(""),
+        }
+    }
+
+    /// The same context, reporting to `audit` that `method` was called from
+    /// `source`.
+    pub fn with_audit(mut self, audit: Option<Rc<dyn AuditSink>>, source: &str, method: &str) -> Cx {
+        self.audit = audit;
+        self.source = Rc::from(source);
+        self.method = Rc::from(method);
+        self
+    }
+
+    /// The caller's name for audit records: the authenticated user, or
+    /// `anonymous`.
+    fn audit_user(&self) -> String {
+        match self.info() {
+            Ok(Some(info)) => info.user,
+            _ => "anonymous".to_string(),
+        }
+    }
+
+    /// Records a refusal of `request` in the audit log: as the request's own
+    /// event with outcome `denied` if it is audited, else as
+    /// `permission_denied`.
+    fn audit_refusal<Req: Audited>(&self, request: &Req, refused: &Status) {
+        let Some(sink) = &self.audit else { return };
+        let (event, mut detail) = request.audit().unwrap_or(("permission_denied", json!({})));
+        if let Some(object) = detail.as_object_mut() {
+            object.insert("method".into(), Value::from(&*self.method));
+            object.insert("reason".into(), Value::from(refused.message()));
+        }
+        let user = request.audit_user().map_or_else(|| self.audit_user(), str::to_string);
+        sink.record(AuditEvent { event, user, source: self.source.to_string(), outcome: Outcome::Denied, detail });
+    }
+
+    /// Records how an audited request ended.
+    fn audit_outcome<Resp>(&self, audit: Option<(&'static str, Value)>, user: String, result: &Result<Resp, Status>) {
+        let (Some(sink), Some((event, mut detail))) = (&self.audit, audit) else { return };
+        let outcome = match result {
+            Ok(_) => Outcome::Ok,
+            Err(status) => {
+                if let Some(object) = detail.as_object_mut() {
+                    object.insert("reason".into(), Value::from(status.message()));
+                }
+                Outcome::of_status(status)
+            }
+        };
+        sink.record(AuditEvent { event, user, source: self.source.to_string(), outcome, detail });
     }
 
     fn info(&self) -> Result<Option<AuthInfo>, Status> {
@@ -474,6 +537,9 @@ impl Cx {
             auth: self.auth.clone(),
             token: self.token.clone(),
             caller: RefCell::new(self.caller.borrow().clone()),
+            audit: self.audit.clone(),
+            source: self.source.clone(),
+            method: self.method.clone(),
         })
     }
 
@@ -698,34 +764,55 @@ impl Authorize for pb::WatchCreateRequest {
     }
 }
 
-/// Runs `handler` on `request` if the caller of `cx` may send it.
+/// Runs `handler` on `request` if the caller of `cx` may send it; a refusal,
+/// and the outcome of an [`Audited`] request, go to the audit log.
 pub(crate) async fn checked<Req, Resp, F, Fut>(cx: Rc<Cx>, request: Req, handler: F) -> Result<Resp, Status>
 where
-    Req: Authorize,
+    Req: Authorize + Audited,
     F: FnOnce(Rc<dyn Backend>, Req) -> Fut,
     Fut: std::future::Future<Output = Result<Resp, Status>>,
 {
     authorize(&cx, &request).await?;
-    handler(cx.sender_backend(), request).await
+    let (audit, user) = audit_of(&cx, &request);
+    let result = handler(cx.sender_backend(), request).await;
+    cx.audit_outcome(audit, user, &result);
+    result
 }
 
-/// `request.authorize`, with a refusal confirmed after [`Cx::catch_up`].
-async fn authorize<Req: Authorize>(cx: &Cx, request: &Req) -> Result<(), Status> {
-    match request.authorize(cx).await {
+/// What the audit log will say about `request` once it is answered.
+fn audit_of<Req: Audited>(cx: &Cx, request: &Req) -> (Option<(&'static str, Value)>, String) {
+    if cx.audit.is_none() {
+        return (None, String::new());
+    }
+    let user = request.audit_user().map_or_else(|| cx.audit_user(), str::to_string);
+    (request.audit(), user)
+}
+
+/// `request.authorize`, with a refusal confirmed after [`Cx::catch_up`]; a
+/// refusal that stands is audited.
+async fn authorize<Req: Authorize + Audited>(cx: &Cx, request: &Req) -> Result<(), Status> {
+    let outcome = match request.authorize(cx).await {
         Err(refused) if cx.catch_up().await => request.authorize(cx).await.map_err(|_| refused),
         outcome => outcome,
+    };
+    if let Err(refused) = &outcome {
+        cx.audit_refusal(request, refused);
     }
+    outcome
 }
 
 /// The same for the auth RPCs, whose handlers need the context.
 pub(crate) async fn checked_auth<Req, Resp, F, Fut>(cx: Rc<Cx>, request: Req, handler: F) -> Result<Resp, Status>
 where
-    Req: Authorize,
+    Req: Authorize + Audited,
     F: FnOnce(Rc<Cx>, Req) -> Fut,
     Fut: std::future::Future<Output = Result<Resp, Status>>,
 {
     authorize(&cx, &request).await?;
-    handler(cx.for_handler(), request).await
+    let (audit, user) = audit_of(&cx, &request);
+    let result = handler(cx.for_handler(), request).await;
+    cx.audit_outcome(audit, user, &result);
+    result
 }
 
 /// A backend whose writes carry their sender (see [`Cx::sender_backend`]).

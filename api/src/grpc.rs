@@ -52,6 +52,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -67,6 +68,7 @@ use tonic::server::Grpc;
 use tonic::Status;
 use tonic_prost::ProstCodec;
 
+use crate::audit::AuditSink;
 use crate::auth::{self, checked, checked_auth, Authenticator, Cx};
 use crate::backend::{Backend, BackendError};
 use crate::convert::ToPb;
@@ -148,6 +150,7 @@ pub struct EtcdService {
     backend: Rc<dyn Backend>,
     config: ServiceConfig,
     auth: Rc<Authenticator>,
+    audit: Option<Rc<dyn AuditSink>>,
 }
 
 impl std::fmt::Debug for EtcdService {
@@ -159,7 +162,7 @@ impl std::fmt::Debug for EtcdService {
 impl EtcdService {
     /// A service answering from `backend`.
     pub fn new(backend: Rc<dyn Backend>, config: ServiceConfig) -> EtcdService {
-        EtcdService { backend, config, auth: Rc::new(Authenticator::default()) }
+        EtcdService { backend, config, auth: Rc::new(Authenticator::default()), audit: None }
     }
 
     /// The same service with `auth`'s tokens and settings (one authenticator
@@ -169,6 +172,26 @@ impl EtcdService {
         self
     }
 
+    /// The same service reporting security-relevant requests (auth changes,
+    /// logins, membership changes, refusals) to `audit` (see
+    /// [`crate::audit`]). The client's address is read from the request's
+    /// `std::net::SocketAddr` extension, which the server that accepted the
+    /// connection inserts.
+    pub fn with_audit(mut self, audit: Rc<dyn AuditSink>) -> EtcdService {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// A request's context: its caller, and where its audit records go.
+    async fn context<B>(&self, request: &http::Request<B>) -> Rc<Cx> {
+        let cx = Cx::new(self.backend.clone(), self.auth.clone(), request.headers()).await;
+        if self.audit.is_none() {
+            return Rc::new(cx);
+        }
+        let source = request.extensions().get::<SocketAddr>().map_or_else(|| "local".to_string(), ToString::to_string);
+        Rc::new(cx.with_audit(self.audit.clone(), &source, request.uri().path()))
+    }
+
     /// Answers one HTTP request: a gRPC call, or (any other content type) a
     /// JSON gateway call ([`crate::gateway`]).
     pub async fn handle<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
@@ -176,14 +199,13 @@ impl EtcdService {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError> + Send,
     {
-        let backend = &self.backend;
         let grpc = request
             .headers()
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/grpc"));
         if !grpc {
-            let cx = Rc::new(Cx::new(backend.clone(), self.auth.clone(), request.headers()).await);
+            let cx = self.context(&request).await;
             return crate::gateway::handle(
                 cx,
                 request,
@@ -192,7 +214,7 @@ impl EtcdService {
             )
             .await;
         }
-        let cx = Rc::new(Cx::new(backend.clone(), self.auth.clone(), request.headers()).await);
+        let cx = self.context(&request).await;
         match request.uri().path() {
             "/etcdserverpb.KV/Range" => self.unary(request, |r| checked(cx.clone(), r, range)).await,
             "/etcdserverpb.KV/Put" => self.unary(request, |r| checked(cx.clone(), r, put)).await,

@@ -15,6 +15,8 @@
 //!   leader-only requests and the local watch hub. The replicated member
 //!   implements it in the node; [`MemoryBackend`] is a single-process one over
 //!   an in-memory [`KvStore`](lockstep_core::kv::KvStore).
+//! - [`audit`]: the audit log's events and line format; [`EtcdService::with_audit`]
+//!   reports security-relevant requests to an [`AuditSink`].
 //! - [`auth`]: etcd's authentication: bcrypt passwords, simple and JWT
 //!   tokens, and the permission each RPC needs, checked against the
 //!   replicated auth store ([`lockstep_core::kv::AuthStore`]).
@@ -36,6 +38,7 @@
 
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod convert;
@@ -45,6 +48,7 @@ pub mod memory;
 pub mod sha256;
 pub mod status;
 
+pub use audit::{AuditEvent, AuditMember, AuditSink, Outcome};
 pub use auth::{AuthConfig, Authenticator, TokenConfig};
 pub use backend::{Backend, BackendError, EtcdError, HeaderInfo, KvHash, MemberInfo, MemberStatus};
 pub use grpc::{EtcdService, ResponseBody, ServiceConfig};

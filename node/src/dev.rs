@@ -7,6 +7,9 @@
 //! run in this process, each on its own executor thread, exactly as
 //! `lockstep serve` runs one.
 //!
+//! Each member writes an audit log next to its config file
+//! (`member-N.audit.log`, docs/security.md).
+//!
 //! With `--tls` the members serve TLS on every port, with certificates that
 //! `lockstep certs init` writes into `certs/` under the data directory: mutual
 //! TLS between members and client certificates required on the client and
@@ -49,6 +52,8 @@ pub struct DevOptions {
     /// TLS on every port (a new data directory only; an existing one keeps
     /// what its config files say).
     pub tls: bool,
+    /// Encryption at rest with this key file (a new data directory only).
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 /// The directory of the dev cluster's certificates, under its data directory.
@@ -81,7 +86,12 @@ fn config_path(root: &Path, id: u64) -> PathBuf {
 
 /// The members' configs: read back from `root`, or made (and written) afresh
 /// (with TLS on every port when `tls`, generating the certificates).
-pub fn dev_configs(root: &Path, log_level: Option<&str>, tls: bool) -> Result<Vec<MemberConfig>, String> {
+pub fn dev_configs(
+    root: &Path,
+    log_level: Option<&str>,
+    tls: bool,
+    encryption_key_file: Option<&Path>,
+) -> Result<Vec<MemberConfig>, String> {
     let mut configs = Vec::new();
     if config_path(root, 1).exists() {
         for id in 1..=DEV_MEMBERS {
@@ -138,6 +148,9 @@ pub fn dev_configs(root: &Path, log_level: Option<&str>, tls: bool) -> Result<Ve
         if let Some(level) = log_level {
             config.log.level = level.to_string();
         }
+        // A dev cluster is where people try auth out: it keeps an audit log.
+        config.audit.file = Some(root.join(format!("member-{id}.audit.log")));
+        config.encryption.key_file = encryption_key_file.map(Path::to_path_buf);
         let path = config_path(root, id);
         std::fs::write(&path, config.to_yaml()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         configs.push(config);
@@ -181,7 +194,8 @@ pub fn run_dev(options: &DevOptions, stop: Arc<AtomicBool>) -> Result<(), String
             .keep(),
     };
     say!("data directory: {}", root.display());
-    let configs = dev_configs(&root, options.log_level.as_deref(), options.tls)?;
+    let configs =
+        dev_configs(&root, options.log_level.as_deref(), options.tls, options.encryption_key_file.as_deref())?;
     let mut controls = Vec::new();
     let mut threads = Vec::new();
     for config in &configs {

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use lockstep_core::wal::error::DAMAGE_ADVICE;
 use lockstep_core::wal::{
-    fsck, FileCheck, FsckMode, FsckReport, ProblemKind, RepairAction, WalError, WalIdentity, SNAPSHOT_FILE_NAME,
-    SNAPSHOT_TEMP_FILE_NAME,
+    fsck_with_cipher, Cipher, FileCheck, FsckMode, FsckReport, ProblemKind, RepairAction, WalError, WalIdentity,
+    SNAPSHOT_FILE_NAME, SNAPSHOT_TEMP_FILE_NAME,
 };
 use serde::Serialize;
 
@@ -208,6 +208,19 @@ pub fn fsck_data_dir(
     options: FsckOptions,
     progress: &mut dyn FnMut(ProgressEvent),
 ) -> Result<FsckOutcome, DataDirError> {
+    fsck_data_dir_with_cipher(root, options, None, progress)
+}
+
+/// [`fsck_data_dir`] of a member with encryption at rest: sealed records and
+/// snapshot files are opened with `cipher`. Without it (or with another key)
+/// every sealed record is reported as unreadable, naming the key id it needs,
+/// and nothing is repaired.
+pub fn fsck_data_dir_with_cipher(
+    root: &Path,
+    options: FsckOptions,
+    cipher: Option<&Cipher>,
+    progress: &mut dyn FnMut(ProgressEvent),
+) -> Result<FsckOutcome, DataDirError> {
     let dir = DataDir::open(root)?;
     let mode = if options.repair { LockMode::Exclusive } else { LockMode::SharedIfPresent };
     let _lock = dir.lock(mode)?;
@@ -215,7 +228,8 @@ pub fn fsck_data_dir(
     let files = read_files(&dir, &listing, progress)?;
     progress(ProgressEvent::Checking);
     // Always ask for the repairs: a plain check says what `--repair` would do.
-    let report = fsck(&dir.identity(), &files.segments, files.snapshot.as_deref(), FsckMode::Repair);
+    let report =
+        fsck_with_cipher(&dir.identity(), &files.segments, files.snapshot.as_deref(), FsckMode::Repair, cipher);
     progress(ProgressEvent::Done);
     let mut outcome = describe(root, &dir, &listing, &report, options);
     // Repairs are carried out only if recovery succeeds after them (core lists none
@@ -228,7 +242,8 @@ pub fn fsck_data_dir(
         dir.sync_wal_dir()?;
         let listing = dir.list()?;
         let files = read_files(&dir, &listing, &mut |_| {})?;
-        let again = fsck(&dir.identity(), &files.segments, files.snapshot.as_deref(), FsckMode::Check);
+        let again =
+            fsck_with_cipher(&dir.identity(), &files.segments, files.snapshot.as_deref(), FsckMode::Check, cipher);
         let problems = again.files.iter().map(|f| u64::try_from(f.problems.len()).unwrap_or(0)).sum();
         outcome.recheck = Some(RecheckView {
             clean: again.is_clean(),

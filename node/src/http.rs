@@ -32,6 +32,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, Response};
+use lockstep_api::audit::{AuditEvent, AuditSink, Outcome};
 use lockstep_core::{
     ClientError, Membership, NodeId, Request as NodeRequest, Response as NodeResponse, Role, StateMachine,
 };
@@ -57,6 +58,8 @@ pub struct AdminState {
     addresses: RefCell<BTreeMap<NodeId, MemberAddresses>>,
     /// The ports' TLS (for `/health` and `/metrics`).
     tls: Vec<TlsContext>,
+    /// Where membership changes through this API are recorded.
+    audit: Option<Rc<dyn AuditSink>>,
 }
 
 impl AdminState {
@@ -68,7 +71,20 @@ impl AdminState {
             quota_bytes: options.member.kv.quota_bytes,
             addresses: RefCell::new(options.addresses.clone()),
             tls,
+            audit: None,
         }
+    }
+
+    /// The same state, recording membership changes in `audit`.
+    pub fn with_audit(mut self, audit: Option<Rc<dyn AuditSink>>) -> AdminState {
+        self.audit = audit;
+        self
+    }
+
+    /// The audit log, if any (other admin routes that change the member's
+    /// security settings record their changes there too).
+    pub fn audit(&self) -> Option<&Rc<dyn AuditSink>> {
+        self.audit.as_ref()
     }
 
     /// Whether members talk over (mutual) TLS.
@@ -133,18 +149,73 @@ pub async fn handle_admin(
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
+    let source = request.extensions().get::<SocketAddr>().map_or_else(|| "local".to_string(), ToString::to_string);
     let body = match Limited::new(request.into_body(), ADMIN_BODY_BYTES_MAX).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => return Ok(answer_to_response(error(413, format!("request body: {e}")))),
     };
     Ok(match route(&state, &method, &path, &query, &body).await {
-        Routed::Answer(answer) => answer_to_response(answer),
+        Routed::Answer(answer) => {
+            if let Some(audit) = &state.audit {
+                if let Some(event) = admin_audit_event(&method, &path, &query, &body, &answer, source) {
+                    audit.record(event);
+                }
+            }
+            answer_to_response(answer)
+        }
         Routed::Bytes(bytes) => Response::builder()
             .status(200)
             .header("content-type", "application/octet-stream")
             .body(Full::new(Bytes::from(bytes)))
             .expect("a valid response"),
     })
+}
+
+/// The audit record of an admin request that changes the membership (or
+/// moves leadership); `None` for other requests and for requests this member
+/// sent on to the leader (421: the leader records them).
+fn admin_audit_event(
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: &[u8],
+    answer: &Answer,
+    source: String,
+) -> Option<AuditEvent> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let hex = |id: &str| id.parse::<u64>().map_or_else(|_| id.to_string(), |id| format!("{id:x}"));
+    let (event, mut detail) = match (method, segments.as_slice()) {
+        (&Method::POST, ["cluster", "members"]) => (
+            "member_add",
+            json!({
+                "id": request["id"].as_u64().map(|id| format!("{id:x}")),
+                "peer_urls": [request["peer"]],
+                "learner": request["learner"].as_bool().unwrap_or(true),
+            }),
+        ),
+        (&Method::POST, ["cluster", "members", id, "promote"]) => ("member_promote", json!({ "id": hex(id) })),
+        (&Method::DELETE, ["cluster", "members", id]) => ("member_remove", json!({ "id": hex(id), "options": query })),
+        (&Method::PUT, ["cluster", "members", id]) => {
+            ("member_update", json!({ "id": hex(id), "peer_urls": [request["peer"]] }))
+        }
+        (&Method::POST, ["cluster", "leader", "transfer"]) => {
+            ("leader_transfer", json!({ "to": request["to"].as_u64().map(|id| format!("{id:x}")) }))
+        }
+        _ => return None,
+    };
+    if answer.status == 421 {
+        return None;
+    }
+    let outcome = if (200..300).contains(&answer.status) { Outcome::Ok } else { Outcome::Error };
+    if let Some(object) = detail.as_object_mut() {
+        object.insert("method".into(), json!(format!("{method} {path}")));
+        if outcome != Outcome::Ok {
+            let reply: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
+            object.insert("reason".into(), reply["error"].clone());
+        }
+    }
+    Some(AuditEvent { event, user: "anonymous".into(), source, outcome, detail })
 }
 
 /// Answers an admin request on this member without HTTP (the etcd API's
@@ -561,7 +632,8 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for CountedService 
 }
 
 /// Starts the etcd v3 gRPC server on the client port (over TLS with `tls`,
-/// ALPN `h2` and `http/1.1`); returns the bound address.
+/// ALPN `h2` and `http/1.1`), recording security-relevant requests in the
+/// admin state's audit log; returns the bound address.
 pub fn start_client(
     member: Member,
     admin: Rc<AdminState>,
@@ -574,8 +646,12 @@ pub fn start_client(
     let listener = glommio::net::TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let handled = member.metrics().grpc_handled.clone();
+    let audit = admin.audit().cloned();
     let backend: Rc<dyn lockstep_api::Backend> = Rc::new(crate::backend::MemberBackend::new(member, admin));
-    let inner = lockstep_api::EtcdService::new(backend, service_config).with_auth(auth);
+    let mut inner = lockstep_api::EtcdService::new(backend, service_config).with_auth(auth);
+    if let Some(audit) = audit {
+        inner = inner.with_audit(audit);
+    }
     let counters = Rc::new(HandledCounters { handled, by_path: RefCell::new(std::collections::HashMap::new()) });
     let service = CountedService { inner, counters };
     glommio::spawn_local(lockstep_runtime::http::serve_with_tls(listener, move || service.clone(), serve_options, tls))

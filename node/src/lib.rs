@@ -11,6 +11,7 @@
 //! - [`server`]: running one member (data directory, executor, admin and client
 //!   servers, join, shutdown); [`http`] its HTTP endpoints, [`admin`] the pure
 //!   answers of the admin endpoints, [`backend`] the etcd API over a member.
+//! - [`audit`]: the audit log file (`audit.file`) and its writer thread.
 //! - [`dev`]: `lockstep dev`, a local three-member cluster.
 //! - [`snapshot`]: `lockstep snapshot save|restore` and the snapshot file format.
 //! - [`cluster_cli`] and [`admin_client`]: `lockstep cluster ...`.
@@ -22,6 +23,7 @@
 
 pub mod admin;
 pub mod admin_client;
+pub mod audit;
 pub mod backend;
 pub mod certs;
 pub mod cluster_cli;

@@ -13,7 +13,7 @@ use lockstep::cluster_cli::ClusterAction;
 use lockstep::config::{lockstep_env, ConfigError, MemberConfig, Origin};
 use lockstep::dev::DevOptions;
 use lockstep::server::{run_member, MemberControl, ServerOptions};
-use lockstep::{fsck_data_dir, FsckOptions, ProgressEvent, VersionInfo};
+use lockstep::{FsckOptions, ProgressEvent, VersionInfo};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -62,8 +62,21 @@ enum Command {
     /// Generate TLS certificates: a cluster CA, member and client certificates.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Encryption at rest: create a key file.
+    #[command(subcommand)]
+    Encryption(EncryptionCommand),
     /// Load-test etcd v3 endpoints (lockstep or etcd) like etcd's `benchmark` tool; compare and plot reports.
     Bench(lockstep_bench::BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum EncryptionCommand {
+    /// Write a new random 256-bit key (64 hex digits, mode 0600) to PATH for encryption.key_file; never overwrites.
+    InitKey {
+        /// Where to write the key.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -177,6 +190,10 @@ struct DevArgs {
     /// certificates required on the client and admin ports. Prints the etcdctl flags to use.
     #[arg(long)]
     tls: bool,
+    /// Encrypt every member's WAL and snapshots with this key file (see `lockstep encryption init-key`); a new data
+    /// directory only.
+    #[arg(long, value_name = "KEY_FILE")]
+    encryption_key_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -229,6 +246,9 @@ enum SnapshotCommand {
         endpoint: String,
         #[command(flatten)]
         tls: TlsClientArgs,
+        /// Encrypt the file (AES-256-GCM) with the key in this file (see `lockstep encryption init-key`).
+        #[arg(long, value_name = "KEY_FILE")]
+        key_file: Option<PathBuf>,
     },
     /// Create a member's data directory for a NEW cluster from a snapshot file.
     #[command(after_help = RESTORE_AFTER_HELP)]
@@ -242,6 +262,10 @@ enum SnapshotCommand {
         /// The data directory to create (overrides the config's data_dir; must not exist or be empty).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// The key an encrypted snapshot file was saved with (the new data directory uses the config's
+        /// encryption.key_file, which may be another key).
+        #[arg(long, value_name = "KEY_FILE")]
+        key_file: Option<PathBuf>,
     },
 }
 
@@ -356,6 +380,9 @@ struct FsckArgs {
     /// Report format: `human` text, or one `json` document on stdout.
     #[arg(long, value_enum, default_value_t = Output::Human)]
     output: Output,
+    /// The member's encryption.key_file, for a data directory with encryption at rest.
+    #[arg(long, value_name = "KEY_FILE")]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -379,10 +406,13 @@ fn main() -> ExitCode {
         Command::Dev(args) => run_dev(&args),
         Command::Serve(args) => run_serve(&args),
         Command::Cluster(args) => run_cluster(&args),
-        Command::Snapshot(SnapshotCommand::Save { file, endpoint, tls }) => run_snapshot_save(file, endpoint, &tls),
-        Command::Snapshot(SnapshotCommand::Restore { file, config, data_dir }) => {
-            run_snapshot_restore(file, config, data_dir)
+        Command::Snapshot(SnapshotCommand::Save { file, endpoint, tls, key_file }) => {
+            run_snapshot_save(file, endpoint, &tls, key_file.as_deref())
         }
+        Command::Snapshot(SnapshotCommand::Restore { file, config, data_dir, key_file }) => {
+            run_snapshot_restore(file, config, data_dir, key_file.as_deref())
+        }
+        Command::Encryption(EncryptionCommand::InitKey { path }) => run_encryption_init_key(&path),
         Command::Fsck(args) => run_fsck(&args),
         Command::Version(args) => run_version(&args),
         Command::Config(ConfigCommand::Check(args)) => run_config_check(&args),
@@ -390,6 +420,32 @@ fn main() -> ExitCode {
         Command::Certs(CertsCommand::Init(args)) => run_certs_init(&args),
         Command::Bench(args) => lockstep_bench::run_cli(&args),
     }
+}
+
+fn run_encryption_init_key(path: &std::path::Path) -> ExitCode {
+    match lockstep_runtime::crypt::init_key_file(path) {
+        Ok(id) => {
+            println!(
+                "wrote a new encryption key to {} (key id {id:016x}); set encryption.key_file to it, keep it off the \
+                 data disk and back it up: data written with it cannot be read without it",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lockstep encryption init-key: {e}");
+            ExitCode::from(EXIT_CANNOT_RUN)
+        }
+    }
+}
+
+/// The cipher of a `--key-file`, or the exit code of a command that cannot use it.
+fn load_key(command: &str, path: Option<&std::path::Path>) -> Result<Option<lockstep_core::wal::Cipher>, ExitCode> {
+    let Some(path) = path else { return Ok(None) };
+    lockstep_runtime::crypt::AesGcm::load_cipher(path).map(Some).map_err(|e| {
+        eprintln!("lockstep {command}: {e}");
+        ExitCode::from(EXIT_CANNOT_RUN)
+    })
 }
 
 fn run_certs_init(args: &CertsInitArgs) -> ExitCode {
@@ -442,8 +498,12 @@ fn stop_flag() -> Arc<AtomicBool> {
 fn run_dev(args: &DevArgs) -> ExitCode {
     init_logging(&args.log_level, args.log_format == LogFormatArg::Json);
     reload_on_sighup();
-    let options =
-        DevOptions { data_dir: args.data_dir.clone(), log_level: Some(args.log_level.clone()), tls: args.tls };
+    let options = DevOptions {
+        data_dir: args.data_dir.clone(),
+        log_level: Some(args.log_level.clone()),
+        tls: args.tls,
+        encryption_key_file: args.encryption_key_file.clone(),
+    };
     match lockstep::dev::run_dev(&options, stop_flag()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -536,8 +596,17 @@ fn byte_bar(len: u64, message: &'static str) -> ProgressBar {
     bar
 }
 
-fn run_snapshot_save(file: PathBuf, endpoint: String, tls: &TlsClientArgs) -> ExitCode {
+fn run_snapshot_save(
+    file: PathBuf,
+    endpoint: String,
+    tls: &TlsClientArgs,
+    key_file: Option<&std::path::Path>,
+) -> ExitCode {
     use std::io::Read;
+    let key = match load_key("snapshot save", key_file) {
+        Ok(key) => key,
+        Err(code) => return code,
+    };
     if let Err(e) = tls.apply() {
         eprintln!("lockstep snapshot save: {e}");
         return ExitCode::from(EXIT_CANNOT_RUN);
@@ -567,13 +636,18 @@ fn run_snapshot_save(file: PathBuf, endpoint: String, tls: &TlsClientArgs) -> Ex
             return ExitCode::FAILURE;
         }
     };
+    let bytes = match &key {
+        Some(key) => lockstep::snapshot::seal(&bytes, key),
+        None => bytes,
+    };
     if let Err(e) = lockstep::snapshot::write_file(&file, &bytes) {
         eprintln!("lockstep snapshot save: {e}");
         return ExitCode::FAILURE;
     }
     println!(
-        "saved {}: {} bytes, revision {}, applied index {}, member {} of cluster {:016x}, data crc32c {:08x}",
+        "saved {}{}: {} bytes, revision {}, applied index {}, member {} of cluster {:016x}, data crc32c {:08x}",
         file.display(),
+        key.as_ref().map_or_else(String::new, |k| format!(" (encrypted, key id {:016x})", k.key_id())),
         bytes.len(),
         header.revision,
         header.applied_index,
@@ -584,8 +658,17 @@ fn run_snapshot_save(file: PathBuf, endpoint: String, tls: &TlsClientArgs) -> Ex
     ExitCode::SUCCESS
 }
 
-fn run_snapshot_restore(file: PathBuf, config: PathBuf, data_dir: Option<PathBuf>) -> ExitCode {
+fn run_snapshot_restore(
+    file: PathBuf,
+    config: PathBuf,
+    data_dir: Option<PathBuf>,
+    key_file: Option<&std::path::Path>,
+) -> ExitCode {
     use std::io::Read;
+    let key = match load_key("snapshot restore", key_file) {
+        Ok(key) => key,
+        Err(code) => return code,
+    };
     let mut flags = Vec::new();
     if let Some(dir) = &data_dir {
         flags.push(format!("data_dir={}", dir.display()));
@@ -612,7 +695,7 @@ fn run_snapshot_restore(file: PathBuf, config: PathBuf, data_dir: Option<PathBuf
         return ExitCode::from(EXIT_CANNOT_RUN);
     }
     bar.finish_and_clear();
-    match lockstep::snapshot::restore(&bytes, &config) {
+    match lockstep::snapshot::restore(&bytes, &config, key.as_ref()) {
         Ok(r) => {
             println!(
                 "restored {} into {}: revision {}, {} bytes of state (crc32c {:08x} verified); new cluster {:016x} \
@@ -746,8 +829,17 @@ fn run_version(args: &VersionArgs) -> ExitCode {
 }
 
 fn run_fsck(args: &FsckArgs) -> ExitCode {
+    let key = match load_key("fsck", args.key_file.as_deref()) {
+        Ok(key) => key,
+        Err(code) => return code,
+    };
     let mut progress = TerminalProgress::new(std::io::stderr().is_terminal());
-    let result = fsck_data_dir(&args.data_dir, FsckOptions { repair: args.repair }, &mut |e| progress.handle(e));
+    let result = lockstep::fsck::fsck_data_dir_with_cipher(
+        &args.data_dir,
+        FsckOptions { repair: args.repair },
+        key.as_ref(),
+        &mut |e| progress.handle(e),
+    );
     progress.finish();
     match result {
         Ok(outcome) => {

@@ -15,12 +15,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lockstep_api::audit::{AuditEvent, AuditMember, AuditSink, Outcome};
 use lockstep_core::wal::WalIdentity;
 use lockstep_core::{Membership, NodeId, Role};
 use lockstep_runtime::tls::{TlsContext, TlsFiles};
 use lockstep_runtime::{Member, MemberOptions, StartMode, TransportOptions};
 
 use crate::admin::MemberAddresses;
+use crate::audit::{AuditLog, SharedAuditLog};
 use crate::config::MemberConfig;
 use crate::data_dir::{DataDir, LockMode, STATE_DIR_NAME};
 
@@ -54,6 +56,10 @@ pub struct ServerOptions {
     pub tls: PortTls<TlsFiles>,
     /// How often the TLS files are checked for changes.
     pub tls_reload_interval: Duration,
+    /// Where the audit log goes (`None`: no audit log).
+    pub audit_file: Option<PathBuf>,
+    /// The encryption key file (`None`: no encryption at rest).
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 /// Something per port that can have TLS: files in the options, loaded
@@ -145,6 +151,7 @@ impl ServerOptions {
                     dial_timeout_ms: t.dial_timeout_ms,
                 },
                 peer_tls: None,
+                encryption: None,
             },
             client_listen: config.listen.client,
             admin_listen: config.listen.admin,
@@ -175,6 +182,8 @@ impl ServerOptions {
                 admin: config.tls.files("admin"),
             },
             tls_reload_interval: Duration::from_millis(config.tls.reload_interval_ms),
+            audit_file: config.audit.file.clone(),
+            encryption_key_file: config.encryption.key_file.clone(),
         }
     }
 }
@@ -248,6 +257,11 @@ impl std::error::Error for ServeError {}
 pub fn run_member(mut options: ServerOptions, control: Arc<MemberControl>) -> Result<(), ServeError> {
     let tls = options.tls.load()?;
     options.member.peer_tls = tls.peer.clone();
+    if let Some(path) = &options.encryption_key_file {
+        let cipher = lockstep_runtime::crypt::AesGcm::load_cipher(path).map_err(|e| ServeError(e.to_string()))?;
+        tracing::info!(key_id = format_args!("{:016x}", cipher.key_id()), "encryption at rest is on");
+        options.member.encryption = Some(cipher);
+    }
     if let Some(config) = tls.admin.as_ref().and_then(TlsContext::client_config) {
         // Joining, and forwarding membership changes to the leader, call other
         // members' admin ports with this member's admin certificate.
@@ -307,12 +321,29 @@ pub fn run_member(mut options: ServerOptions, control: Arc<MemberControl>) -> Re
     }
     options.member.wal_dir = dir.wal_dir();
     options.member.state_dir = dir.root().join(STATE_DIR_NAME);
+    let audit = match &options.audit_file {
+        Some(path) => {
+            let member = AuditMember { id: options.member.raft.id, name: options.name.clone() };
+            Some(Arc::new(AuditLog::open(path, member).map_err(|e| ServeError(e.to_string()))?))
+        }
+        None => None,
+    };
     let name = format!("lockstep-{}", options.member.raft.id);
     let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .name(&name)
         .spawn(move || {
             let span = tracing::info_span!("member", id = options.member.raft.id);
-            tracing::Instrument::instrument(async move { serve(options, tls, control).await }, span)
+            tracing::Instrument::instrument(
+                async move {
+                    let result = serve(options, tls, control, audit.clone()).await;
+                    // Every event answered before the stop is on disk.
+                    if let Some(audit) = audit {
+                        audit.close();
+                    }
+                    result
+                },
+                span,
+            )
         })
         .map_err(|e| ServeError(format!("cannot start the executor: {e}")))?;
     handle.join().map_err(|e| ServeError(format!("executor failed: {e}")))?
@@ -322,12 +353,21 @@ async fn serve(
     options: ServerOptions,
     tls: PortTls<TlsContext>,
     control: Arc<MemberControl>,
+    audit: Option<Arc<AuditLog>>,
 ) -> Result<(), ServeError> {
     let member = Member::start(options.member.clone()).await.map_err(|e| ServeError(e.to_string()))?;
     for context in tls.all() {
         glommio::spawn_local(context.watch(options.tls_reload_interval)).detach();
     }
-    let admin_state = Rc::new(crate::http::AdminState::new(member.clone(), &options, tls.all()));
+    let audit: Option<Rc<dyn AuditSink>> = audit.map(|audit| {
+        audit.register(member.metrics().registry());
+        Rc::new(SharedAuditLog(audit)) as Rc<dyn AuditSink>
+    });
+    if let Some(audit) = &audit {
+        glommio::spawn_local(audit_tls_reloads(tls.all(), audit.clone(), options.tls_reload_interval)).detach();
+    }
+    let admin_state =
+        Rc::new(crate::http::AdminState::new(member.clone(), &options, tls.all()).with_audit(audit.clone()));
     let admin =
         crate::http::start_admin(admin_state.clone(), options.admin_listen, tls.admin.clone()).map_err(ServeError)?;
     let service_config = lockstep_api::ServiceConfig {
@@ -380,6 +420,38 @@ async fn serve(
         if control.no_transfer.load(Ordering::SeqCst) { Duration::ZERO } else { options.shutdown_transfer_timeout };
     member.shutdown(transfer_timeout).await;
     Ok(())
+}
+
+/// Records every certificate reload of `ports` (and every failed one) in the
+/// audit log: the TLS contexts count them, this task notices new counts.
+async fn audit_tls_reloads(ports: Vec<TlsContext>, audit: Rc<dyn AuditSink>, interval: Duration) {
+    let mut seen: Vec<(u64, u64)> = ports.iter().map(|p| (p.status().reloads, p.status().reload_failures)).collect();
+    loop {
+        glommio::timer::sleep(interval.min(Duration::from_secs(1))).await;
+        for (port, seen) in ports.iter().zip(seen.iter_mut()) {
+            let status = port.status();
+            let record = |outcome, detail| {
+                audit.record(AuditEvent {
+                    event: "tls_reload",
+                    user: "anonymous".into(),
+                    source: "local".into(),
+                    outcome,
+                    detail,
+                });
+            };
+            if status.reloads > seen.0 {
+                let detail = serde_json::json!({ "listener": status.listener, "cert_file": status.cert_file });
+                record(Outcome::Ok, detail);
+            }
+            if status.reload_failures > seen.1 {
+                let error = status.error.as_ref().map_or_else(String::new, ToString::to_string);
+                let detail =
+                    serde_json::json!({ "listener": status.listener, "cert_file": status.cert_file, "reason": error });
+                record(Outcome::Error, detail);
+            }
+            *seen = (status.reloads, status.reload_failures);
+        }
+    }
 }
 
 /// Before a joining member's first start: learns the cluster's id and members

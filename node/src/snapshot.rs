@@ -18,7 +18,8 @@ use std::path::Path;
 
 use lockstep_core::kv::{KvStore, MemStorage};
 use lockstep_core::raft::message::{HardState, SnapshotMeta};
-use lockstep_core::wal::{WalIdentity, WalWriter};
+use lockstep_core::wal::cipher::{is_sealed_snapshot, open_snapshot_file, seal_snapshot_file};
+use lockstep_core::wal::{Cipher, WalIdentity, WalWriter};
 use lockstep_core::{Command, Membership, StateMachine};
 
 use crate::config::MemberConfig;
@@ -134,8 +135,22 @@ pub struct Restored {
 /// Every member of the new cluster is restored from the same file with its own
 /// config; they then start with `lockstep serve` as usual. Refuses a data
 /// directory that exists and is not empty.
-pub fn restore(bytes: &[u8], config: &MemberConfig) -> Result<Restored, String> {
-    let (header, data) = decode_snapshot_file(bytes)?;
+///
+/// A backup sealed with `lockstep snapshot save --key-file` is opened with
+/// `backup_key`; the new data directory is sealed with the config's
+/// `encryption.key_file` if it has one (the two keys may differ: restoring is
+/// how data moves to a new key).
+pub fn restore(bytes: &[u8], config: &MemberConfig, backup_key: Option<&Cipher>) -> Result<Restored, String> {
+    let opened = if is_sealed_snapshot(bytes) {
+        Some(open_snapshot_file(backup_key, bytes).map_err(|e| format!("the snapshot file is {e}"))?)
+    } else {
+        None
+    };
+    let (header, data) = decode_snapshot_file(opened.as_deref().unwrap_or(bytes))?;
+    let cipher = match &config.encryption.key_file {
+        Some(path) => Some(lockstep_runtime::crypt::AesGcm::load_cipher(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let root = &config.data_dir;
     if root.exists() && std::fs::read_dir(root).map_err(|e| e.to_string())?.next().is_some() {
         return Err(format!(
@@ -150,7 +165,7 @@ pub fn restore(bytes: &[u8], config: &MemberConfig) -> Result<Restored, String> 
     voters.sort_unstable();
     let identity = WalIdentity { cluster_id: config.cluster_id(), member_id: config.member_id, group_id: 1 };
     let dir = DataDir::create(root, identity).map_err(|e| e.to_string())?;
-    let mut writer = WalWriter::new(identity, config.wal_config());
+    let mut writer = WalWriter::new_with_cipher(identity, config.wal_config(), cipher);
     // Every member restored from the same file and member list gets the same
     // snapshot metadata, so they agree on the log's starting point.
     let meta = SnapshotMeta {
@@ -172,6 +187,12 @@ pub fn restore(bytes: &[u8], config: &MemberConfig) -> Result<Restored, String> 
         }
     }
     Ok(Restored { header, cluster_id: identity.cluster_id, voters })
+}
+
+/// `bytes` (a snapshot file) sealed with `key` (`lockstep snapshot save
+/// --key-file`): AES-256-GCM, see `docs/security.md`.
+pub fn seal(bytes: &[u8], key: &Cipher) -> Vec<u8> {
+    seal_snapshot_file(key, bytes)
 }
 
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename).
@@ -228,9 +249,9 @@ mod tests {
         let file = encode_snapshot_file(&header(&data), &data);
         let dir = tempfile::tempdir().unwrap();
         let config = MemberConfig::single(1, dir.path().join("m1"));
-        let restored = restore(&file, &config).unwrap();
+        let restored = restore(&file, &config, None).unwrap();
         assert_eq!(restored.voters, vec![1]);
-        let err = restore(&file, &config).unwrap_err();
+        let err = restore(&file, &config, None).unwrap_err();
         assert!(err.ends_with(
             "exists and is not empty; restore only into a new data directory (move the old one away first)"
         ));

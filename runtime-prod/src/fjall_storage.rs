@@ -150,3 +150,106 @@ impl Storage for FjallStorage {
         self.db.persist(PersistMode::SyncAll).unwrap_or_else(|e| fatal(&self.path, "sync", &e));
     }
 }
+
+/// The KV state kept in memory only: a `BTreeMap`, never written to disk.
+/// Used with encryption at rest, so that no plain-text state file exists (the
+/// state is rebuilt from the encrypted WAL at every start anyway). Costs
+/// about the live keys' and values' size in memory, plus the map's overhead
+/// (about 50 bytes per pair).
+#[derive(Debug, Default)]
+pub struct MemoryState {
+    data: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+    applied: LogIndex,
+}
+
+impl Storage for MemoryState {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.data.get(key).cloned()
+    }
+
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) {
+        let upper = match end {
+            Some(end) if end <= start => return,
+            Some(end) => Bound::Excluded(end),
+            None => Bound::Unbounded,
+        };
+        for (key, value) in self.data.range::<[u8], _>((Bound::Included(start), upper)) {
+            if !visit(key, value) {
+                return;
+            }
+        }
+    }
+
+    fn write(&mut self, batch: WriteBatch) {
+        assert!(
+            batch.applied_index >= self.applied,
+            "batch applied index {} below the stored {}",
+            batch.applied_index,
+            self.applied
+        );
+        for op in batch.ops {
+            match op {
+                WriteOp::Put { key, value } => {
+                    self.data.insert(key, value);
+                }
+                WriteOp::Delete { key } => {
+                    self.data.remove(&key);
+                }
+            }
+        }
+        self.applied = batch.applied_index;
+    }
+
+    fn applied_index(&self) -> LogIndex {
+        self.applied
+    }
+
+    fn sync(&mut self) {}
+}
+
+/// Where a member keeps its KV state: fjall files under `state/`, or memory
+/// only (with encryption at rest).
+#[derive(Debug)]
+pub enum StateStorage {
+    /// fjall, on disk.
+    Disk(FjallStorage),
+    /// Memory only.
+    Memory(MemoryState),
+}
+
+impl Storage for StateStorage {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            StateStorage::Disk(s) => s.get(key),
+            StateStorage::Memory(s) => s.get(key),
+        }
+    }
+
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) {
+        match self {
+            StateStorage::Disk(s) => s.scan(start, end, visit),
+            StateStorage::Memory(s) => s.scan(start, end, visit),
+        }
+    }
+
+    fn write(&mut self, batch: WriteBatch) {
+        match self {
+            StateStorage::Disk(s) => s.write(batch),
+            StateStorage::Memory(s) => s.write(batch),
+        }
+    }
+
+    fn applied_index(&self) -> LogIndex {
+        match self {
+            StateStorage::Disk(s) => s.applied_index(),
+            StateStorage::Memory(s) => s.applied_index(),
+        }
+    }
+
+    fn sync(&mut self) {
+        match self {
+            StateStorage::Disk(s) => s.sync(),
+            StateStorage::Memory(s) => s.sync(),
+        }
+    }
+}

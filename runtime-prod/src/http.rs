@@ -230,8 +230,38 @@ impl From<TcpListener> for HttpListener {
     }
 }
 
-/// Serves one accepted connection to its end.
-async fn serve_connection<S, B>(stream: Conn, service: S, options: ServeOptions) -> Result<(), BoxError>
+/// A service that tells the services behind it who is calling: every request
+/// carries the connection's remote address as a `std::net::SocketAddr`
+/// extension (the API's audit records name it).
+struct WithPeer<S> {
+    inner: S,
+    peer: Option<SocketAddr>,
+}
+
+impl<S> hyper::service::Service<http::Request<Incoming>> for WithPeer<S>
+where
+    S: hyper::service::Service<http::Request<Incoming>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut request: http::Request<Incoming>) -> S::Future {
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(peer);
+        }
+        self.inner.call(request)
+    }
+}
+
+/// Serves one accepted connection to its end; requests carry `peer` (see
+/// [`WithPeer`]).
+async fn serve_connection<S, B>(
+    stream: Conn,
+    service: S,
+    peer: Option<SocketAddr>,
+    options: ServeOptions,
+) -> Result<(), BoxError>
 where
     S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>> + 'static,
     S::Future: 'static,
@@ -240,7 +270,7 @@ where
     B::Error: Into<BoxError>,
 {
     let builder = builder(&options);
-    builder.serve_connection(GIo::with_conn(stream), service).await
+    builder.serve_connection(GIo::with_conn(stream), WithPeer { inner: service, peer }).await
 }
 
 /// Accepts connections on `listener` forever, serving each in its own task on
@@ -303,7 +333,7 @@ pub async fn serve_with_tls<S, B>(
                     }
                 },
             };
-            if let Err(e) = serve_connection(conn, service, options).await {
+            if let Err(e) = serve_connection(conn, service, peer, options).await {
                 // Clients that just go away (etcdctl resets) end here too.
                 tracing::debug!(?peer, error = %e, "connection ended with an error");
             }

@@ -9,6 +9,8 @@
 //!   the previous one ran; completions are reported as the highest sync id
 //!   ([`Wal::wait_persisted`]). [`Wal::open`] recovers the directory with
 //!   [`lockstep_core::wal::recover()`] first and refuses damaged data.
+//! - [`crypt`]: encryption at rest (the key file, AES-256-GCM as core's
+//!   `WalCipher`); with it the state stays in memory ([`StateStorage::Memory`]).
 //! - [`FjallStorage`]: core's [`lockstep_core::kv::Storage`] on fjall, for the
 //!   KV state machine's data.
 //! - [`http`]: hyper on glommio: [`http::serve`] serves gRPC (h2c) and
@@ -39,6 +41,7 @@
 
 #![deny(missing_docs)]
 
+pub mod crypt;
 mod fjall_storage;
 pub mod http;
 pub mod local;
@@ -49,7 +52,7 @@ pub mod transport;
 mod wal;
 pub mod wire;
 
-pub use fjall_storage::{FjallStorage, StorageOpenError};
+pub use fjall_storage::{FjallStorage, MemoryState, StateStorage, StorageOpenError};
 pub use member::{Member, MemberOptions, MemberStatus, RaftView, StartError, StartMode};
 pub use metrics::Metrics;
 pub use transport::{Transport, TransportOptions};

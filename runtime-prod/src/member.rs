@@ -39,7 +39,7 @@ use lockstep_core::{
     Response, Role, StateMachine,
 };
 
-use crate::fjall_storage::FjallStorage;
+use crate::fjall_storage::{FjallStorage, MemoryState, StateStorage};
 
 fn decode_kv(bytes: &[u8]) -> Result<KvResult, ClientError> {
     decode_result(bytes).map_err(|why| ClientError::Invalid(format!("undecodable state machine result: {why}")))
@@ -51,7 +51,7 @@ use crate::wal::{Wal, WalStats};
 use crate::wire::Forward;
 
 /// The state machine a production member runs.
-pub type Store = KvStore<FjallStorage>;
+pub type Store = KvStore<StateStorage>;
 
 /// How a member with an empty data directory starts. A member whose WAL holds
 /// state restarts from it and ignores this.
@@ -93,6 +93,10 @@ pub struct MemberOptions {
     pub transport: TransportOptions,
     /// Mutual TLS between members, if on (see [`crate::transport`]).
     pub peer_tls: Option<crate::tls::TlsContext>,
+    /// Encryption at rest, if on: the WAL's records and the snapshot file are
+    /// sealed with it, and the KV state stays in memory (no `state_dir`
+    /// files), see [`crate::crypt`].
+    pub encryption: Option<lockstep_core::wal::Cipher>,
 }
 
 /// Why a member could not start.
@@ -265,13 +269,20 @@ impl Member {
     pub async fn start(options: MemberOptions) -> Result<Member, StartError> {
         let id = options.raft.id;
         let identity = WalIdentity { cluster_id: options.cluster_id, member_id: id, group_id: options.raft.group };
-        let (wal, report) = Wal::open(&options.wal_dir, identity, options.wal).await.map_err(StartError::Wal)?;
-        // The KV state is rebuilt from the WAL: start from an empty directory.
+        let (wal, report) = Wal::open_with_cipher(&options.wal_dir, identity, options.wal, options.encryption.clone())
+            .await
+            .map_err(StartError::Wal)?;
+        // The KV state is rebuilt from the WAL: start from an empty directory
+        // (and remove one left from before encryption was turned on).
         if options.state_dir.exists() {
             std::fs::remove_dir_all(&options.state_dir)
                 .map_err(|e| StartError::Storage(format!("cannot clear {}: {e}", options.state_dir.display())))?;
         }
-        let storage = FjallStorage::open(&options.state_dir).map_err(|e| StartError::Storage(e.to_string()))?;
+        let storage = if options.encryption.is_some() {
+            StateStorage::Memory(MemoryState::default())
+        } else {
+            StateStorage::Disk(FjallStorage::open(&options.state_dir).map_err(|e| StartError::Storage(e.to_string()))?)
+        };
         let store = KvStore::open(options.kv, storage).map_err(StartError::Storage)?;
         let listener = TcpListener::bind(options.peer_listen)
             .map_err(|e| StartError::Listen(format!("cannot listen on {}: {e}", options.peer_listen)))?;

@@ -36,6 +36,7 @@ fn options(id: NodeId, root: &Path, peers: &BTreeMap<NodeId, SocketAddr>) -> Mem
         start: StartMode::Bootstrap(Membership { voters: vec![1, 2, 3], outgoing: vec![], learners: vec![] }),
         transport: TransportOptions::default(),
         peer_tls: None,
+        encryption: None,
     }
 }
 

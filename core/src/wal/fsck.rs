@@ -5,13 +5,16 @@
 
 use crate::types::LogIndex;
 use crate::wal::bytes::to_u64;
+use crate::wal::cipher::{is_sealed_snapshot, open_snapshot_file, Cipher};
 use crate::wal::error::WalError;
 use crate::wal::identity::WalIdentity;
 use crate::wal::record::Record;
-use crate::wal::recover::{check_header, is_torn_creation, read_snapshot, recover, NamedSegment, RecoveryReport};
+use crate::wal::recover::{
+    check_header, is_torn_creation, read_snapshot, recover_with_cipher, NamedSegment, RecoveryReport,
+};
 use crate::wal::scan::{resync, scan, Stop};
 use crate::wal::segment::{SegmentHeader, SegmentId, SEGMENT_HEADER_LEN};
-use crate::wal::snapshot_file::SNAPSHOT_FILE_NAME;
+use crate::wal::snapshot_file::{SnapshotProblem, SNAPSHOT_FILE_NAME};
 use crate::wal::writer::WalAction;
 
 /// Whether fsck only checks or also proposes repairs.
@@ -170,9 +173,23 @@ pub fn fsck<N: AsRef<str>, B: AsRef<[u8]>>(
     snapshot: Option<&[u8]>,
     mode: FsckMode,
 ) -> FsckReport {
+    fsck_with_cipher(identity, segments, snapshot, mode, None)
+}
+
+/// [`fsck()`] of a WAL whose records and snapshot file may be sealed
+/// (encryption at rest), opened with `cipher`. A sealed record that cannot be
+/// opened (no key, another key, tampering) is reported as corruption at its
+/// offset; it is never a torn tail, so no repair ever drops it.
+pub fn fsck_with_cipher<N: AsRef<str>, B: AsRef<[u8]>>(
+    identity: &WalIdentity,
+    segments: &[(N, B)],
+    snapshot: Option<&[u8]>,
+    mode: FsckMode,
+    cipher: Option<&Cipher>,
+) -> FsckReport {
     let mut files = Vec::new();
     let snapshot_index = snapshot.and_then(|bytes| {
-        let (check, index) = check_snapshot(identity, bytes);
+        let (check, index) = check_snapshot(identity, bytes, cipher);
         files.push(check);
         index
     });
@@ -182,9 +199,9 @@ pub fn fsck<N: AsRef<str>, B: AsRef<[u8]>>(
     let mut checks = Vec::new();
     for (position, (id, name, bytes)) in ordered.iter().enumerate() {
         let last = position + 1 == ordered.len();
-        checks.push(check_segment(identity, *id, name, bytes, last));
+        checks.push(check_segment(identity, *id, name, bytes, last, cipher));
     }
-    let recovery = recover(identity, segments, snapshot);
+    let recovery = recover_with_cipher(identity, segments, snapshot, cipher);
     let mut repairs = Vec::new();
     if mode == FsckMode::Repair {
         repairs.extend(covered_repairs(&checks, snapshot_index));
@@ -194,7 +211,7 @@ pub fn fsck<N: AsRef<str>, B: AsRef<[u8]>>(
     }
     let after_repair = (!repairs.is_empty()).then(|| {
         let repaired = apply_repairs(segments, &repairs);
-        recover(identity, &repaired, snapshot).map(|_| ())
+        recover_with_cipher(identity, &repaired, snapshot, cipher).map(|_| ())
     });
     files.extend(checks.into_iter().map(|c| c.file));
     FsckReport { files, recovery, repairs, after_repair }
@@ -209,7 +226,7 @@ struct SegmentCheck {
     holds_hard_state: bool,
 }
 
-fn check_snapshot(identity: &WalIdentity, bytes: &[u8]) -> (FileCheck, Option<LogIndex>) {
+fn check_snapshot(identity: &WalIdentity, bytes: &[u8], cipher: Option<&Cipher>) -> (FileCheck, Option<LogIndex>) {
     let mut file = FileCheck {
         name: SNAPSHOT_FILE_NAME.to_string(),
         bytes: to_u64(bytes.len()),
@@ -217,7 +234,19 @@ fn check_snapshot(identity: &WalIdentity, bytes: &[u8]) -> (FileCheck, Option<Lo
         valid_bytes: 0,
         problems: Vec::new(),
     };
-    match read_snapshot(identity, bytes) {
+    let opened = if is_sealed_snapshot(bytes) {
+        match open_snapshot_file(cipher, bytes) {
+            Ok(plain) => Some(plain),
+            Err(problem) => {
+                let detail = format!("unreadable snapshot: {}", SnapshotProblem::Sealed(problem));
+                file.problems.push(Problem { offset: 0, record: None, kind: ProblemKind::Corruption, detail });
+                return (file, None);
+            }
+        }
+    } else {
+        None
+    };
+    match read_snapshot(identity, opened.as_deref().unwrap_or(bytes)) {
         Ok(snapshot) => {
             file.records = 1;
             file.valid_bytes = file.bytes;
@@ -231,7 +260,14 @@ fn check_snapshot(identity: &WalIdentity, bytes: &[u8]) -> (FileCheck, Option<Lo
     }
 }
 
-fn check_segment(identity: &WalIdentity, id: Option<SegmentId>, name: &str, bytes: &[u8], last: bool) -> SegmentCheck {
+fn check_segment(
+    identity: &WalIdentity,
+    id: Option<SegmentId>,
+    name: &str,
+    bytes: &[u8],
+    last: bool,
+    cipher: Option<&Cipher>,
+) -> SegmentCheck {
     let mut file = FileCheck {
         name: name.to_string(),
         bytes: to_u64(bytes.len()),
@@ -268,7 +304,7 @@ fn check_segment(identity: &WalIdentity, id: Option<SegmentId>, name: &str, byte
     let mut at = SEGMENT_HEADER_LEN;
     let mut first_problem = None;
     loop {
-        let (records, stop) = scan(bytes, at, header.map(|h| h.block_size));
+        let (records, stop) = scan(bytes, at, header.map(|h| h.block_size), cipher);
         file.records += to_u64(records.len());
         holds_hard_state |= records.iter().any(|r| matches!(r.record, Record::HardState(_)));
         match stop {

@@ -156,6 +156,7 @@
 //! directory that carries out actions), [`error`], [`identity`].
 
 mod bytes;
+pub mod cipher;
 pub mod error;
 pub mod fsck;
 pub mod identity;
@@ -170,12 +171,13 @@ pub mod segment;
 pub mod snapshot_file;
 pub mod writer;
 
+pub use cipher::{Cipher, SealProblem, WalCipher};
 pub use error::WalError;
-pub use fsck::{fsck, FileCheck, FsckMode, FsckReport, Problem, ProblemKind, RepairAction};
+pub use fsck::{fsck, fsck_with_cipher, FileCheck, FsckMode, FsckReport, Problem, ProblemKind, RepairAction};
 pub use identity::{IdentityField, WalIdentity};
 pub use mem_dir::MemDir;
 pub use record::{Record, RecordProblem, TornReason, RECORD_BODY_LEN_MAX, RECORD_HEADER_LEN};
-pub use recover::{recover, RecoveryReport, SegmentSummary, SnapshotAhead, TornSegment, TornTail};
+pub use recover::{recover, recover_with_cipher, RecoveryReport, SegmentSummary, SnapshotAhead, TornSegment, TornTail};
 pub use roll::{roll_decision, Roll};
 pub use segment::{
     HeaderProblem, SegmentHeader, SegmentId, BLOCK_SIZE_MAX, BLOCK_SIZE_MIN, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN,

@@ -38,6 +38,8 @@ const KIND_HARD_STATE: u8 = 2;
 const KIND_TRUNCATE_FROM: u8 = 3;
 const KIND_SNAPSHOT: u8 = 4;
 const KIND_PADDING: u8 = 5;
+/// Header byte 5: the body is sealed (`crate::wal::cipher`).
+pub(crate) const FLAG_SEALED: u8 = 1;
 const TRUNCATE_BODY_LEN: usize = 8;
 const SNAPSHOT_BODY_LEN: usize = 17;
 
@@ -109,6 +111,9 @@ pub enum RecordProblem {
     },
     /// The checksums match but the body is not a valid record of its kind.
     Invalid(String),
+    /// The record is encrypted and cannot be read: no key, another key, or
+    /// its sealed body does not authenticate (tampering).
+    Sealed(crate::wal::cipher::SealProblem),
     /// A padding record (checksums and body valid) that does not end on a block
     /// boundary of its segment, or skips a whole block: not what the writer writes.
     MisalignedPadding {
@@ -142,6 +147,7 @@ impl std::fmt::Display for RecordProblem {
                 write!(f, "zero padding is followed by data at offset {data_at}")
             }
             RecordProblem::Invalid(why) => write!(f, "invalid record body: {why}"),
+            RecordProblem::Sealed(problem) => write!(f, "encrypted record: {problem}"),
             RecordProblem::MisalignedPadding { end, block_size } => write!(
                 f,
                 "padding record ending at offset {end} does not end on the first {block_size}-byte block boundary \
@@ -198,6 +204,8 @@ pub(crate) struct RecordHeader {
     pub(crate) len: u32,
     pub(crate) kind: u8,
     pub(crate) body_crc: u32,
+    /// The body is sealed (encrypted and authenticated, see `crate::wal::cipher`).
+    pub(crate) sealed: bool,
 }
 
 impl RecordHeader {
@@ -213,9 +221,10 @@ impl RecordHeader {
         if stored != actual {
             return Err(RecordProblem::HeaderChecksum { stored, actual });
         }
-        if header[5..8] != [0, 0, 0] {
+        if header[5] > FLAG_SEALED || header[6..8] != [0, 0] {
             return Err(RecordProblem::ReservedNotZero);
         }
+        let sealed = header[5] == FLAG_SEALED;
         let kind = header[4];
         if !(KIND_ENTRY..=KIND_PADDING).contains(&kind) {
             return Err(RecordProblem::UnknownKind(kind));
@@ -223,7 +232,7 @@ impl RecordHeader {
         if len > RECORD_BODY_LEN_MAX {
             return Err(RecordProblem::TooLong(len));
         }
-        Ok(RecordHeader { len, kind, body_crc })
+        Ok(RecordHeader { len, kind, body_crc, sealed })
     }
 
     /// The body's length.
@@ -233,15 +242,39 @@ impl RecordHeader {
 }
 
 fn frame(kind: u8, body: &[u8], out: &mut Vec<u8>) {
+    frame_with_flags(kind, 0, body, out);
+}
+
+fn frame_with_flags(kind: u8, flags: u8, body: &[u8], out: &mut Vec<u8>) {
     let len = u32::try_from(body.len()).expect("record body fits in u32");
     assert!(len <= RECORD_BODY_LEN_MAX, "record body of {len} bytes exceeds the limit");
     let start = out.len();
     out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&[kind, 0, 0, 0]);
+    out.extend_from_slice(&[kind, flags, 0, 0]);
     out.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
     let header_crc = crc32c::crc32c(&out[start..start + 12]);
     out.extend_from_slice(&header_crc.to_le_bytes());
     out.extend_from_slice(body);
+}
+
+/// Appends to `out` the encoded plain record `plain` (header and body, as
+/// [`Record::encode`] writes it) sealed with `cipher` for `offset`; padding
+/// stays plain.
+pub(crate) fn seal_framed(cipher: &crate::wal::cipher::Cipher, plain: &[u8], offset: u64, out: &mut Vec<u8>) {
+    let kind = plain[4];
+    assert_eq!(plain[5], 0, "only plain records are sealed");
+    let body = &plain[RECORD_HEADER_LEN..];
+    if kind == KIND_PADDING {
+        out.extend_from_slice(plain);
+        return;
+    }
+    let sealed = crate::wal::cipher::seal_record_body(cipher, kind, offset, body);
+    frame_with_flags(kind, FLAG_SEALED, &sealed, out);
+}
+
+/// Whether a record of `kind` is padding.
+pub(crate) fn is_padding_kind(kind: u8) -> bool {
+    kind == KIND_PADDING
 }
 
 /// Appends the record for one log entry to `out` (without cloning the entry).

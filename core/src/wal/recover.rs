@@ -5,6 +5,7 @@
 use crate::io::Recovered;
 use crate::types::{LogIndex, Term};
 use crate::wal::bytes::{all_zero, to_u64};
+use crate::wal::cipher::{is_sealed_snapshot, open_snapshot_file, Cipher};
 use crate::wal::error::WalError;
 use crate::wal::identity::{IdentityField, WalIdentity};
 use crate::wal::record::{Record, RecordProblem, TornReason};
@@ -266,6 +267,27 @@ pub fn recover<N: AsRef<str>, B: AsRef<[u8]>>(
     segments: &[(N, B)],
     snapshot: Option<&[u8]>,
 ) -> Result<RecoveryReport, WalError> {
+    recover_with_cipher(identity, segments, snapshot, None)
+}
+
+/// [`recover()`] of a WAL whose records and snapshot file may be sealed
+/// (encryption at rest): they are opened with `cipher`. A sealed record or
+/// file that cannot be opened (no key, another key, tampering) is an error
+/// that names the file and offset, as other damage; plain records are read
+/// as they are (a WAL written before encryption was turned on).
+pub fn recover_with_cipher<N: AsRef<str>, B: AsRef<[u8]>>(
+    identity: &WalIdentity,
+    segments: &[(N, B)],
+    snapshot: Option<&[u8]>,
+    cipher: Option<&Cipher>,
+) -> Result<RecoveryReport, WalError> {
+    let opened = match snapshot {
+        Some(bytes) if is_sealed_snapshot(bytes) => {
+            Some(open_snapshot_file(cipher, bytes).map_err(|p| WalError::BadSnapshot(SnapshotProblem::Sealed(p)))?)
+        }
+        _ => None,
+    };
+    let snapshot = opened.as_deref().or(snapshot);
     let snapshot = snapshot.map(|bytes| read_snapshot(identity, bytes)).transpose().map_err(WalError::BadSnapshot)?;
     let files = order_segments(segments)?;
     let mut replay: Option<Replay> = None;
@@ -291,7 +313,7 @@ pub fn recover<N: AsRef<str>, B: AsRef<[u8]>>(
                 expected: replay.next,
             });
         }
-        let (records, stop) = scan(segment.bytes, SEGMENT_HEADER_LEN, Some(header.block_size));
+        let (records, stop) = scan(segment.bytes, SEGMENT_HEADER_LEN, Some(header.block_size), cipher);
         let count = to_u64(records.len());
         let holds_hard_state = records.iter().any(|r| matches!(r.record, Record::HardState(_)));
         let holds_snapshot_marker = records.iter().any(|r| matches!(r.record, Record::Snapshot { .. }));

@@ -7,6 +7,7 @@
 //! end of the last segment), which the caller decides.
 
 use crate::wal::bytes::{all_zero, to_u64};
+use crate::wal::cipher::{open_record_body, Cipher};
 use crate::wal::record::{Record, RecordHeader, RecordProblem, TornReason, RECORD_HEADER_LEN};
 
 /// A record and where it is.
@@ -50,7 +51,15 @@ pub(crate) enum Stop {
 /// record must end on the first boundary of `block_size` at least a header after
 /// its start (unchecked when the block size is unknown: fsck reading a segment
 /// whose header is damaged).
-pub(crate) fn scan(bytes: &[u8], start: usize, block_size: Option<u32>) -> (Vec<ScannedRecord>, Stop) {
+///
+/// A sealed record is opened with `cipher` after its checksums passed; one
+/// that cannot be opened (no key, another key, tampering) is damage.
+pub(crate) fn scan(
+    bytes: &[u8],
+    start: usize,
+    block_size: Option<u32>,
+    cipher: Option<&Cipher>,
+) -> (Vec<ScannedRecord>, Stop) {
     let mut records = Vec::new();
     let mut at = start;
     loop {
@@ -94,6 +103,25 @@ pub(crate) fn scan(bytes: &[u8], start: usize, block_size: Option<u32>) -> (Vec<
             let problem = RecordProblem::BodyChecksum { stored: header.body_crc, actual };
             return (records, Stop::Damaged { at: offset, problem, resume: Some(to_u64(next)) });
         }
+        let opened;
+        let body = if header.sealed {
+            if crate::wal::record::is_padding_kind(header.kind) {
+                let problem = RecordProblem::Invalid("a padding record is never sealed".into());
+                return (records, Stop::Damaged { at: offset, problem, resume: Some(to_u64(next)) });
+            }
+            match open_record_body(cipher, header.kind, offset, body) {
+                Ok(plain) => {
+                    opened = plain;
+                    &opened[..]
+                }
+                Err(problem) => {
+                    let problem = RecordProblem::Sealed(problem);
+                    return (records, Stop::Damaged { at: offset, problem, resume: Some(to_u64(next)) });
+                }
+            }
+        } else {
+            body
+        };
         match Record::decode_body(header.kind, body) {
             Ok(Record::Padding { .. }) if !padding_fits(offset, to_u64(next), block_size) => {
                 let problem =
@@ -158,12 +186,12 @@ mod tests {
     #[test]
     fn clean_end_with_and_without_padding() {
         let (bytes, _) = two_records();
-        let (records, stop) = scan(&bytes, 0, None);
+        let (records, stop) = scan(&bytes, 0, None, None);
         assert_eq!(records.len(), 2);
         assert_eq!(stop, Stop::End { at: to_u64(bytes.len()) });
         let mut padded = bytes.clone();
         padded.resize(bytes.len() + 100, 0);
-        assert_eq!(scan(&padded, 0, None), (records, Stop::End { at: to_u64(bytes.len()) }));
+        assert_eq!(scan(&padded, 0, None, None), (records, Stop::End { at: to_u64(bytes.len()) }));
     }
 
     #[test]
@@ -173,7 +201,7 @@ mod tests {
             for padding in [0, 7, 64] {
                 let mut torn = bytes[..cut].to_vec();
                 torn.resize(cut + padding, 0);
-                let (records, stop) = scan(&torn, 0, None);
+                let (records, stop) = scan(&torn, 0, None, None);
                 if torn.get(..bytes.len()) == Some(&bytes[..]) {
                     continue; // The cut-off bytes happened to be zero: the record is whole.
                 }
@@ -194,7 +222,7 @@ mod tests {
         for at in 0..first {
             let mut bad = bytes.clone();
             bad[at] ^= 0x10;
-            let (records, stop) = scan(&bad, 0, None);
+            let (records, stop) = scan(&bad, 0, None, None);
             assert!(records.is_empty());
             assert!(matches!(stop, Stop::Damaged { at: 0, .. }), "byte {at}: {stop:?}");
         }
@@ -206,22 +234,22 @@ mod tests {
         let start = bytes.len(); // 24
         Record::Padding { len: 64 - 24 - 16 }.encode_into(&mut bytes);
         Record::TruncateFrom(4).encode_into(&mut bytes);
-        let (records, stop) = scan(&bytes, 0, Some(64));
+        let (records, stop) = scan(&bytes, 0, Some(64), None);
         assert_eq!(records.len(), 3);
         assert_eq!(records[1], ScannedRecord { offset: to_u64(start), record: Record::Padding { len: 24 } });
         assert_eq!(stop, Stop::End { at: to_u64(bytes.len()) });
         // The same bytes with a block size they do not fit.
-        let (records, stop) = scan(&bytes, 0, Some(128));
+        let (records, stop) = scan(&bytes, 0, Some(128), None);
         assert_eq!(records.len(), 1);
         let problem = RecordProblem::MisalignedPadding { end: 64, block_size: 128 };
         assert_eq!(stop, Stop::Damaged { at: to_u64(start), problem, resume: Some(64) });
         // A padding record that skips a whole block is not what the writer writes.
         let mut long = Record::TruncateFrom(3).encode();
         Record::Padding { len: 64 + 24 }.encode_into(&mut long);
-        assert!(matches!(scan(&long, 0, Some(64)).1, Stop::Damaged { .. }));
+        assert!(matches!(scan(&long, 0, Some(64), None).1, Stop::Damaged { .. }));
         // A padding record that ends short of the boundary.
         let tight = Record::Padding { len: 64 - 16 - 8 }.encode();
-        assert!(matches!(scan(&tight, 0, Some(64)).1, Stop::Damaged { .. }), "ends at 56");
+        assert!(matches!(scan(&tight, 0, Some(64), None).1, Stop::Damaged { .. }), "ends at 56");
         // Less than a header left in the block: the padding runs to the next boundary.
         assert!(padding_fits(60, 128, Some(64)));
         assert!(!padding_fits(60, 64, Some(64)), "4 bytes cannot hold a header");
@@ -235,7 +263,7 @@ mod tests {
         let (bytes, _) = two_records();
         let mut bad = vec![0u8; 40];
         bad.extend_from_slice(&bytes);
-        let (_, stop) = scan(&bad, 0, None);
+        let (_, stop) = scan(&bad, 0, None, None);
         assert_eq!(
             stop,
             Stop::Damaged { at: 0, problem: RecordProblem::DataAfterPadding { data_at: 40 }, resume: None }

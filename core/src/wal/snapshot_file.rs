@@ -90,6 +90,9 @@ pub enum SnapshotProblem {
         /// The file's.
         found: u64,
     },
+    /// The file is encrypted and cannot be read: no key, another key, or
+    /// tampering (see `crate::wal::cipher`).
+    Sealed(crate::wal::cipher::SealProblem),
 }
 
 impl std::fmt::Display for SnapshotProblem {
@@ -115,6 +118,7 @@ impl std::fmt::Display for SnapshotProblem {
             SnapshotProblem::WrongGroup { expected, found } => {
                 write!(f, "it belongs to group {found}, this member's log to group {expected}")
             }
+            SnapshotProblem::Sealed(problem) => write!(f, "encrypted snapshot file: {problem}"),
         }
     }
 }

@@ -18,9 +18,10 @@ use crate::io::Command;
 use crate::raft::message::{Entry, HardState, SnapshotMeta};
 use crate::types::{LogIndex, Term};
 use crate::wal::bytes::to_u64;
+use crate::wal::cipher::{seal_snapshot_file, Cipher};
 use crate::wal::identity::WalIdentity;
 use crate::wal::log_shape::LogShape;
-use crate::wal::record::{encode_entry_record, Record, RECORD_HEADER_LEN};
+use crate::wal::record::{encode_entry_record, seal_framed, Record, RECORD_HEADER_LEN};
 use crate::wal::recover::RecoveryReport;
 use crate::wal::roll::{roll_decision, Roll};
 use crate::wal::segment::{block_size_is_valid, SegmentHeader, SegmentId, BLOCK_SIZE_MAX, BLOCK_SIZE_MIN};
@@ -137,7 +138,14 @@ pub struct WalWriter {
     directory_dirty: bool,
     pending: Vec<u8>,
     pending_offset: u64,
+    /// Seals every record but padding, and the snapshot file (encryption at
+    /// rest); `None`: plain text.
+    cipher: Option<Cipher>,
 }
+
+/// What sealing may add to a record, for the roll decision (the key id and
+/// an AEAD's nonce and tag, with room to spare).
+const SEAL_OVERHEAD_MAX: u64 = 64;
 
 impl WalWriter {
     /// A writer for an empty data directory; the first write creates segment 1.
@@ -162,7 +170,14 @@ impl WalWriter {
             directory_dirty: false,
             pending: Vec::new(),
             pending_offset: 0,
+            cipher: None,
         }
+    }
+
+    /// A writer for an empty data directory that seals what it writes with
+    /// `cipher` (see [`crate::wal::cipher`]).
+    pub fn new_with_cipher(identity: WalIdentity, config: WalConfig, cipher: Option<Cipher>) -> WalWriter {
+        WalWriter { cipher, ..WalWriter::new(identity, config) }
     }
 
     /// A writer that continues the WAL that `report` describes. The actions
@@ -174,7 +189,19 @@ impl WalWriter {
     /// between a write and its fsync), and the node will treat it as durable.
     #[must_use]
     pub fn resume(identity: WalIdentity, config: WalConfig, report: &RecoveryReport) -> (WalWriter, Vec<WalAction>) {
-        let mut writer = WalWriter::new(identity, config);
+        WalWriter::resume_with_cipher(identity, config, report, None)
+    }
+
+    /// [`WalWriter::resume`] for a writer that seals what it writes with
+    /// `cipher` (see [`crate::wal::cipher`]).
+    #[must_use]
+    pub fn resume_with_cipher(
+        identity: WalIdentity,
+        config: WalConfig,
+        report: &RecoveryReport,
+        cipher: Option<Cipher>,
+    ) -> (WalWriter, Vec<WalAction>) {
+        let mut writer = WalWriter::new_with_cipher(identity, config, cipher);
         let mut out = Vec::new();
         let snapshot = report.recovered.snapshot.as_ref().map(|(meta, _)| (meta.index, meta.term));
         let entries = report.recovered.entries.iter().map(|e| (e.index, e.term));
@@ -295,7 +322,12 @@ impl WalWriter {
         if !self.unsynced.is_empty() || self.directory_dirty {
             self.sync(None, out);
         }
-        out.push(WalAction::WriteSnapshot { bytes: encode_snapshot_file(self.identity.cluster_id, meta, data) });
+        let plain = encode_snapshot_file(self.identity.cluster_id, meta, data);
+        let bytes = match &self.cipher {
+            Some(cipher) => seal_snapshot_file(cipher, &plain),
+            None => plain,
+        };
+        out.push(WalAction::WriteSnapshot { bytes });
         let mut after = self.log.clone();
         let kept = after.restore(meta.index, meta.term);
         let marker = Record::Snapshot { index: meta.index, term: meta.term, discard_after: !kept };
@@ -330,7 +362,7 @@ impl WalWriter {
     /// Appends one encoded record to the current segment, starting a new segment
     /// first if the roll policy says so.
     fn push_record(&mut self, record: &[u8], out: &mut Vec<WalAction>) {
-        let len = to_u64(record.len());
+        let len = to_u64(record.len()) + if self.cipher.is_some() { SEAL_OVERHEAD_MAX } else { 0 };
         if self.segments.is_empty() {
             self.create_segment(out);
         } else if roll_decision(self.segment_len, self.segment_fresh, len, self.config.segment_size_max)
@@ -344,10 +376,15 @@ impl WalWriter {
         self.push_into_current(record);
     }
 
-    /// Appends one encoded record to the current segment, whatever its size.
+    /// Appends one encoded record to the current segment, whatever its size
+    /// (sealed first, with a cipher).
     fn push_into_current(&mut self, record: &[u8]) {
-        self.pending.extend_from_slice(record);
-        self.segment_len += to_u64(record.len());
+        let before = self.pending.len();
+        match &self.cipher {
+            Some(cipher) => seal_framed(cipher, record, self.segment_len, &mut self.pending),
+            None => self.pending.extend_from_slice(record),
+        }
+        self.segment_len += to_u64(self.pending.len() - before);
         self.segment_fresh = false;
         self.mark_unsynced();
     }
@@ -360,12 +397,22 @@ impl WalWriter {
         let segment = SegmentId { seq, first_index: self.log.next() };
         let block_size = self.config.block_size;
         let mut bytes = SegmentHeader { identity: self.identity, id: segment, block_size }.encode().to_vec();
+        let mut records = Vec::new();
         if let Some(hard_state) = self.hard_state {
-            Record::HardState(hard_state).encode_into(&mut bytes);
+            records.push(Record::HardState(hard_state).encode());
         }
         if let Some((index, term)) = self.snapshot {
             // Restating the snapshot changes nothing: entries up to it are already gone.
-            Record::Snapshot { index, term, discard_after: false }.encode_into(&mut bytes);
+            records.push(Record::Snapshot { index, term, discard_after: false }.encode());
+        }
+        for record in records {
+            match &self.cipher {
+                Some(cipher) => {
+                    let offset = to_u64(bytes.len());
+                    seal_framed(cipher, &record, offset, &mut bytes);
+                }
+                None => bytes.extend_from_slice(&record),
+            }
         }
         let len = to_u64(bytes.len());
         let preallocate_len = if self.config.preallocate { self.config.segment_size_max.max(len) } else { 0 };
@@ -479,6 +526,106 @@ mod tests {
     }
 
     const SEG1: SegmentId = SegmentId { seq: 1, first_index: 1 };
+
+    /// A WAL written through a cipher: recovers with the key, holds no plain
+    /// text of what was written, and refuses clearly without the key, with
+    /// another key and after tampering.
+    #[test]
+    fn a_sealed_wal_recovers_only_with_its_key() {
+        use crate::wal::cipher::toy::ToyCipher;
+        use crate::wal::cipher::{Cipher, SealProblem};
+        use crate::wal::error::WalError;
+        use crate::wal::mem_dir::MemDir;
+        use crate::wal::record::RecordProblem;
+        use crate::wal::recover::recover_with_cipher;
+        use crate::wal::snapshot_file::SnapshotProblem;
+
+        let cipher = Cipher::new(ToyCipher::new(42));
+        let mut dir = MemDir::new(false);
+        let mut writer = WalWriter::new_with_cipher(ID, config(4096, false), Some(cipher.clone()));
+        let secret = |i: u64| Entry { index: i, term: 1, payload: Payload::Command(format!("secret-{i:03}").into()) };
+        let mut commands = vec![Command::SaveHardState(HS)];
+        commands.extend((1..=40).map(|i| Command::AppendLog(vec![secret(i)])));
+        commands.push(Command::Sync { id: 1 });
+        commands.push(snapshot(20, 1));
+        commands.extend((41..=60).map(|i| Command::AppendLog(vec![secret(i)])));
+        commands.push(Command::Sync { id: 2 });
+        for command in &commands {
+            for action in writer.handle(command) {
+                dir.apply(&action);
+            }
+        }
+        let files = dir.segment_files();
+        assert!(files.len() > 1, "the test covers several segments");
+        for (name, bytes) in &files {
+            assert!(!bytes.windows(7).any(|w| w == b"secret-"), "{name} holds plain text");
+        }
+        let snapshot_bytes = dir.snapshot().expect("a snapshot file").to_vec();
+        assert!(crate::wal::cipher::is_sealed_snapshot(&snapshot_bytes));
+
+        let report = recover_with_cipher(&ID, &files, Some(&snapshot_bytes), Some(&cipher)).unwrap();
+        let indexes: Vec<LogIndex> = report.recovered.entries.iter().map(|e| e.index).collect();
+        assert_eq!(indexes, (21..=60).collect::<Vec<_>>());
+        assert_eq!(report.recovered.entries.last().unwrap().payload, Payload::Command(b"secret-060".to_vec()));
+        assert_eq!(report.recovered.hard_state, HS);
+
+        // Without the key, or with another: refused, naming what is needed.
+        let no_key = recover_with_cipher(&ID, &files, None, None).unwrap_err().to_string();
+        assert!(no_key.contains("no key was given"), "{no_key}");
+        let other = Cipher::new(ToyCipher::new(43));
+        let wrong = recover_with_cipher(&ID, &files, Some(&snapshot_bytes), Some(&other)).unwrap_err();
+        assert!(matches!(wrong, WalError::BadSnapshot(SnapshotProblem::Sealed(SealProblem::WrongKey { .. }))));
+        let wrong = recover_with_cipher(&ID, &files, None, Some(&other)).unwrap_err();
+        match &wrong {
+            WalError::Corrupt {
+                offset,
+                problem: RecordProblem::Sealed(SealProblem::WrongKey { sealed_with, key_id }),
+                ..
+            } => {
+                assert_eq!((*offset, *sealed_with, *key_id), (64, cipher.key_id(), other.key_id()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(wrong.to_string().contains(&format!("{:016x}", cipher.key_id())), "{wrong}");
+
+        // A changed byte in a sealed body whose checksum was recomputed (so
+        // only the authentication can tell): refused at that record.
+        let (name, bytes) = files.last().unwrap();
+        let mut tampered = bytes.to_vec();
+        let at = 64 + RECORD_HEADER_LEN + 12;
+        tampered[at] ^= 1;
+        let len = u32::from_le_bytes(tampered[64..68].try_into().unwrap()) as usize;
+        let crc = crc32c::crc32c(&tampered[64 + RECORD_HEADER_LEN..64 + RECORD_HEADER_LEN + len]);
+        tampered[72..76].copy_from_slice(&crc.to_le_bytes());
+        let header_crc = crc32c::crc32c(&tampered[64..76]);
+        tampered[76..80].copy_from_slice(&header_crc.to_le_bytes());
+        let mut changed: Vec<(String, Vec<u8>)> = files.iter().map(|(n, b)| (n.clone(), b.to_vec())).collect();
+        changed.last_mut().unwrap().1 = tampered;
+        let error = recover_with_cipher(&ID, &changed, Some(&snapshot_bytes), Some(&cipher)).unwrap_err();
+        match &error {
+            WalError::Corrupt {
+                file, offset, problem: RecordProblem::Sealed(SealProblem::Unauthenticated), ..
+            } => {
+                assert_eq!((file.as_str(), *offset), (name.as_str(), 64));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(error.to_string().contains("authentication failed"), "{error}");
+
+        // Resuming keeps sealing.
+        let (mut resumed, actions) =
+            WalWriter::resume_with_cipher(ID, config(4096, false), &report, Some(cipher.clone()));
+        for action in actions.iter().chain(&resumed.handle(&Command::AppendLog(vec![secret(61)]))) {
+            dir.apply(action);
+        }
+        for action in resumed.handle(&Command::Sync { id: 3 }) {
+            dir.apply(&action);
+        }
+        let files = dir.segment_files();
+        assert!(files.iter().all(|(_, b)| !b.windows(7).any(|w| w == b"secret-")));
+        let again = recover_with_cipher(&ID, &files, dir.snapshot(), Some(&cipher)).unwrap();
+        assert_eq!(again.recovered.entries.last().unwrap().index, 61);
+    }
 
     #[test]
     fn the_first_write_creates_segment_one_and_a_sync_covers_it() {

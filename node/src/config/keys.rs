@@ -776,4 +776,8 @@ pub static KEYS: &[KeySpec] = &[
         "What to log: a level, or a filter with levels per module like info,lockstep_core::raft=debug."),
     key!("log.format", Kind::LogFormat, DefaultValue::Value, None, LogFormat(log.format),
         "Log lines as text for a person (human) or one JSON object per line (json)."),
+    key!("audit.file", Kind::OptPath, DefaultValue::Value, None, OptPath(audit.file),
+        "Append the audit log here: one JSON object per line for every auth change, login, refused request, membership change and certificate reload (docs/security.md, Audit log). Off when not set. Keep it readable by the member only; it is created with mode 0600."),
+    key!("encryption.key_file", Kind::OptPath, DefaultValue::Value, None, OptPath(encryption.key_file),
+        "Encrypt the WAL and snapshot files with AES-256-GCM under the key in this file (32 bytes, raw or 64 hex digits; lockstep encryption init-key writes one), and keep the key-value state in memory only. Off when not set. Data written with a key needs the same key to start, fsck or restore (docs/security.md, Encryption at rest)."),
 ];

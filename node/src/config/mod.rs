@@ -65,6 +65,10 @@ pub struct MemberConfig {
     pub tls: TlsSection,
     /// Logging (`log.*`).
     pub log: LogSection,
+    /// The audit log (`audit.*`).
+    pub audit: AuditSection,
+    /// Encryption at rest (`encryption.*`).
+    pub encryption: EncryptionSection,
     /// `auth_token`: which tokens `Authenticate` issues, as etcd's
     /// `--auth-token`: `simple`, or `jwt,pub-key=…,priv-key=…,sign-method=…[,ttl=…]`.
     pub auth_token: String,
@@ -87,6 +91,21 @@ pub struct TlsSection {
     pub admin: TlsPortSection,
     /// `tls.reload_interval_ms`.
     pub reload_interval_ms: u64,
+}
+
+/// `audit.*`: the audit log of security-relevant events (docs/security.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditSection {
+    /// `audit.file`: append one JSON line per event here; off when unset.
+    pub file: Option<PathBuf>,
+}
+
+/// `encryption.*`: encryption at rest of the WAL and snapshot files
+/// (docs/security.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EncryptionSection {
+    /// `encryption.key_file`: the key (32 bytes, raw or hex); off when unset.
+    pub key_file: Option<PathBuf>,
 }
 
 /// One port's TLS files.
@@ -458,6 +477,8 @@ impl MemberConfig {
             },
             tls: TlsSection { reload_interval_ms: 5000, ..TlsSection::default() },
             log: LogSection { level: "info".into(), format: LogFormat::Human },
+            audit: AuditSection::default(),
+            encryption: EncryptionSection::default(),
             auth_token: "simple".into(),
             auth_token_ttl: lockstep_api::auth::SIMPLE_TOKEN_TTL_DEFAULT.as_secs(),
             bcrypt_cost: u64::from(lockstep_api::auth::BCRYPT_COST_DEFAULT),

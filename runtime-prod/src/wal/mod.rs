@@ -55,8 +55,8 @@ use std::task::{Poll, Waker};
 use futures_lite::future;
 use glommio::task::JoinHandle;
 use lockstep_core::wal::{
-    recover, RecoveryReport, SegmentId, WalAction, WalConfig, WalIdentity, WalWriter, SNAPSHOT_FILE_NAME,
-    SNAPSHOT_TEMP_FILE_NAME,
+    recover_with_cipher, Cipher, RecoveryReport, SegmentId, WalAction, WalConfig, WalIdentity, WalWriter,
+    SNAPSHOT_FILE_NAME, SNAPSHOT_TEMP_FILE_NAME,
 };
 use lockstep_core::Command;
 
@@ -142,7 +142,7 @@ impl std::fmt::Debug for Wal {
 
 impl Wal {
     /// Opens the WAL in `dir`: reads every segment and the snapshot file,
-    /// recovers them with [`recover()`], logs the report (and a torn tail it
+    /// recovers them with [`lockstep_core::wal::recover()`], logs the report (and a torn tail it
     /// dropped), cuts what recovery dropped, and starts the driver task.
     ///
     /// Refuses to start ([`WalOpenError::Recovery`], naming the file and offset)
@@ -156,10 +156,23 @@ impl Wal {
         identity: WalIdentity,
         config: WalConfig,
     ) -> Result<(Wal, RecoveryReport), WalOpenError> {
+        Wal::open_with_cipher(dir, identity, config, None).await
+    }
+
+    /// [`Wal::open`] with encryption at rest: records and the snapshot file
+    /// are sealed with `cipher` when written and opened with it when read
+    /// (see `lockstep_core::wal::cipher`); plain records written before
+    /// encryption was turned on are still read.
+    pub async fn open_with_cipher(
+        dir: impl AsRef<Path>,
+        identity: WalIdentity,
+        config: WalConfig,
+        cipher: Option<Cipher>,
+    ) -> Result<(Wal, RecoveryReport), WalOpenError> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| failure("create directory", &dir, e))?;
         let (segments, snapshot) = read_directory(&dir)?;
-        let report = recover(&identity, &segments, snapshot.as_deref())
+        let report = recover_with_cipher(&identity, &segments, snapshot.as_deref(), cipher.as_ref())
             .map_err(|error| WalOpenError::Recovery { dir: dir.clone(), error })?;
         tracing::info!(dir = %dir.display(), "WAL recovered: {}", first_line(&report));
         if let Some(torn) = &report.torn_segment {
@@ -172,7 +185,7 @@ impl Wal {
         let mut block_sizes = vec![config.block_size];
         block_sizes.extend(report.segments.last().map(|s| s.block_size));
         let mut disk = Disk::open(&dir, preallocate_len, block_sizes).await?;
-        let (writer, actions) = WalWriter::resume(identity, config, &report);
+        let (writer, actions) = WalWriter::resume_with_cipher(identity, config, &report, cipher);
         let mut stats = WalStats::default();
         execute(&mut disk, &actions, &mut stats, &mut |_| {}).await?;
         let shared = Rc::new(RefCell::new(Shared {
