@@ -28,8 +28,11 @@
 //! | `/etcdserverpb.Maintenance/Defragment` | none: answers OK (fjall compacts online) |
 //! | `/etcdserverpb.Auth/*` | [`crate::auth`]: `write` of `KvCommand::Auth`, or a linearizable `read` and `auth()` |
 //!
-//! Every call is first checked against the caller's permissions while auth
-//! is enabled (see [`crate::auth`]).
+//! Every call is first checked against the member's rate limits (the global
+//! bucket before anything else, the caller's own bucket once its token is
+//! resolved) and then against the caller's permissions while auth is enabled
+//! (see [`crate::auth`]); puts, lease grants and watch creates are checked
+//! against the size and count limits too (see [`crate::limits`]).
 //!
 //! Any other path answers `UNIMPLEMENTED`. Errors are etcd's statuses
 //! ([`crate::status`]).
@@ -52,6 +55,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -70,6 +74,7 @@ use tonic_prost::ProstCodec;
 use crate::auth::{self, checked, checked_auth, Authenticator, Cx};
 use crate::backend::{Backend, BackendError};
 use crate::convert::ToPb;
+use crate::limits::{ConnectionPermit, Limiter};
 use crate::pb::etcdserverpb as pb;
 use crate::status::{backend_error, kv_error};
 
@@ -148,6 +153,12 @@ pub struct EtcdService {
     backend: Rc<dyn Backend>,
     config: ServiceConfig,
     auth: Rc<Authenticator>,
+    limits: Rc<Limiter>,
+    /// The client's address, for a service serving one connection.
+    peer: Option<SocketAddr>,
+    /// That connection's slot in its source's count, freed when the last
+    /// clone of the service goes away with the connection.
+    _permit: Option<Rc<ConnectionPermit>>,
 }
 
 impl std::fmt::Debug for EtcdService {
@@ -159,7 +170,38 @@ impl std::fmt::Debug for EtcdService {
 impl EtcdService {
     /// A service answering from `backend`.
     pub fn new(backend: Rc<dyn Backend>, config: ServiceConfig) -> EtcdService {
-        EtcdService { backend, config, auth: Rc::new(Authenticator::default()) }
+        EtcdService {
+            backend,
+            config,
+            auth: Rc::new(Authenticator::default()),
+            limits: Rc::new(Limiter::default()),
+            peer: None,
+            _permit: None,
+        }
+    }
+
+    /// The same service under `limits` (one limiter per member: its buckets
+    /// and counts are the member's).
+    pub fn with_limits(mut self, limits: Rc<Limiter>) -> EtcdService {
+        self.limits = limits;
+        self
+    }
+
+    /// The member's limiter.
+    pub fn limits(&self) -> &Rc<Limiter> {
+        &self.limits
+    }
+
+    /// The service for one new connection from `peer`: it knows the client's
+    /// address (for the failed-login lock-out per source) and holds a slot of
+    /// the connections per source; `None` (counted) when that source has
+    /// `max_connections_per_source` connections open already.
+    pub fn for_connection(&self, peer: Option<SocketAddr>) -> Option<EtcdService> {
+        let permit = match peer {
+            Some(peer) => Some(Rc::new(self.limits.open_connection(peer.ip())?)),
+            None => None,
+        };
+        Some(EtcdService { peer, _permit: permit, ..self.clone() })
     }
 
     /// The same service with `auth`'s tokens and settings (one authenticator
@@ -182,8 +224,25 @@ impl EtcdService {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/grpc"));
+        let refuse = |status: Status| {
+            if grpc {
+                status.into_http()
+            } else {
+                crate::gateway::error_response(&status)
+            }
+        };
+        if let Err(status) = self.limits.admit_global() {
+            return refuse(status);
+        }
+        let source = self.peer.map(|p| p.ip());
+        let cx =
+            Rc::new(Cx::new(backend.clone(), self.auth.clone(), self.limits.clone(), source, request.headers()).await);
+        if let Some(user) = cx.user() {
+            if let Err(status) = self.limits.admit_user(&user) {
+                return refuse(status);
+            }
+        }
         if !grpc {
-            let cx = Rc::new(Cx::new(backend.clone(), self.auth.clone(), request.headers()).await);
             return crate::gateway::handle(
                 cx,
                 request,
@@ -192,7 +251,6 @@ impl EtcdService {
             )
             .await;
         }
-        let cx = Rc::new(Cx::new(backend.clone(), self.auth.clone(), request.headers()).await);
         match request.uri().path() {
             "/etcdserverpb.KV/Range" => self.unary(request, |r| checked(cx.clone(), r, range)).await,
             "/etcdserverpb.KV/Put" => self.unary(request, |r| checked(cx.clone(), r, put)).await,
@@ -862,6 +920,19 @@ impl WatchStream {
                         created: true,
                         canceled: true,
                         cancel_reason: format!("rpc error: code = PermissionDenied desc = {}", denied.message()),
+                        ..pb::WatchResponse::default()
+                    });
+                    return;
+                }
+                if let Err(refused) = self.cx.limits.check_watches(self.watchers.len()) {
+                    // In band too, as etcd refuses a create.
+                    let revision = current_revision(&*self.backend).await.unwrap_or_default();
+                    self.pending.push_back(pb::WatchResponse {
+                        header: crate::convert::header(self.backend.header(), kv::ResponseHeader { revision }),
+                        watch_id: -1,
+                        created: true,
+                        canceled: true,
+                        cancel_reason: format!("rpc error: code = ResourceExhausted desc = {}", refused.message()),
                         ..pb::WatchResponse::default()
                     });
                     return;
