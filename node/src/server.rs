@@ -54,6 +54,9 @@ pub struct ServerOptions {
     pub tls: PortTls<TlsFiles>,
     /// How often the TLS files are checked for changes.
     pub tls_reload_interval: Duration,
+    /// Rate limits, per-client limits and the failed-login lock-out at start
+    /// (changeable at runtime through `PUT /admin/limits`).
+    pub limits: lockstep_api::LimitsConfig,
 }
 
 /// Something per port that can have TLS: files in the options, loaded
@@ -175,6 +178,7 @@ impl ServerOptions {
                 admin: config.tls.files("admin"),
             },
             tls_reload_interval: Duration::from_millis(config.tls.reload_interval_ms),
+            limits: config.limits.clone(),
         }
     }
 }
@@ -340,6 +344,7 @@ async fn serve(
         options.client_listen,
         service_config,
         std::rc::Rc::new(lockstep_api::Authenticator::new(options.auth.clone())),
+        admin_state.limits(),
         options.grpc,
         tls.client.clone(),
     )
