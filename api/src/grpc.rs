@@ -224,22 +224,15 @@ impl EtcdService {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/grpc"));
-        let refuse = |status: Status| {
-            if grpc {
-                status.into_http()
-            } else {
-                crate::gateway::error_response(&status)
-            }
-        };
         if let Err(status) = self.limits.admit_global() {
-            return refuse(status);
+            return self.refuse(request, grpc, status).await;
         }
         let source = self.peer.map(|p| p.ip());
         let cx =
             Rc::new(Cx::new(backend.clone(), self.auth.clone(), self.limits.clone(), source, request.headers()).await);
         if let Some(user) = cx.user() {
             if let Err(status) = self.limits.admit_user(&user) {
-                return refuse(status);
+                return self.refuse(request, grpc, status).await;
             }
         }
         if !grpc {
@@ -329,6 +322,31 @@ impl EtcdService {
                 self.unary(request, |r| checked_auth(cx.clone(), r, auth::role_revoke_permission)).await
             }
             path => Status::unimplemented(format!("lockstep: unknown method {path}")).into_http(),
+        }
+    }
+
+    /// Answers a request refused by a rate limit with `status` (gRPC), or
+    /// its HTTP status and JSON error (the gateway). The request body is read
+    /// to its end first (up to the request size limit), as a served call's
+    /// is: HTTP/2 (h2) counts streams answered with their request data
+    /// unread and closes a connection that gathers too many
+    /// (`ENHANCE_YOUR_CALM`), which would cut a client over its rate off
+    /// altogether. Client streams (Watch, LeaseKeepAlive) do not end, so
+    /// they are answered at once.
+    async fn refuse<B>(&self, request: http::Request<B>, grpc: bool, status: Status) -> http::Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError> + Send,
+    {
+        let streaming =
+            matches!(request.uri().path(), "/etcdserverpb.Watch/Watch" | "/etcdserverpb.Lease/LeaseKeepAlive");
+        if !streaming {
+            let _ = http_body_util::Limited::new(request.into_body(), self.config.request_bytes_max).collect().await;
+        }
+        if grpc {
+            status.into_http()
+        } else {
+            crate::gateway::error_response(&status)
         }
     }
 

@@ -201,7 +201,7 @@ fn size_and_lease_limits() {
         "a put nested in a transaction is checked too"
     );
     let grant = pb::LeaseGrantRequest { ttl: 60, id: 0 };
-    assert!(call::<_, pb::LeaseGrantResponse>(&svc, "/etcdserverpb.Lease/LeaseGrant", grant.clone()).is_ok());
+    assert!(call::<_, pb::LeaseGrantResponse>(&svc, "/etcdserverpb.Lease/LeaseGrant", grant).is_ok());
     assert_eq!(
         call::<_, pb::LeaseGrantResponse>(&svc, "/etcdserverpb.Lease/LeaseGrant", grant).unwrap_err(),
         exhausted("lockstep: limit exceeded: 1 leases (limits.max_leases)")

@@ -648,13 +648,14 @@ pub fn start_client(
     listen: SocketAddr,
     service_config: lockstep_api::ServiceConfig,
     auth: Rc<lockstep_api::Authenticator>,
-    limits: Rc<lockstep_api::Limiter>,
     serve_options: lockstep_runtime::http::ServeOptions,
     tls: Option<TlsContext>,
 ) -> Result<SocketAddr, String> {
     let listener = glommio::net::TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let handled = member.metrics().grpc_handled.clone();
+    // The member's limiter lives in the admin state, which reads and changes it.
+    let limits = admin.limits();
     let backend: Rc<dyn lockstep_api::Backend> = Rc::new(crate::backend::MemberBackend::new(member, admin));
     let inner = lockstep_api::EtcdService::new(backend, service_config).with_auth(auth).with_limits(limits);
     let make_service = move |peer: Option<SocketAddr>| match inner.for_connection(peer) {

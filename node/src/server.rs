@@ -344,7 +344,6 @@ async fn serve(
         options.client_listen,
         service_config,
         std::rc::Rc::new(lockstep_api::Authenticator::new(options.auth.clone())),
-        admin_state.limits(),
         options.grpc,
         tls.client.clone(),
     )
