@@ -32,6 +32,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -44,6 +45,7 @@ use tonic::Status;
 
 use crate::audit::{AuditEvent, AuditSink, Audited, Outcome};
 use crate::backend::Backend;
+use crate::limits::Limiter;
 use crate::pb::authpb;
 use crate::pb::etcdserverpb as pb;
 use crate::status::kv_error;
@@ -433,35 +435,47 @@ impl Authenticator {
 /// The identity of a request's sender (see [`Authenticator::caller`]).
 pub type Caller = Result<Option<AuthInfo>, Status>;
 
-/// One request's context: the backend, the member's authenticator and the
-/// resolved caller.
+/// One request's context: the backend, the member's authenticator and
+/// limiter, the client's address and the resolved caller.
 pub struct Cx {
     /// The member.
     pub backend: Rc<dyn Backend>,
     /// Its authenticator.
     pub auth: Rc<Authenticator>,
+    /// Its limits.
+    pub limits: Rc<Limiter>,
+    /// The client's address, when known.
+    pub source: Option<IpAddr>,
     token: Option<String>,
     caller: RefCell<Caller>,
     /// Where audit events go (none: not audited).
     audit: Option<Rc<dyn AuditSink>>,
     /// The client's address, for audit records (`local` if unknown).
-    source: Rc<str>,
+    audit_source: Rc<str>,
     /// The request's method (gRPC path or gateway URL), for audit records.
     method: Rc<str>,
 }
 
 impl Cx {
-    /// The context of a request with these headers.
-    pub async fn new(backend: Rc<dyn Backend>, auth: Rc<Authenticator>, headers: &http::HeaderMap) -> Cx {
+    /// The context of a request from `source` with these headers.
+    pub async fn new(
+        backend: Rc<dyn Backend>,
+        auth: Rc<Authenticator>,
+        limits: Rc<Limiter>,
+        source: Option<IpAddr>,
+        headers: &http::HeaderMap,
+    ) -> Cx {
         let token = Authenticator::token_of(headers);
         let caller = auth.caller(&*backend, token.as_deref()).await;
         Cx {
             backend,
             auth,
+            limits,
+            source,
             token,
             caller: RefCell::new(caller),
             audit: None,
-            source: Rc::from("local"),
+            audit_source: Rc::from("local"),
             method: Rc::from(""),
         }
     }
@@ -470,7 +484,7 @@ impl Cx {
     /// `source`.
     pub fn with_audit(mut self, audit: Option<Rc<dyn AuditSink>>, source: &str, method: &str) -> Cx {
         self.audit = audit;
-        self.source = Rc::from(source);
+        self.audit_source = Rc::from(source);
         self.method = Rc::from(method);
         self
     }
@@ -495,7 +509,7 @@ impl Cx {
             object.insert("reason".into(), Value::from(refused.message()));
         }
         let user = request.audit_user().map_or_else(|| self.audit_user(), str::to_string);
-        sink.record(AuditEvent { event, user, source: self.source.to_string(), outcome: Outcome::Denied, detail });
+        sink.record(AuditEvent { event, user, source: self.audit_source.to_string(), outcome: Outcome::Denied, detail });
     }
 
     /// Records how an audited request ended.
@@ -510,7 +524,12 @@ impl Cx {
                 Outcome::of_status(status)
             }
         };
-        sink.record(AuditEvent { event, user, source: self.source.to_string(), outcome, detail });
+        sink.record(AuditEvent { event, user, source: self.audit_source.to_string(), outcome, detail });
+    }
+
+    /// The authenticated user sending the request, if any.
+    pub fn user(&self) -> Option<String> {
+        self.caller.borrow().as_ref().ok().and_then(|info| info.as_ref()).map(|info| info.user.clone())
     }
 
     fn info(&self) -> Result<Option<AuthInfo>, Status> {
@@ -535,10 +554,12 @@ impl Cx {
         Rc::new(Cx {
             backend: self.sender_backend(),
             auth: self.auth.clone(),
+            limits: self.limits.clone(),
+            source: self.source,
             token: self.token.clone(),
             caller: RefCell::new(self.caller.borrow().clone()),
             audit: self.audit.clone(),
-            source: self.source.clone(),
+            audit_source: self.audit_source.clone(),
             method: self.method.clone(),
         })
     }
@@ -603,6 +624,12 @@ impl Cx {
 pub(crate) trait Authorize {
     /// Ok if the caller of `cx` may send this request.
     async fn authorize(&self, cx: &Cx) -> Result<(), Status>;
+
+    /// Ok if the request is within the member's size and count limits
+    /// ([`crate::limits`]); checked after [`Authorize::authorize`].
+    async fn within_limits(&self, _cx: &Cx) -> Result<(), Status> {
+        Ok(())
+    }
 }
 
 /// Requests only the root role may send.
@@ -656,7 +683,6 @@ admin_only!(
 );
 
 open_to_all!(
-    pb::LeaseGrantRequest,
     pb::LeaseKeepAliveRequest,
     pb::LeaseLeasesRequest,
     pb::StatusRequest,
@@ -665,6 +691,26 @@ open_to_all!(
     pb::AuthStatusRequest,
     pb::AuthenticateRequest,
 );
+
+impl Authorize for pb::LeaseGrantRequest {
+    async fn authorize(&self, _: &Cx) -> Result<(), Status> {
+        Ok(())
+    }
+
+    /// `limits.max_leases`, against the leases this member knows (grants in
+    /// flight elsewhere may overshoot it by their number).
+    async fn within_limits(&self, cx: &Cx) -> Result<(), Status> {
+        if !cx.limits.limits_leases() {
+            return Ok(());
+        }
+        match cx.backend.read(KvQuery::LeaseLeases, false).await {
+            Ok(Ok(KvResponse::LeaseLeases(r))) => cx.limits.check_leases(r.leases.len()),
+            Ok(Ok(_)) => Err(Status::internal("lockstep: backend answered a lease listing with something else")),
+            Ok(Err(e)) => Err(kv_error(&e)),
+            Err(e) => Err(crate::status::backend_error(&e)),
+        }
+    }
+}
 
 impl Authorize for pb::RangeRequest {
     async fn authorize(&self, cx: &Cx) -> Result<(), Status> {
@@ -680,6 +726,10 @@ impl Authorize for pb::PutRequest {
             cx.check_op(&self.key, &[], PermType::Read)?;
         }
         Ok(())
+    }
+
+    async fn within_limits(&self, cx: &Cx) -> Result<(), Status> {
+        cx.limits.check_put(self.key.len(), self.value.len())
     }
 }
 
@@ -732,6 +782,22 @@ impl Authorize for pb::TxnRequest {
         }
         Ok(())
     }
+
+    /// The sizes of every put, at every depth.
+    async fn within_limits(&self, cx: &Cx) -> Result<(), Status> {
+        let mut pending: Vec<&pb::TxnRequest> = vec![self];
+        while let Some(txn) = pending.pop() {
+            for op in txn.success.iter().chain(&txn.failure) {
+                use pb::request_op::Request;
+                match &op.request {
+                    Some(Request::RequestPut(p)) => cx.limits.check_put(p.key.len(), p.value.len())?,
+                    Some(Request::RequestTxn(t)) => pending.push(t),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Authorize for pb::LeaseRevokeRequest {
@@ -773,6 +839,7 @@ where
     Fut: std::future::Future<Output = Result<Resp, Status>>,
 {
     authorize(&cx, &request).await?;
+    request.within_limits(&cx).await?;
     let (audit, user) = audit_of(&cx, &request);
     let result = handler(cx.sender_backend(), request).await;
     cx.audit_outcome(audit, user, &result);
@@ -809,6 +876,7 @@ where
     Fut: std::future::Future<Output = Result<Resp, Status>>,
 {
     authorize(&cx, &request).await?;
+    request.within_limits(&cx).await?;
     let (audit, user) = audit_of(&cx, &request);
     let result = handler(cx.for_handler(), request).await;
     cx.audit_outcome(audit, user, &result);
@@ -1024,24 +1092,33 @@ pub(crate) async fn auth_status_rpc(cx: Rc<Cx>, _: pb::AuthStatusRequest) -> Res
 
 /// etcd's `Authenticate`: check the password against the linearizably read
 /// store (off the executor), then issue a token; retried if the store
-/// changed meanwhile.
+/// changed meanwhile. A user name or source address locked out after failed
+/// attempts is refused before anything else, bcrypt included (see
+/// [`Limiter::auth_admit`]); failures are counted towards lock-outs, and a
+/// success clears the user's count.
 pub(crate) async fn authenticate(cx: Rc<Cx>, r: pb::AuthenticateRequest) -> Result<pb::AuthenticateResponse, Status> {
     let backend = &*cx.backend;
+    cx.limits.auth_admit(&r.name, cx.source)?;
     for _ in 0..AUTHENTICATE_ATTEMPTS_MAX {
         let revision = linearizable_revision(backend).await?;
         let store = backend.auth();
         if !store.enabled() {
             return Err(auth_status(AuthError::AuthNotEnabled));
         }
-        let user = store.user(&r.name).filter(|u| !u.no_password).ok_or(auth_status(AuthError::AuthFailed))?;
+        let Some(user) = store.user(&r.name).filter(|u| !u.no_password) else {
+            cx.limits.auth_failed(&r.name, cx.source, false);
+            return Err(auth_status(AuthError::AuthFailed));
+        };
         let (hash, password) = (user.password_hash.clone(), r.password.clone());
         let matches = offloaded(backend, move || {
             std::str::from_utf8(&hash).ok().is_some_and(|hash| bcrypt::verify(password, hash).unwrap_or(false))
         })
         .await;
         if !matches {
+            cx.limits.auth_failed(&r.name, cx.source, true);
             return Err(auth_status(AuthError::AuthFailed));
         }
+        cx.limits.auth_succeeded(&r.name);
         let checked_revision = store.revision();
         match &cx.auth.config.token {
             TokenConfig::Simple => {

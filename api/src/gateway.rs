@@ -706,7 +706,7 @@ fn json_response(status: u16, value: &Value) -> http::Response<ResponseBody> {
 }
 
 /// grpc-gateway's error answer: the HTTP status of the gRPC code.
-fn error_response(status: &Status) -> http::Response<ResponseBody> {
+pub(crate) fn error_response(status: &Status) -> http::Response<ResponseBody> {
     let http_status = match status.code() {
         Code::Ok => 200,
         Code::Cancelled => 499,

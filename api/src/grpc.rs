@@ -28,8 +28,11 @@
 //! | `/etcdserverpb.Maintenance/Defragment` | none: answers OK (fjall compacts online) |
 //! | `/etcdserverpb.Auth/*` | [`crate::auth`]: `write` of `KvCommand::Auth`, or a linearizable `read` and `auth()` |
 //!
-//! Every call is first checked against the caller's permissions while auth
-//! is enabled (see [`crate::auth`]).
+//! Every call is first checked against the member's rate limits (the global
+//! bucket before anything else, the caller's own bucket once its token is
+//! resolved) and then against the caller's permissions while auth is enabled
+//! (see [`crate::auth`]); puts, lease grants and watch creates are checked
+//! against the size and count limits too (see [`crate::limits`]).
 //!
 //! Any other path answers `UNIMPLEMENTED`. Errors are etcd's statuses
 //! ([`crate::status`]).
@@ -72,6 +75,7 @@ use crate::audit::AuditSink;
 use crate::auth::{self, checked, checked_auth, Authenticator, Cx};
 use crate::backend::{Backend, BackendError};
 use crate::convert::ToPb;
+use crate::limits::{ConnectionPermit, Limiter};
 use crate::pb::etcdserverpb as pb;
 use crate::status::{backend_error, kv_error};
 
@@ -151,6 +155,12 @@ pub struct EtcdService {
     config: ServiceConfig,
     auth: Rc<Authenticator>,
     audit: Option<Rc<dyn AuditSink>>,
+    limits: Rc<Limiter>,
+    /// The client's address, for a service serving one connection.
+    peer: Option<SocketAddr>,
+    /// That connection's slot in its source's count, freed when the last
+    /// clone of the service goes away with the connection.
+    _permit: Option<Rc<ConnectionPermit>>,
 }
 
 impl std::fmt::Debug for EtcdService {
@@ -162,7 +172,39 @@ impl std::fmt::Debug for EtcdService {
 impl EtcdService {
     /// A service answering from `backend`.
     pub fn new(backend: Rc<dyn Backend>, config: ServiceConfig) -> EtcdService {
-        EtcdService { backend, config, auth: Rc::new(Authenticator::default()), audit: None }
+        EtcdService {
+            backend,
+            config,
+            auth: Rc::new(Authenticator::default()),
+            audit: None,
+            limits: Rc::new(Limiter::default()),
+            peer: None,
+            _permit: None,
+        }
+    }
+
+    /// The same service under `limits` (one limiter per member: its buckets
+    /// and counts are the member's).
+    pub fn with_limits(mut self, limits: Rc<Limiter>) -> EtcdService {
+        self.limits = limits;
+        self
+    }
+
+    /// The member's limiter.
+    pub fn limits(&self) -> &Rc<Limiter> {
+        &self.limits
+    }
+
+    /// The service for one new connection from `peer`: it knows the client's
+    /// address (for the failed-login lock-out per source) and holds a slot of
+    /// the connections per source; `None` (counted) when that source has
+    /// `max_connections_per_source` connections open already.
+    pub fn for_connection(&self, peer: Option<SocketAddr>) -> Option<EtcdService> {
+        let permit = match peer {
+            Some(peer) => Some(Rc::new(self.limits.open_connection(peer.ip())?)),
+            None => None,
+        };
+        Some(EtcdService { peer, _permit: permit, ..self.clone() })
     }
 
     /// The same service with `auth`'s tokens and settings (one authenticator
@@ -183,12 +225,17 @@ impl EtcdService {
     }
 
     /// A request's context: its caller, and where its audit records go.
+    /// The client's address comes from [`EtcdService::for_connection`] or,
+    /// failing that, the request's `SocketAddr` extension.
     async fn context<B>(&self, request: &http::Request<B>) -> Rc<Cx> {
-        let cx = Cx::new(self.backend.clone(), self.auth.clone(), request.headers()).await;
+        let peer = self.peer.or_else(|| request.extensions().get::<SocketAddr>().copied());
+        let cx =
+            Cx::new(self.backend.clone(), self.auth.clone(), self.limits.clone(), peer.map(|p| p.ip()), request.headers())
+                .await;
         if self.audit.is_none() {
             return Rc::new(cx);
         }
-        let source = request.extensions().get::<SocketAddr>().map_or_else(|| "local".to_string(), ToString::to_string);
+        let source = peer.map_or_else(|| "local".to_string(), |p| p.to_string());
         Rc::new(cx.with_audit(self.audit.clone(), &source, request.uri().path()))
     }
 
@@ -204,8 +251,16 @@ impl EtcdService {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/grpc"));
+        if let Err(status) = self.limits.admit_global() {
+            return self.refuse(request, grpc, status).await;
+        }
+        let cx = self.context(&request).await;
+        if let Some(user) = cx.user() {
+            if let Err(status) = self.limits.admit_user(&user) {
+                return self.refuse(request, grpc, status).await;
+            }
+        }
         if !grpc {
-            let cx = self.context(&request).await;
             return crate::gateway::handle(
                 cx,
                 request,
@@ -214,7 +269,6 @@ impl EtcdService {
             )
             .await;
         }
-        let cx = self.context(&request).await;
         match request.uri().path() {
             "/etcdserverpb.KV/Range" => self.unary(request, |r| checked(cx.clone(), r, range)).await,
             "/etcdserverpb.KV/Put" => self.unary(request, |r| checked(cx.clone(), r, put)).await,
@@ -293,6 +347,31 @@ impl EtcdService {
                 self.unary(request, |r| checked_auth(cx.clone(), r, auth::role_revoke_permission)).await
             }
             path => Status::unimplemented(format!("lockstep: unknown method {path}")).into_http(),
+        }
+    }
+
+    /// Answers a request refused by a rate limit with `status` (gRPC), or
+    /// its HTTP status and JSON error (the gateway). The request body is read
+    /// to its end first (up to the request size limit), as a served call's
+    /// is: HTTP/2 (h2) counts streams answered with their request data
+    /// unread and closes a connection that gathers too many
+    /// (`ENHANCE_YOUR_CALM`), which would cut a client over its rate off
+    /// altogether. Client streams (Watch, LeaseKeepAlive) do not end, so
+    /// they are answered at once.
+    async fn refuse<B>(&self, request: http::Request<B>, grpc: bool, status: Status) -> http::Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError> + Send,
+    {
+        let streaming =
+            matches!(request.uri().path(), "/etcdserverpb.Watch/Watch" | "/etcdserverpb.Lease/LeaseKeepAlive");
+        if !streaming {
+            let _ = http_body_util::Limited::new(request.into_body(), self.config.request_bytes_max).collect().await;
+        }
+        if grpc {
+            status.into_http()
+        } else {
+            crate::gateway::error_response(&status)
         }
     }
 
@@ -884,6 +963,19 @@ impl WatchStream {
                         created: true,
                         canceled: true,
                         cancel_reason: format!("rpc error: code = PermissionDenied desc = {}", denied.message()),
+                        ..pb::WatchResponse::default()
+                    });
+                    return;
+                }
+                if let Err(refused) = self.cx.limits.check_watches(self.watchers.len()) {
+                    // In band too, as etcd refuses a create.
+                    let revision = current_revision(&*self.backend).await.unwrap_or_default();
+                    self.pending.push_back(pb::WatchResponse {
+                        header: crate::convert::header(self.backend.header(), kv::ResponseHeader { revision }),
+                        watch_id: -1,
+                        created: true,
+                        canceled: true,
+                        cancel_reason: format!("rpc error: code = ResourceExhausted desc = {}", refused.message()),
                         ..pb::WatchResponse::default()
                     });
                     return;

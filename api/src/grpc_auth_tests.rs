@@ -322,3 +322,6 @@ fn json_gateway_serves_auth_with_the_authorization_header() {
     let (code, body) = with_token("/v3/auth/role/get", r#"{"role": "app"}"#);
     assert_eq!(code, 403, "{body}");
 }
+
+#[path = "grpc_limits_tests.rs"]
+mod limits;

@@ -20,6 +20,8 @@
 //! - [`auth`]: etcd's authentication: bcrypt passwords, simple and JWT
 //!   tokens, and the permission each RPC needs, checked against the
 //!   replicated auth store ([`lockstep_core::kv::AuthStore`]).
+//! - [`limits`]: rate limits (token buckets, global and per user), size and
+//!   count limits on what clients control, and the failed-login lock-out.
 //! - [`EtcdService`]: a hand-written `hyper` service that routes gRPC paths
 //!   (`/etcdserverpb.KV/Put`, ...) to the backend. Its futures and bodies are
 //!   not `Send`: one service and its backend live on one executor thread, so
@@ -44,6 +46,7 @@ pub mod backend;
 pub mod convert;
 pub mod gateway;
 pub mod grpc;
+pub mod limits;
 pub mod memory;
 pub mod sha256;
 pub mod status;
@@ -52,6 +55,7 @@ pub use audit::{AuditEvent, AuditMember, AuditSink, Outcome};
 pub use auth::{AuthConfig, Authenticator, TokenConfig};
 pub use backend::{Backend, BackendError, EtcdError, HeaderInfo, KvHash, MemberInfo, MemberStatus};
 pub use grpc::{EtcdService, ResponseBody, ServiceConfig};
+pub use limits::{Limiter, LimitsConfig};
 pub use memory::MemoryBackend;
 
 /// etcd v3.5's protobuf messages (generated; see `api/proto/README.md`).

@@ -19,6 +19,8 @@
 //! | DELETE | `/cluster/members/{id}` | remove a member; `?force=true` for a dead one, `?quorum=true`: remove it if the reachable rest is a quorum (leader only) |
 //! | PUT | `/cluster/members/{id}` | `{"peer"}`: change the peer address this member knows (this member only) |
 //! | POST | `/cluster/leader/transfer` | `{"to": id}`: hand leadership over (leader only) |
+//! | GET | `/admin/limits` | the rate limits, per-client limits and lock-out settings in force on this member |
+//! | PUT | `/admin/limits` | a JSON object of limits to change on this member at once (other fields kept); the limits in force |
 //!
 //! Requests that only the leader serves get `421 Misdirected Request` with the
 //! leader's admin URL in `leader_admin` on other members; the CLI follows it.
@@ -60,20 +62,92 @@ pub struct AdminState {
     tls: Vec<TlsContext>,
     /// Where membership changes through this API are recorded.
     audit: Option<Rc<dyn AuditSink>>,
+    /// The client port's limits (`/admin/limits`, `/metrics`).
+    limits: Rc<lockstep_api::Limiter>,
+    limit_metrics: LimitMetrics,
+}
+
+/// The limiter's counts as Prometheus counters in the member's registry,
+/// brought up to date when `/metrics` is rendered.
+struct LimitMetrics {
+    rejected: prometheus::IntCounterVec,
+    auth_failures: prometheus::IntCounterVec,
+    auth_lockouts: prometheus::IntCounterVec,
+}
+
+impl LimitMetrics {
+    fn new(registry: &prometheus::Registry) -> LimitMetrics {
+        let vec = |name: &str, help: &str, label: &str| {
+            let c = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), &[label]).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let metrics = LimitMetrics {
+            rejected: vec(
+                "lockstep_limit_rejected_total",
+                "Requests, connections and watches refused by a limit (global, user, key_bytes, value_bytes,                  watches_per_stream, connections_per_source, leases).",
+                "limit",
+            ),
+            auth_failures: vec(
+                "lockstep_auth_failures_total",
+                "Failed Authenticate calls, by reason (bad_password, unknown_user, locked_out).",
+                "reason",
+            ),
+            auth_lockouts: vec(
+                "lockstep_auth_lockouts_total",
+                "Lock-outs after repeated failed Authenticate calls, by scope (user, source).",
+                "scope",
+            ),
+        };
+        // Every label from the start, so that dashboards and alerts see zeros.
+        for limit in
+            ["global", "user", "key_bytes", "value_bytes", "watches_per_stream", "connections_per_source", "leases"]
+        {
+            metrics.rejected.with_label_values(&[limit]);
+        }
+        for reason in ["bad_password", "unknown_user", "locked_out"] {
+            metrics.auth_failures.with_label_values(&[reason]);
+        }
+        for scope in ["user", "source"] {
+            metrics.auth_lockouts.with_label_values(&[scope]);
+        }
+        metrics
+    }
+
+    fn observe(&self, stats: &lockstep_api::limits::LimitStats) {
+        let sync = |vec: &prometheus::IntCounterVec, totals: &BTreeMap<&'static str, u64>| {
+            for (label, total) in totals {
+                let counter = vec.with_label_values(&[label]);
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
+        };
+        sync(&self.rejected, &stats.rejected);
+        sync(&self.auth_failures, &stats.auth_failures);
+        sync(&self.auth_lockouts, &stats.auth_lockouts);
+    }
 }
 
 impl AdminState {
     /// The admin state of `member`, whose ports' TLS is `tls`.
     pub fn new(member: Member, options: &ServerOptions, tls: Vec<TlsContext>) -> AdminState {
+        let limit_metrics = LimitMetrics::new(member.metrics().registry());
         AdminState {
             member,
             name: options.name.clone(),
             quota_bytes: options.member.kv.quota_bytes,
             addresses: RefCell::new(options.addresses.clone()),
             tls,
+            limits: Rc::new(lockstep_api::Limiter::new(options.limits.clone())),
+            limit_metrics,
             audit: None,
         }
     }
+
+    /// The client port's limiter (one per member).
+    pub fn limits(&self) -> Rc<lockstep_api::Limiter> {
+        self.limits.clone()
+    }
+
 
     /// The same state, recording membership changes in `audit`.
     pub fn with_audit(mut self, audit: Option<Rc<dyn AuditSink>>) -> AdminState {
@@ -276,6 +350,7 @@ async fn route(state: &AdminState, method: &Method, path: &str, query: &str, bod
         (&Method::GET, ["metrics"]) => {
             let metrics = state.member.metrics();
             metrics.observe_tls(&state.tls_status());
+            state.limit_metrics.observe(&state.limits.stats());
             Answer {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
@@ -310,12 +385,40 @@ async fn route(state: &AdminState, method: &Method, path: &str, query: &str, bod
             Err(_) => error(400, format!("bad member id {id:?}")),
         },
         (&Method::POST, ["cluster", "leader", "transfer"]) => transfer(state, body).await,
-        (_, ["health" | "livez" | "readyz" | "metrics"]) | (_, ["cluster", ..]) => {
+        (&Method::GET, ["admin", "limits"]) => limits_answer(state),
+        (&Method::PUT, ["admin", "limits"]) => change_limits(state, body),
+        (_, ["health" | "livez" | "readyz" | "metrics"]) | (_, ["cluster", ..]) | (_, ["admin", "limits"]) => {
             error(405, format!("{method} is not allowed on {path}"))
         }
         _ => error(404, format!("no such endpoint: {path} (see GET /cluster/status, /health, /metrics)")),
     };
     answer.into()
+}
+
+/// `GET /admin/limits`: the limits in force on this member.
+fn limits_answer(state: &AdminState) -> Answer {
+    match serde_json::to_value(state.limits.config()) {
+        Ok(value) => Answer::json(200, &value),
+        Err(e) => error(500, format!("cannot render the limits: {e}")),
+    }
+}
+
+/// `PUT /admin/limits`: changes the limits named in the body (a JSON object
+/// with fields of `GET /admin/limits`) on this member, at once and until it
+/// restarts; the others are kept. Answers the limits now in force.
+fn change_limits(state: &AdminState, body: &[u8]) -> Answer {
+    let changes: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return error(400, format!("body is not JSON: {e}")),
+    };
+    match state.limits.config().merged(&changes) {
+        Ok(limits) => {
+            tracing::info!(changes = %changes, "limits changed through the admin API");
+            state.limits.set_config(limits);
+            limits_answer(state)
+        }
+        Err(why) => error(400, why),
+    }
 }
 
 fn last_fsync_ms(member: &Member) -> Option<f64> {
@@ -647,14 +750,21 @@ pub fn start_client(
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let handled = member.metrics().grpc_handled.clone();
     let audit = admin.audit().cloned();
+    // The member's limiter lives in the admin state, which reads and changes it.
+    let limits = admin.limits();
     let backend: Rc<dyn lockstep_api::Backend> = Rc::new(crate::backend::MemberBackend::new(member, admin));
-    let mut inner = lockstep_api::EtcdService::new(backend, service_config).with_auth(auth);
+    let mut inner = lockstep_api::EtcdService::new(backend, service_config).with_auth(auth).with_limits(limits);
     if let Some(audit) = audit {
         inner = inner.with_audit(audit);
     }
     let counters = Rc::new(HandledCounters { handled, by_path: RefCell::new(std::collections::HashMap::new()) });
-    let service = CountedService { inner, counters };
-    glommio::spawn_local(lockstep_runtime::http::serve_with_tls(listener, move || service.clone(), serve_options, tls))
-        .detach();
+    let make_service = move |peer: Option<SocketAddr>| match inner.for_connection(peer) {
+        Some(inner) => Some(CountedService { inner, counters: counters.clone() }),
+        None => {
+            tracing::debug!(?peer, "refused a client connection: limits.max_connections_per_source reached");
+            None
+        }
+    };
+    glommio::spawn_local(lockstep_runtime::http::serve_gated(listener, make_service, serve_options, tls)).detach();
     Ok(bound)
 }

@@ -60,6 +60,9 @@ pub struct ServerOptions {
     pub audit_file: Option<PathBuf>,
     /// The encryption key file (`None`: no encryption at rest).
     pub encryption_key_file: Option<PathBuf>,
+    /// Rate limits, per-client limits and the failed-login lock-out at start
+    /// (changeable at runtime through `PUT /admin/limits`).
+    pub limits: lockstep_api::LimitsConfig,
 }
 
 /// Something per port that can have TLS: files in the options, loaded
@@ -184,6 +187,7 @@ impl ServerOptions {
             tls_reload_interval: Duration::from_millis(config.tls.reload_interval_ms),
             audit_file: config.audit.file.clone(),
             encryption_key_file: config.encryption.key_file.clone(),
+            limits: config.limits.clone(),
         }
     }
 }

@@ -306,6 +306,25 @@ pub async fn serve_with_tls<S, B>(
     B: Body + 'static,
     B::Error: Into<BoxError>,
 {
+    serve_gated(listener, |_| Some(make_service()), options, tls).await;
+}
+
+/// [`serve_with_tls`], with a service made per connection from the client's
+/// address: `make_service` returning `None` refuses the connection (it is
+/// closed at once, before any TLS handshake; the caller counts and logs
+/// what it refuses).
+pub async fn serve_gated<S, B>(
+    listener: impl Into<HttpListener>,
+    make_service: impl Fn(Option<SocketAddr>) -> Option<S>,
+    options: ServeOptions,
+    tls: Option<TlsContext>,
+) where
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>> + 'static,
+    S::Future: 'static,
+    S::Error: Into<BoxError>,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+{
     let HttpListener(listener) = listener.into();
     loop {
         let stream = match listener.accept().await {
@@ -317,10 +336,13 @@ pub async fn serve_with_tls<S, B>(
             }
         };
         let peer: Option<SocketAddr> = stream.peer_addr().ok();
+        let Some(service) = make_service(peer) else {
+            drop(stream);
+            continue;
+        };
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(?peer, error = %e, "set_nodelay failed");
         }
-        let service = make_service();
         let tls = tls.clone();
         glommio::spawn_local(async move {
             let conn = match &tls {

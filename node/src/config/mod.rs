@@ -63,6 +63,10 @@ pub struct MemberConfig {
     pub grpc: GrpcSection,
     /// TLS on the client, peer and admin ports (`tls.*`).
     pub tls: TlsSection,
+    /// Rate limits, per-client limits and the failed-login lock-out
+    /// (`limits.*`; per-user overrides are set at runtime through the admin
+    /// API only).
+    pub limits: lockstep_api::LimitsConfig,
     /// Logging (`log.*`).
     pub log: LogSection,
     /// The audit log (`audit.*`).
@@ -476,6 +480,7 @@ impl MemberConfig {
                 keepalive_timeout_ms: 20_000,
             },
             tls: TlsSection { reload_interval_ms: 5000, ..TlsSection::default() },
+            limits: lockstep_api::LimitsConfig::default(),
             log: LogSection { level: "info".into(), format: LogFormat::Human },
             audit: AuditSection::default(),
             encryption: EncryptionSection::default(),
@@ -1007,6 +1012,19 @@ fn check_relations(config: &MemberConfig, sources: &Sources, file: Option<&Path>
                     "must be at most kv.lease_ttl_min_s / 1.5 = {} ms, so that a lease outlives an election",
                     config.kv.lease_ttl_min_s * 2000 / 3
                 ),
+            ),
+        }
+    }
+    let l = &config.limits;
+    if l.auth_lockout_max_ms < l.auth_lockout_ms {
+        match later("limits.auth_lockout_max_ms", "limits.auth_lockout_ms") {
+            "limits.auth_lockout_max_ms" => blame(
+                "limits.auth_lockout_max_ms",
+                format!("must be at least limits.auth_lockout_ms = {}", l.auth_lockout_ms),
+            ),
+            _ => blame(
+                "limits.auth_lockout_ms",
+                format!("must be at most limits.auth_lockout_max_ms = {}", l.auth_lockout_max_ms),
             ),
         }
     }
