@@ -39,6 +39,8 @@
 pub mod auth;
 pub mod backend;
 pub mod convert;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gateway;
 pub mod grpc;
 pub mod memory;
