@@ -319,7 +319,7 @@ fn huge_bodies_and_base64_values_are_bounded() {
     assert_eq!(outcome.status, 200, "{outcome:?}");
 }
 
-/// Regression (found by fuzzing): a bytes field that is not base64 was
+/// Regression (found while writing these tests): a bytes field that is not base64 was
 /// taken as the bytes of its text (`{"key": "foo"}` wrote the key `foo`).
 /// grpc-gateway refuses it, at any depth; so does lockstep now.
 #[test]
