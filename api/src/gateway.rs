@@ -474,8 +474,9 @@ impl Input<'_> {
 const BYTES_FIELDS: [&str; 4] = ["key", "range_end", "rangeEnd", "value"];
 
 /// Refuses a bytes field whose text is not base64, as grpc-gateway does
-/// (Go's `encoding/json`: "illegal base64 data at input byte N"). Found by
-/// fuzzing: such a text used to be taken as the bytes themselves, so that
+/// (Go's `encoding/json`: "illegal base64 data at input byte N"). Found
+/// while writing the gateway's fuzz tests: such a text used to be taken as
+/// the bytes themselves, so that
 /// `{"key": "foo"}` wrote the key `foo` where etcd refuses the request. The
 /// depth is bounded by the JSON parser's (128).
 fn check_bytes_fields(value: &Value) -> Result<(), Status> {
