@@ -44,6 +44,8 @@ pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod convert;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gateway;
 pub mod grpc;
 pub mod limits;

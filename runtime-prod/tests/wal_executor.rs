@@ -293,3 +293,22 @@ fn a_block_size_the_device_cannot_align_to_is_refused() {
     });
     assert!(failure.to_string().contains("O_DIRECT alignment"), "{failure}");
 }
+
+/// Regression (found by running docs/security.md as written): a WAL in a
+/// relative directory (`lockstep dev --data-dir dev`) failed to open with
+/// "Bad file descriptor", because glommio opens a relative directory against
+/// no directory.
+#[test]
+fn a_wal_in_a_relative_directory_opens_and_recovers() {
+    let temp = tempfile::tempdir_in(".").expect("temp dir under the current directory");
+    let name = temp.path().file_name().expect("a name").to_owned();
+    let relative = Path::new(&name).join("wal");
+    assert!(relative.is_relative());
+    write(&relative, &history());
+    let report = run(async {
+        let (wal, report) = Wal::open(&relative, ID, CONFIG).await.expect("reopens");
+        wal.close().await.expect("closes");
+        report
+    });
+    assert!(!report.is_blank());
+}

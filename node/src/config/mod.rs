@@ -526,11 +526,30 @@ impl MemberConfig {
         env: &[(String, String)],
         overrides: &[(String, String)],
     ) -> Result<MemberConfig, ConfigError> {
+        let text = match path {
+            Some(path) => Some(
+                std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })?,
+            ),
+            None => None,
+        };
+        MemberConfig::load_text(path.zip(text.as_deref()), env, overrides)
+    }
+
+    /// [`MemberConfig::load`] with the file's text already read: `file` is
+    /// its name (for messages) and its text. The config fuzz tests and
+    /// targets enter here.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] with every problem found.
+    pub fn load_text(
+        file: Option<(&Path, &str)>,
+        env: &[(String, String)],
+        overrides: &[(String, String)],
+    ) -> Result<MemberConfig, ConfigError> {
+        let path = file.map(|(path, _)| path);
         let mut layers = Layers { config: MemberConfig::unset(), sources: Sources::default(), problems: Vec::new() };
-        if let Some(path) = path {
-            let text =
-                std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })?;
-            if !load_file(path, &text, &mut layers) {
+        if let Some((path, text)) = file {
+            if !load_file(path, text, &mut layers) {
                 // A file that is not YAML, or not a mapping, says nothing reliable about keys.
                 return Err(ConfigError::Invalid(layers.problems));
             }

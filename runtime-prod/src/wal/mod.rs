@@ -169,7 +169,10 @@ impl Wal {
         config: WalConfig,
         cipher: Option<Cipher>,
     ) -> Result<(Wal, RecoveryReport), WalOpenError> {
-        let dir = dir.as_ref().to_path_buf();
+        // glommio opens a relative directory against no directory at all
+        // (EBADF, "Bad file descriptor"): `lockstep dev --data-dir dev` and a
+        // relative `data_dir` failed so. Made absolute here, where glommio is.
+        let dir = std::path::absolute(dir.as_ref()).map_err(|e| failure("resolve directory", dir.as_ref(), e))?;
         std::fs::create_dir_all(&dir).map_err(|e| failure("create directory", &dir, e))?;
         let (segments, snapshot) = read_directory(&dir)?;
         let report = recover_with_cipher(&identity, &segments, snapshot.as_deref(), cipher.as_ref())
