@@ -509,7 +509,13 @@ impl Cx {
             object.insert("reason".into(), Value::from(refused.message()));
         }
         let user = request.audit_user().map_or_else(|| self.audit_user(), str::to_string);
-        sink.record(AuditEvent { event, user, source: self.audit_source.to_string(), outcome: Outcome::Denied, detail });
+        sink.record(AuditEvent {
+            event,
+            user,
+            source: self.audit_source.to_string(),
+            outcome: Outcome::Denied,
+            detail,
+        });
     }
 
     /// Records how an audited request ended.

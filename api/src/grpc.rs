@@ -229,9 +229,14 @@ impl EtcdService {
     /// failing that, the request's `SocketAddr` extension.
     async fn context<B>(&self, request: &http::Request<B>) -> Rc<Cx> {
         let peer = self.peer.or_else(|| request.extensions().get::<SocketAddr>().copied());
-        let cx =
-            Cx::new(self.backend.clone(), self.auth.clone(), self.limits.clone(), peer.map(|p| p.ip()), request.headers())
-                .await;
+        let cx = Cx::new(
+            self.backend.clone(),
+            self.auth.clone(),
+            self.limits.clone(),
+            peer.map(|p| p.ip()),
+            request.headers(),
+        )
+        .await;
         if self.audit.is_none() {
             return Rc::new(cx);
         }

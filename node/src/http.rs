@@ -148,7 +148,6 @@ impl AdminState {
         self.limits.clone()
     }
 
-
     /// The same state, recording membership changes in `audit`.
     pub fn with_audit(mut self, audit: Option<Rc<dyn AuditSink>>) -> AdminState {
         self.audit = audit;
