@@ -947,6 +947,21 @@ impl WatchStream {
         }
     }
 
+    /// Refuses a create in band, as etcd does: created and canceled, watch id
+    /// -1, and as the reason the text of its gRPC error (e.g.
+    /// `ErrGRPCPermissionDenied.Error()`), with `code` as grpc-go names it.
+    async fn refuse_create(&mut self, code: &str, message: &str) {
+        let revision = current_revision(&*self.backend).await.unwrap_or_default();
+        self.pending.push_back(pb::WatchResponse {
+            header: crate::convert::header(self.backend.header(), kv::ResponseHeader { revision }),
+            watch_id: -1,
+            created: true,
+            canceled: true,
+            cancel_reason: format!("rpc error: code = {code} desc = {message}"),
+            ..pb::WatchResponse::default()
+        });
+    }
+
     async fn handle(&mut self, request: pb::WatchRequest) {
         use pb::watch_request::RequestUnion;
         match request.request_union {
@@ -958,31 +973,11 @@ impl WatchStream {
                     outcome => outcome.err(),
                 };
                 if let Some(denied) = refused {
-                    // etcd answers a refused create in band: created and
-                    // canceled, watch id -1, and as the reason the text of
-                    // its gRPC error (`ErrGRPCPermissionDenied.Error()`).
-                    let revision = current_revision(&*self.backend).await.unwrap_or_default();
-                    self.pending.push_back(pb::WatchResponse {
-                        header: crate::convert::header(self.backend.header(), kv::ResponseHeader { revision }),
-                        watch_id: -1,
-                        created: true,
-                        canceled: true,
-                        cancel_reason: format!("rpc error: code = PermissionDenied desc = {}", denied.message()),
-                        ..pb::WatchResponse::default()
-                    });
+                    self.refuse_create("PermissionDenied", denied.message()).await;
                     return;
                 }
                 if let Err(refused) = self.cx.limits.check_watches(self.watchers.len()) {
-                    // In band too, as etcd refuses a create.
-                    let revision = current_revision(&*self.backend).await.unwrap_or_default();
-                    self.pending.push_back(pb::WatchResponse {
-                        header: crate::convert::header(self.backend.header(), kv::ResponseHeader { revision }),
-                        watch_id: -1,
-                        created: true,
-                        canceled: true,
-                        cancel_reason: format!("rpc error: code = ResourceExhausted desc = {}", refused.message()),
-                        ..pb::WatchResponse::default()
-                    });
+                    self.refuse_create("ResourceExhausted", refused.message()).await;
                     return;
                 }
                 let fragment = create.fragment;
