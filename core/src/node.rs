@@ -129,6 +129,12 @@ impl<S: StateMachine> Node<S> {
         &self.sm
     }
 
+    /// Ends the node, handing back its state machine (a driver keeps what of
+    /// its storage a crash would leave).
+    pub fn into_state_machine(self) -> S {
+        self.sm
+    }
+
     /// The state machine, for its local, unreplicated parts (a KV store's watch
     /// hub). A driver must never change replicated state through it: that would
     /// make this member diverge from the others.
@@ -364,12 +370,21 @@ impl<S: StateMachine> Node<S> {
         }
     }
 
+    /// Compacts the log behind a local snapshot every
+    /// `snapshot_threshold_entries`: a checkpoint of a state machine whose
+    /// state is durable by itself (a marker naming the applied index), else
+    /// its full state. Followers that need a snapshot are sent the full state,
+    /// made when one is wanted.
     fn maybe_snapshot(&mut self) {
         let applied = self.raft.applied_index();
         let since = applied - self.raft.snapshot().map_or(0, |s| s.meta.index);
         if since >= self.raft.config().snapshot_threshold_entries && !self.raft.snapshot_in_progress() {
-            let data = self.sm.snapshot();
+            let data = self.sm.checkpoint(applied).unwrap_or_else(|| self.sm.snapshot());
             self.raft.save_local_snapshot(applied, data);
+        }
+        if self.raft.wants_snapshot_to_send() {
+            let data = self.sm.snapshot();
+            self.raft.offer_snapshot(applied, data);
         }
     }
 

@@ -21,7 +21,10 @@ impl std::fmt::Display for RestoreError {
 pub trait StateMachine {
     /// Applies the entry at `index` and returns the result for the client.
     /// Sees every committed entry, including `Noop` and `Membership` (which most
-    /// state machines ignore), exactly once and in order.
+    /// state machines ignore), exactly once and in order; except that after a
+    /// restart from a [`StateMachine::checkpoint`] the entries between the
+    /// checkpoint and the state's stored applied index come again, and must be
+    /// recognised and skipped.
     fn apply(&mut self, index: LogIndex, payload: &Payload) -> Vec<u8>;
 
     /// Answers a read-only query against the current state.
@@ -32,6 +35,18 @@ pub trait StateMachine {
 
     /// Replaces the whole state with a snapshot's.
     fn restore(&mut self, data: &[u8]) -> Result<(), RestoreError>;
+
+    /// Makes the state as of the applied `index` durable by the state
+    /// machine's own storage and returns a small marker that stands for it in
+    /// the local snapshot; [`StateMachine::restore`] of the marker then keeps
+    /// the stored state (checking it reaches `index`). `None` (the default):
+    /// the state is not durable by itself, and the local snapshot holds
+    /// [`StateMachine::snapshot`]'s full state. Followers are always sent the
+    /// full state.
+    fn checkpoint(&mut self, index: LogIndex) -> Option<Vec<u8>> {
+        let _ = index;
+        None
+    }
 
     /// Checks a command before it is proposed, so malformed commands are refused
     /// instead of being committed to the log.

@@ -180,3 +180,102 @@ fn a_renewed_lease_gets_its_full_ttl_back_after_a_leader_change() {
     c.run_until(promoted_at + 18_000);
     assert_eq!(get(&mut c, next, "lock"), Some(b"held".to_vec()), "the renewed lease keeps its full TTL");
 }
+
+// ----- checkpoints: the state's own storage stands for it in snapshots -------
+
+fn checkpoint_config(id: NodeId, seed: u64) -> lockstep_core::Config {
+    let mut c = default_config(id, seed);
+    c.snapshot_threshold_entries = 20;
+    c.compaction_lag_entries = 5;
+    c
+}
+
+/// What a crash leaves of a KV store's storage, opened again: the batches
+/// since the last sync up to about half of them (so that the stored state may
+/// be ahead of the checkpoint, and the restart skips entries it holds).
+fn reopen(old: Kv) -> Kv {
+    let mut storage = old.into_storage();
+    let keep = storage.unsynced_batches() / 2;
+    storage.crash_keeping(keep);
+    KvStore::open(KvConfig::default(), storage).expect("the crashed storage opens")
+}
+
+fn checkpointing_cluster(seed: u64) -> Cluster<Kv> {
+    let mut c = Cluster::with_state_machine(3, seed, checkpoint_config, kv);
+    c.reopen = Some(reopen);
+    c
+}
+
+/// A member's revision and stored pairs.
+type Contents = (i64, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// Every member's keys and revision, for comparing members.
+fn contents(c: &Cluster<Kv>, id: NodeId) -> Contents {
+    let store = c.node(id).state_machine();
+    (store.current_revision(), store.mvcc().dump())
+}
+
+#[test]
+fn local_snapshots_are_checkpoint_markers_and_a_restart_opens_the_stored_state() {
+    let mut c = checkpointing_cluster(11);
+    let leader = c.wait_for_leader(3_000);
+    for i in 0..50 {
+        write(&mut c, leader, put(&format!("k{i}"), &format!("v{i}"), 0));
+    }
+    c.run_for(300);
+    for id in 1..=3 {
+        let snapshot = c.node(id).raft().snapshot().expect("a snapshot after 50 entries");
+        let marked = lockstep_core::kv::checkpoint_index(&snapshot.data);
+        assert_eq!(marked, Some(snapshot.meta.index), "member {id}: the snapshot is a 13-byte marker");
+        assert!(snapshot.meta.index >= 20, "member {id}: the log was compacted behind it");
+    }
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    let before = contents(&c, follower);
+    c.crash(follower);
+    c.restart(follower);
+    c.run_for(500);
+    assert_eq!(contents(&c, follower), before, "the restarted member has the same state");
+    assert_eq!(get(&mut c, follower, "k49"), Some(b"v49".to_vec()));
+    write(&mut c, leader, put("after", "restart", 0));
+    c.run_for(300);
+    assert_eq!(contents(&c, follower), contents(&c, leader), "and keeps applying");
+}
+
+#[test]
+fn a_follower_behind_the_compacted_log_is_sent_the_full_state() {
+    let mut c = checkpointing_cluster(12);
+    let leader = c.wait_for_leader(3_000);
+    write(&mut c, leader, put("first", "1", 0));
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    c.crash(follower);
+    for i in 0..80 {
+        write(&mut c, leader, put(&format!("k{}", i % 7), &format!("v{i}"), 0));
+    }
+    let compacted = c.node(leader).raft().snapshot().expect("snapshot").meta.index;
+    assert!(compacted > 40, "the leader compacted its log past the follower ({compacted})");
+    c.restart(follower);
+    c.run_for(2_000);
+    assert_eq!(contents(&c, follower), contents(&c, leader), "the follower caught up through a snapshot");
+    let installed = c.node(follower).raft().snapshot().expect("snapshot").meta.index;
+    assert!(installed > compacted - 20, "it installed a snapshot from the leader (at {installed})");
+    assert_eq!(get(&mut c, follower, "k6"), Some(b"v76".to_vec()));
+}
+
+#[test]
+fn a_member_whose_state_storage_is_lost_refuses_to_start_with_a_clear_error() {
+    let mut c = checkpointing_cluster(13);
+    let leader = c.wait_for_leader(3_000);
+    for i in 0..30 {
+        write(&mut c, leader, put(&format!("k{i}"), "v", 0));
+    }
+    c.run_for(300);
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    c.crash(follower);
+    c.kept.remove(&follower);
+    let recovered = c.disks[&follower].recovered();
+    let error = lockstep_core::Node::restart(checkpoint_config(follower, 13), kv(), recovered, c.now)
+        .expect_err("an empty state storage behind a checkpoint");
+    let message = format!("{error}");
+    assert!(message.contains("the state directory was lost, replaced or damaged"), "{message}");
+    assert!(message.contains("holds only index 0"), "{message}");
+}

@@ -12,7 +12,7 @@
 //!     {seq:016x}-{first_index:016x}.wal   WAL segments
 //!     snapshot.snap                       the latest snapshot (optional)
 //!     snapshot.snap.tmp                   a snapshot being written (a leftover is safe to delete)
-//!   state/              the KV state in fjall (derived: rebuilt from wal/ at every start)
+//!   state/              the KV state in fjall (durable up to the checkpoint in wal/snapshot.snap)
 //!   members.json        the members' addresses, kept current by the running member
 //! ```
 //!

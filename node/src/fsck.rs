@@ -450,8 +450,8 @@ fn describe(root: &Path, dir: &DataDir, listing: &Listing, report: &FsckReport, 
     }
     if listing.state_dir {
         notes.push(format!(
-            "{STATE_DIR_NAME}/ (the state machine's store) was not checked: this build has no checker for it; the \
-             snapshot file's data was checked"
+            "{STATE_DIR_NAME}/ (the state machine's store) was not checked: this build has no checker for it; a \
+             member checks at start that it reaches the snapshot's checkpoint"
         ));
     }
     let repairs_withheld = report.after_repair.as_ref().and_then(|after| after.as_ref().err()).map(|e| {

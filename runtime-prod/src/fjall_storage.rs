@@ -41,9 +41,10 @@ impl std::error::Error for StorageOpenError {}
 /// also `fsync`s it (`manual_journal_persist`: no `write` system call per
 /// batch, which cost 7% of a leader's CPU under puts). After a crash fjall
 /// recovers whole batches only, so the storage is as of the end of some batch,
-/// which the stored applied index names. A member rebuilds this directory from
-/// its WAL at every start anyway (docs/storage.md), so nothing depends on
-/// fjall's own durability.
+/// which the stored applied index names, and at least as of the last sync:
+/// the member syncs at every checkpoint and then lets its WAL drop the log
+/// before it (docs/storage.md), so from then on this directory is the only
+/// copy of the state before the checkpoint.
 ///
 /// [`Storage`] has no error path: an I/O error of fjall panics, with a message
 /// that says so. The data is then as of some earlier batch, and the member
@@ -149,11 +150,16 @@ impl Storage for FjallStorage {
     fn sync(&mut self) {
         self.db.persist(PersistMode::SyncAll).unwrap_or_else(|e| fatal(&self.path, "sync", &e));
     }
+
+    fn persistent(&self) -> bool {
+        true
+    }
 }
 
 /// The KV state kept in memory only: a `BTreeMap`, never written to disk.
 /// Used with encryption at rest, so that no plain-text state file exists (the
-/// state is rebuilt from the encrypted WAL at every start anyway). Costs
+/// state is rebuilt from the encrypted WAL, whose snapshots then hold the full
+/// state, at every start). Costs
 /// about the live keys' and values' size in memory, plus the map's overhead
 /// (about 50 bytes per pair).
 #[derive(Debug, Default)]
@@ -205,6 +211,10 @@ impl Storage for MemoryState {
     }
 
     fn sync(&mut self) {}
+
+    fn persistent(&self) -> bool {
+        false
+    }
 }
 
 /// Where a member keeps its KV state: fjall files under `state/`, or memory
@@ -250,6 +260,13 @@ impl Storage for StateStorage {
         match self {
             StateStorage::Disk(s) => s.sync(),
             StateStorage::Memory(s) => s.sync(),
+        }
+    }
+
+    fn persistent(&self) -> bool {
+        match self {
+            StateStorage::Disk(s) => s.persistent(),
+            StateStorage::Memory(s) => s.persistent(),
         }
     }
 }

@@ -19,9 +19,14 @@
 //! persisted task (one `wait_persisted` at a time: group commit happens in the
 //! WAL, which covers every sync submitted meanwhile with one fsync).
 //!
-//! The KV state in fjall is derived data: it is rebuilt at every start from the
-//! WAL's snapshot and log (exactly as the simulator restarts a member), so the
-//! WAL alone decides what survives a crash.
+//! The KV state in fjall (`state/`) is durable in its own right: every
+//! `raft.snapshot_threshold_entries` the member syncs it and records in the
+//! WAL's snapshot only a checkpoint marker naming the applied index it holds
+//! (no copy of the state), and at start it opens it and replays the log after
+//! that index, as the simulator does with its in-memory storage. Until the
+//! first checkpoint, and with encryption at rest (the state then lives in
+//! memory), the WAL's snapshot holds the full state and `state/` is rebuilt
+//! from it at every start.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -32,7 +37,9 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use glommio::net::TcpListener;
-use lockstep_core::kv::{decode_reply as decode_result, KvCommand, KvConfig, KvQuery, KvResult, KvStore};
+use lockstep_core::kv::{
+    checkpoint_index, decode_reply as decode_result, KvCommand, KvConfig, KvQuery, KvResult, KvStore,
+};
 use lockstep_core::wal::{WalConfig, WalIdentity};
 use lockstep_core::{
     ClientError, Command, Config, Event, Membership, Message, Millis, Node, NodeId, Reply, Request, RequestId,
@@ -272,9 +279,14 @@ impl Member {
         let (wal, report) = Wal::open_with_cipher(&options.wal_dir, identity, options.wal, options.encryption.clone())
             .await
             .map_err(StartError::Wal)?;
-        // The KV state is rebuilt from the WAL: start from an empty directory
-        // (and remove one left from before encryption was turned on).
-        if options.state_dir.exists() {
+        // The KV state in state/ is kept when the WAL's snapshot is a
+        // checkpoint of it (the usual case once a member has taken a
+        // snapshot); otherwise it is rebuilt from the WAL's full snapshot and
+        // log, from an empty directory (which also removes one left from
+        // before encryption was turned on).
+        let checkpointed = options.encryption.is_none()
+            && report.recovered.snapshot.as_ref().is_some_and(|(_, data)| checkpoint_index(data).is_some());
+        if options.state_dir.exists() && !checkpointed {
             std::fs::remove_dir_all(&options.state_dir)
                 .map_err(|e| StartError::Storage(format!("cannot clear {}: {e}", options.state_dir.display())))?;
         }
@@ -352,9 +364,17 @@ impl Member {
         member.inner.borrow_mut().execute(&member.signals);
         glommio::spawn_local(member.clone().timer_task()).detach();
         glommio::spawn_local(member.clone().persisted_task()).detach();
+        // Weak: the transport's tasks must not keep a stopped member (and its
+        // open fjall database, whose lock a restart in the same process needs)
+        // alive.
         let deliver: Rc<dyn Fn(Inbound)> = {
-            let member = member.clone();
-            Rc::new(move |inbound| member.deliver(inbound))
+            let inner = Rc::downgrade(&member.inner);
+            let (signals, request_timeout) = (member.signals.clone(), member.request_timeout);
+            Rc::new(move |inbound| {
+                if let Some(inner) = inner.upgrade() {
+                    Member { inner, signals: signals.clone(), request_timeout }.deliver(inbound);
+                }
+            })
         };
         glommio::spawn_local(async move { transport.serve(listener, deliver).await }).detach();
         #[cfg(feature = "mutation-follower-reads")]

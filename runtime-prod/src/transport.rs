@@ -125,6 +125,8 @@ struct Shared {
     /// Peer TLS (mutual), if on.
     tls: Option<TlsContext>,
     closed: bool,
+    /// Notified by [`Transport::close`]: ends the accept loop.
+    closing: crate::local::Notify,
 }
 
 /// The peer transport of one member. Cheap to clone; lives on one executor.
@@ -154,6 +156,7 @@ impl Transport {
                 advertise,
                 tls,
                 closed: false,
+                closing: crate::local::Notify::new(),
             })),
         }
     }
@@ -250,13 +253,28 @@ impl Transport {
             self.remove_peer(id);
         }
         self.shared.borrow_mut().closed = true;
+        let closing = self.shared.borrow().closing.clone();
+        closing.notify();
     }
 
     /// Accepts peer connections on `listener` until the transport is closed,
     /// handing every frame to `deliver`.
     pub async fn serve(&self, listener: TcpListener, deliver: Rc<dyn Fn(Inbound)>) {
+        let closing = self.shared.borrow().closing.clone();
+        let seen = closing.generation();
         loop {
-            let stream = match listener.accept().await {
+            if self.shared.borrow().closed {
+                // The listener is dropped here: the port is free for a member
+                // started again in the same process.
+                return;
+            }
+            let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+                closing.changed_since(seen).await;
+                None
+            })
+            .await;
+            let Some(accepted) = accepted else { return };
+            let stream = match accepted {
                 Ok(stream) => stream,
                 Err(e) => {
                     tracing::warn!("peer listener: accept failed: {e}");

@@ -26,6 +26,7 @@ use crate::machine::{MachineKind, SimMachine};
 use crate::net::{NetConfig, NetStats, Network};
 use crate::oneshot;
 use crate::trace::{Trace, TraceRecord};
+use lockstep_core::kv::{checkpoint_index, MemStorage};
 use lockstep_core::wal::WalIdentity;
 
 /// The state machine every simulated member runs.
@@ -151,6 +152,9 @@ pub struct SimStats {
     pub crashes: u64,
     /// Restarts.
     pub restarts: u64,
+    /// Restarts that opened the KV store's storage kept from before the crash
+    /// (the snapshot on disk was a checkpoint of it).
+    pub checkpoint_restarts: u64,
     /// Unsynced disk writes lost in crashes.
     pub writes_lost: u64,
     /// Bytes of torn tails dropped at recovery.
@@ -184,6 +188,10 @@ struct Member {
     incarnation: u64,
     node: Option<SimNode>,
     disk: Disk,
+    /// The KV store's own storage (the KV machine only), kept across crashes
+    /// like the disk: what a crash leaves of it ([`MemStorage::crash`]) is what
+    /// the next start opens, so checkpoints are tested against crashes.
+    state: Option<MemStorage>,
     clock: Clock,
     inbox: BTreeMap<(u64, u64), Inbound>,
     pending: BTreeMap<RequestId, oneshot::Sender<Reply>>,
@@ -503,7 +511,15 @@ impl Inner {
             return false;
         }
         member.status = MemberStatus::Down;
-        member.node = None;
+        if let Some(node) = member.node.take() {
+            member.state = node.into_state_machine().into_inner().into_kv_storage();
+        }
+        if let Some(state) = &mut member.state {
+            // Some of the batches since the last sync may have reached the
+            // disk (fjall's journal buffer fills and is written by itself).
+            let keep = rng().between(0, state.unsynced_batches() as u64) as usize;
+            state.crash_keeping(keep);
+        }
         member.inbox.clear();
         member.pending.clear();
         member.timer_at = None;
@@ -558,11 +574,11 @@ impl Inner {
         member.woken = false;
         member.waker = None;
         let local = member.clock.now_ms(now_us);
-        let machine = Observed::new(self.config.state_machine.build(), id, apply_log);
         let initial = member.initial;
         let mut recovery = None;
         if fresh {
             member.disk.start_fresh();
+            member.state = None;
         } else {
             match member.disk.recover() {
                 Ok(found) => recovery = Some(found),
@@ -587,6 +603,18 @@ impl Inner {
                 self.invariants.fail("recovery", format!("n{id}: {mismatch}"));
             }
         }
+        // As a production member does with its state directory: kept when the
+        // snapshot on disk is a checkpoint of it, otherwise rebuilt from the
+        // snapshot and the log.
+        let checkpointed = recovery.as_ref().is_some_and(|found| {
+            !found.blank && found.recovered.snapshot.as_ref().is_some_and(|(_, data)| checkpoint_index(data).is_some())
+        });
+        let kept = self.member(id).state.take();
+        let state = if checkpointed { kept } else { None };
+        if state.is_some() {
+            self.stats.checkpoint_restarts += 1;
+        }
+        let machine = Observed::new(self.config.state_machine.build_on(state), id, apply_log);
         let started = match recovery {
             Some(found) if !found.blank => {
                 self.stats.torn_dropped += found.torn_dropped;
@@ -761,6 +789,7 @@ impl Cluster {
             incarnation: 0,
             node: None,
             disk: Disk::new(config.disk.clone(), WalIdentity { cluster_id: 1, member_id: id, group_id: config.group }),
+            state: None,
             clock,
             inbox: BTreeMap::new(),
             pending: BTreeMap::new(),

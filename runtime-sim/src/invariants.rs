@@ -103,6 +103,11 @@ impl<S> Observed<S> {
     pub fn inner(&self) -> &S {
         &self.inner
     }
+
+    /// Unwraps the state machine.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S: StateMachine> StateMachine for Observed<S> {
@@ -121,6 +126,10 @@ impl<S: StateMachine> StateMachine for Observed<S> {
 
     fn restore(&mut self, data: &[u8]) -> Result<(), RestoreError> {
         self.inner.restore(data)
+    }
+
+    fn checkpoint(&mut self, index: LogIndex) -> Option<Vec<u8>> {
+        self.inner.checkpoint(index)
     }
 
     fn validate(&self, command: &[u8]) -> Result<(), String> {

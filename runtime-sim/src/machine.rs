@@ -38,15 +38,22 @@ impl MachineKind {
 
     /// A fresh, empty state machine of this kind.
     pub fn build(self) -> SimMachine {
+        self.build_on(None)
+    }
+
+    /// A state machine of this kind; the KV store opens `storage` (what a
+    /// crash left of its previous incarnation's, see
+    /// [`SimMachine::into_kv_storage`]) or empty storage.
+    pub fn build_on(self, storage: Option<MemStorage>) -> SimMachine {
         match self {
             MachineKind::Register => SimMachine::Register(Register::new()),
             MachineKind::Kv => SimMachine::Kv(Box::new(
-                // Checkpoints every 2 s, so that runs of seconds exercise them.
+                // Lease checkpoints every 2 s, so that runs of seconds exercise them.
                 KvStore::open(
                     KvConfig { lease_checkpoint_interval_ms: 2_000, ..KvConfig::default() },
-                    MemStorage::new(),
+                    storage.unwrap_or_default(),
                 )
-                .expect("an empty KV store opens"),
+                .expect("the KV store's storage opens"),
             )),
         }
     }
@@ -81,6 +88,17 @@ pub enum SimMachine {
     Kv(Box<KvStore<MemStorage>>),
 }
 
+impl SimMachine {
+    /// The KV store's storage (`None` for the register, whose state lives in
+    /// snapshots only).
+    pub fn into_kv_storage(self) -> Option<MemStorage> {
+        match self {
+            SimMachine::Register(_) => None,
+            SimMachine::Kv(store) => Some(store.into_storage()),
+        }
+    }
+}
+
 impl StateMachine for SimMachine {
     fn apply(&mut self, index: LogIndex, payload: &Payload) -> Vec<u8> {
         match self {
@@ -107,6 +125,13 @@ impl StateMachine for SimMachine {
         match self {
             SimMachine::Register(m) => m.restore(data),
             SimMachine::Kv(m) => m.restore(data),
+        }
+    }
+
+    fn checkpoint(&mut self, index: LogIndex) -> Option<Vec<u8>> {
+        match self {
+            SimMachine::Register(m) => m.checkpoint(index),
+            SimMachine::Kv(m) => m.checkpoint(index),
         }
     }
 

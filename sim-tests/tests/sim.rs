@@ -136,6 +136,10 @@ fn kv_store_under_chaos() {
         .collect();
     let ok: u64 = reports.iter().map(|r| r.ops.ok).sum();
     assert!(ok >= 5_000, "kv: only {ok} operations succeeded in 20 seeds");
+    // Members restarted from checkpoints (their storage kept, the log replayed
+    // after the checkpoint), not only from full snapshots.
+    let from_checkpoints: u64 = reports.iter().map(|r| r.stats.checkpoint_restarts).sum();
+    assert!(from_checkpoints >= 5, "kv: only {from_checkpoints} restarts from a checkpoint in 20 seeds");
     // Deterministic, and not the register run under another name.
     assert_eq!(run_seed(&kv(0)).trace_hash, reports[0].trace_hash, "kv: same seed, different runs");
     assert_ne!(run_seed(&options(0, FaultProfile::All, 15)).trace_hash, reports[0].trace_hash);

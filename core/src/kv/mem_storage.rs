@@ -41,6 +41,18 @@ impl MemStorage {
 
     /// Loses everything written since the last sync, as a power cut would.
     pub fn crash(&mut self) {
+        self.crash_keeping(0);
+    }
+
+    /// A power cut after the first `keep` batches written since the last sync
+    /// reached the disk by themselves (a buffer that filled up), the rest
+    /// lost: the storage is as of the end of some batch, never before the
+    /// last sync.
+    pub fn crash_keeping(&mut self, keep: usize) {
+        for batch in self.unsynced.drain(..).take(keep) {
+            apply_to(&mut self.durable, &batch);
+            self.durable_applied = batch.applied_index;
+        }
         self.live = self.durable.clone();
         self.live_applied = self.durable_applied;
         self.unsynced.clear();
@@ -73,6 +85,12 @@ impl MemStorage {
 }
 
 impl Storage for MemStorage {
+    /// True: the simulator keeps a member's storage across its crashes
+    /// ([`MemStorage::crash`]).
+    fn persistent(&self) -> bool {
+        true
+    }
+
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         self.live.get(key).cloned()
     }
@@ -144,6 +162,21 @@ mod tests {
         assert_eq!(s.get(b"a"), Some(b"1".to_vec()));
         assert_eq!(s.get(b"c"), None);
         assert_eq!(s.applied_index(), 1);
+    }
+
+    #[test]
+    fn a_crash_may_keep_whole_batches_written_after_the_sync() {
+        let mut s = MemStorage::new();
+        s.write(batch(1, &[("a", Some("1"))]));
+        s.sync();
+        s.write(batch(2, &[("b", Some("2"))]));
+        s.write(batch(3, &[("a", None), ("c", Some("3"))]));
+        s.crash_keeping(1);
+        assert_eq!((s.get(b"a"), s.get(b"b"), s.get(b"c")), (Some(b"1".to_vec()), Some(b"2".to_vec()), None));
+        assert_eq!((s.applied_index(), s.durable_applied_index(), s.unsynced_batches()), (2, 2, 0));
+        s.write(batch(3, &[("c", Some("3"))]));
+        s.crash_keeping(5);
+        assert_eq!((s.get(b"c"), s.applied_index()), (Some(b"3".to_vec()), 3), "more than written keeps all");
     }
 
     #[test]

@@ -75,4 +75,9 @@ pub trait Storage {
 
     /// Makes every batch written so far durable.
     fn sync(&mut self);
+
+    /// Whether synced batches outlive the process, so that the store may
+    /// stand for the state in a snapshot ([`crate::StateMachine::checkpoint`]).
+    /// False for storage that lives in memory only.
+    fn persistent(&self) -> bool;
 }

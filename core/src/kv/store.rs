@@ -26,6 +26,22 @@ use crate::types::{LogIndex, Millis};
 /// The magic bytes at the start of a KV snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"LKKV";
 
+/// The magic bytes at the start of a KV checkpoint marker
+/// ([`StateMachine::checkpoint`]): the state is in the store's own storage.
+pub const CHECKPOINT_MAGIC: [u8; 4] = *b"LKCP";
+
+/// A checkpoint marker: magic, format, the applied index it stands for.
+const CHECKPOINT_LEN: usize = 4 + 1 + 8;
+
+/// Whether `data` is a checkpoint marker rather than a full snapshot, and the
+/// applied index it stands for.
+pub fn checkpoint_index(data: &[u8]) -> Option<LogIndex> {
+    if data.len() != CHECKPOINT_LEN || data[..4] != CHECKPOINT_MAGIC || data[4] != KV_FORMAT {
+        return None;
+    }
+    Some(u64::from_le_bytes(data[5..].try_into().ok()?))
+}
+
 /// Limits and policies of the KV state machine. Every member of a group must
 /// use the same values: they decide what is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -534,6 +550,18 @@ impl<S: Storage> StateMachine for KvStore<S> {
     }
 
     fn restore(&mut self, data: &[u8]) -> Result<(), RestoreError> {
+        if let Some(index) = checkpoint_index(data) {
+            // The state is the storage's own, opened with the store.
+            let stored = self.mvcc.storage().applied_index();
+            if stored < index {
+                return Err(RestoreError(format!(
+                    "the snapshot is a checkpoint of the state at applied index {index}, but the state storage holds \
+                     only index {stored}: the state directory was lost, replaced or damaged; restore this member \
+                     from a backup (lockstep snapshot restore) or remove it and add it again"
+                )));
+            }
+            return Ok(());
+        }
         let header_len = SNAPSHOT_MAGIC.len() + 1 + 8;
         if data.len() < header_len || data[..4] != SNAPSHOT_MAGIC || data[4] != KV_FORMAT {
             return Err(RestoreError("not a KV snapshot of this format".into()));
@@ -548,6 +576,21 @@ impl<S: Storage> StateMachine for KvStore<S> {
         // Users may have been deleted or changed their password meanwhile.
         self.push_auth_events(vec![AuthEvent::Reset]);
         Ok(())
+    }
+
+    /// With persistent storage: syncs it and returns a marker for `index`
+    /// (every change up to the applied index is in the synced storage).
+    fn checkpoint(&mut self, index: LogIndex) -> Option<Vec<u8>> {
+        if !self.mvcc.storage().persistent() {
+            return None;
+        }
+        assert!(index <= self.applied, "checkpoint at {index} beyond the applied index {}", self.applied);
+        self.mvcc.storage_mut().sync();
+        let mut marker = Vec::with_capacity(CHECKPOINT_LEN);
+        marker.extend_from_slice(&CHECKPOINT_MAGIC);
+        marker.push(KV_FORMAT);
+        marker.extend_from_slice(&index.to_le_bytes());
+        Some(marker)
     }
 
     fn validate(&self, command: &[u8]) -> Result<(), String> {

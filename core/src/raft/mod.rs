@@ -48,7 +48,9 @@ pub enum Role {
     Leader,
 }
 
-/// A snapshot held in memory: what followers that fell behind are sent.
+/// A snapshot held in memory: the local one (the compaction point, which may
+/// be only a state machine's checkpoint marker) or one being sent to a
+/// follower that fell behind (always the full state).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     /// Describes the data.
@@ -173,6 +175,13 @@ pub struct Raft {
     incoming: Option<IncomingSnapshot>,
     installed: Option<Snapshot>,
     snapshot_in_progress: bool,
+    /// The snapshot sent to followers that need one: the state machine's full
+    /// state at an applied index, made on demand ([`Raft::offer_snapshot`])
+    /// because the local snapshot may be a checkpoint marker, and dropped once
+    /// no transfer uses it.
+    outgoing: Option<Snapshot>,
+    /// A follower needs a snapshot and `outgoing` is missing or too old.
+    outgoing_wanted: bool,
 
     /// Commands for the driver, drained by the node composition.
     pub(crate) out: Vec<Command>,
@@ -272,6 +281,8 @@ impl Raft {
             incoming: None,
             installed: None,
             snapshot_in_progress: false,
+            outgoing: None,
+            outgoing_wanted: false,
             out: Vec::new(),
         };
         raft.reset_election_deadline(now);
@@ -380,6 +391,41 @@ impl Raft {
     /// The latest durable snapshot held in memory.
     pub fn snapshot(&self) -> Option<&Snapshot> {
         self.snapshot.as_ref()
+    }
+
+    /// True when a follower needs a snapshot and none is ready to send: the
+    /// node then hands the state machine's full state to
+    /// [`Raft::offer_snapshot`].
+    pub fn wants_snapshot_to_send(&self) -> bool {
+        self.outgoing_wanted && self.role == Role::Leader
+    }
+
+    /// The state machine's full state as of the applied `index`, to send to
+    /// the followers that need a snapshot (see [`Raft::wants_snapshot_to_send`]).
+    pub fn offer_snapshot(&mut self, index: LogIndex, data: Vec<u8>) {
+        self.outgoing_wanted = false;
+        assert!(index <= self.log.applied, "offered snapshot at {index} beyond applied {}", self.log.applied);
+        let Some(term) = self.log.term(index) else { return };
+        let meta = SnapshotMeta {
+            group: self.config.group,
+            index,
+            term,
+            membership: self.membership_at(index).clone(),
+            size: data.len() as u64,
+            checksum: crc32c::crc32c(&data),
+        };
+        self.outgoing = Some(Snapshot { meta, data: Arc::new(data) });
+        let waiting: Vec<NodeId> = self
+            .progress
+            .iter()
+            .filter(|(_, pr)| {
+                !matches!(pr.state, ProgressState::Snapshot { .. }) && self.log.term(pr.next_index - 1).is_none()
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in waiting {
+            self.start_snapshot(id);
+        }
     }
 
     /// True while a local snapshot is being saved.
@@ -745,6 +791,16 @@ impl Raft {
             }
         }
         self.broadcast_round = false;
+        if self.outgoing.is_some()
+            && (self.role != Role::Leader
+                || !self.progress.values().any(|pr| matches!(pr.state, ProgressState::Snapshot { .. })))
+        {
+            // No transfer uses it: a copy of the whole state is not kept around.
+            self.outgoing = None;
+        }
+        if self.role != Role::Leader {
+            self.outgoing_wanted = false;
+        }
         if self.hard_state_dirty {
             self.hard_state_dirty = false;
             self.out.push(Command::SaveHardState(HardState { term: self.term, vote: self.vote }));
@@ -1121,8 +1177,13 @@ impl Raft {
     }
 
     fn start_snapshot(&mut self, to: NodeId) {
-        let snapshot = self.snapshot.as_ref().expect("a compacted log implies a snapshot");
-        let index = snapshot.meta.index;
+        // Usable while the log holds every entry after it.
+        let usable = self.outgoing.as_ref().map(|s| s.meta.index).filter(|&i| self.log.term(i).is_some());
+        let Some(index) = usable else {
+            // The node offers one at the end of this step.
+            self.outgoing_wanted = true;
+            return;
+        };
         if let Some(pr) = self.progress.get_mut(&to) {
             pr.become_snapshot(index);
         }
@@ -1130,7 +1191,7 @@ impl Raft {
     }
 
     fn send_snapshot_chunk(&mut self, to: NodeId) {
-        let Some(snapshot) = self.snapshot.clone() else { return };
+        let Some(snapshot) = self.outgoing.clone() else { return };
         let Some(pr) = self.progress.get_mut(&to) else { return };
         let ProgressState::Snapshot { index, offset } = pr.state else { return };
         if pr.paused {

@@ -89,6 +89,11 @@ pub struct Cluster<S: StateMachine = Register> {
     pub checked_applied: BTreeMap<NodeId, LogIndex>,
     pub config: fn(NodeId, u64) -> Config,
     pub new_sm: fn() -> S,
+    /// Set: a crashed member's state machine is kept and handed to this at
+    /// restart (which opens what a crash left of its storage); unset: a
+    /// restart starts from `new_sm`.
+    pub reopen: Option<fn(S) -> S>,
+    pub kept: BTreeMap<NodeId, S>,
 }
 
 pub fn default_config(id: NodeId, seed: u64) -> Config {
@@ -131,6 +136,8 @@ impl<S: StateMachine> Cluster<S> {
             checked_applied: BTreeMap::new(),
             config,
             new_sm,
+            reopen: None,
+            kept: BTreeMap::new(),
         };
         let membership = Membership::with_voters(1..=n);
         for id in 1..=n {
@@ -312,7 +319,11 @@ impl<S: StateMachine> Cluster<S> {
         let unsynced = self.disks[&id].unsynced.len() as u64;
         let keep = self.rng.range(0, unsynced + 1) as usize;
         self.disks.get_mut(&id).expect("disk").crash(keep);
-        self.nodes.insert(id, None);
+        if let Some(Some(node)) = self.nodes.insert(id, None) {
+            if self.reopen.is_some() {
+                self.kept.insert(id, node.into_state_machine());
+            }
+        }
         self.timers.remove(&id);
         self.syncs.retain(|&(_, n), _| n != id);
         self.checked_applied.remove(&id);
@@ -320,7 +331,11 @@ impl<S: StateMachine> Cluster<S> {
 
     pub fn restart(&mut self, id: NodeId) {
         let recovered = self.disks[&id].recovered();
-        let node = Node::restart((self.config)(id, self.seed), (self.new_sm)(), recovered, self.now).expect("restart");
+        let sm = match (self.reopen, self.kept.remove(&id)) {
+            (Some(reopen), Some(old)) => reopen(old),
+            _ => (self.new_sm)(),
+        };
+        let node = Node::restart((self.config)(id, self.seed), sm, recovered, self.now).expect("restart");
         self.nodes.insert(id, Some(node));
         self.drain(id);
     }
