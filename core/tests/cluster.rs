@@ -372,3 +372,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn requests_stepped_together_go_out_as_one_append_per_follower_and_one_sync() {
+    use lockstep_core::{Command, Event, MessageBody};
+    let mut c = Cluster::new(3, 21);
+    let leader = c.wait_for_leader(3_000);
+    c.run_for(200);
+    let now = c.now;
+    let node = c.nodes.get_mut(&leader).and_then(|n| n.as_mut()).expect("the leader runs");
+    let requests = (0..10).map(|i| Event::Request {
+        id: 1_000 + i,
+        request: Request::Write(RegisterCommand::Write { key: "k".into(), value: i as i64 }.encode()),
+    });
+    node.step_many(now, requests);
+    let mut out = Vec::new();
+    node.drain_commands(&mut out);
+    let appends: Vec<(NodeId, usize)> = out
+        .iter()
+        .filter_map(|c| match c {
+            Command::Send(m) => match &m.body {
+                MessageBody::Append { entries, .. } if !entries.is_empty() => Some((m.to, entries.len())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let followers: Vec<NodeId> = (1..=3).filter(|&id| id != leader).collect();
+    assert_eq!(appends, followers.iter().map(|&f| (f, 10)).collect::<Vec<_>>(), "one append of 10 entries each");
+    let logs = out.iter().filter(|c| matches!(c, Command::AppendLog(_))).count();
+    let syncs = out.iter().filter(|c| matches!(c, Command::Sync { .. })).count();
+    assert_eq!((logs, syncs), (10, 1), "the entries are appended, then one sync covers them");
+}

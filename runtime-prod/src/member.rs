@@ -245,6 +245,9 @@ struct Inner {
     failure: Option<String>,
     stopped: bool,
     metrics: Metrics,
+    /// Client requests (local and forwarded) waiting for the request task,
+    /// which steps all of them as one batch ([`Node::step_many`]).
+    queued: Vec<Event>,
 }
 
 impl Inner {
@@ -259,6 +262,8 @@ struct Signals {
     sync: Notify,
     applied: Notify,
     stopped: Notify,
+    /// A request was queued (see `Inner::queued`).
+    queued: Notify,
 }
 
 /// A running member. Cheap to clone; every clone drives the same member. Lives
@@ -354,6 +359,7 @@ impl Member {
             failure: None,
             stopped: false,
             metrics,
+            queued: Vec::new(),
         };
         let member = Member {
             inner: Rc::new(RefCell::new(inner)),
@@ -364,6 +370,7 @@ impl Member {
         member.inner.borrow_mut().execute(&member.signals);
         glommio::spawn_local(member.clone().timer_task()).detach();
         glommio::spawn_local(member.clone().persisted_task()).detach();
+        glommio::spawn_local(member.clone().request_task()).detach();
         // Weak: the transport's tasks must not keep a stopped member (and its
         // open fjall database, whose lock a restart in the same process needs)
         // alive.
@@ -389,6 +396,10 @@ impl Member {
 
     /// Feeds one event to the node and carries out what it emits.
     fn step(&self, event: Event) {
+        self.step_many(std::iter::once(event));
+    }
+
+    fn step_many(&self, events: impl IntoIterator<Item = Event>) {
         let mut inner = self.inner.borrow_mut();
         if inner.failure.is_some() || inner.stopped {
             return;
@@ -396,7 +407,7 @@ impl Member {
         let now = inner.now();
         let applied = inner.node.raft().applied_index();
         let started = Instant::now();
-        inner.node.step(now, event);
+        inner.node.step_many(now, events);
         if inner.node.raft().applied_index() != applied {
             // Applying writes the entries to fjall: etcd's backend commit.
             inner.metrics.observe_backend_commit(started.elapsed());
@@ -415,7 +426,7 @@ impl Member {
                     inner.forwarded_in.insert(local, (from, id));
                     local
                 };
-                self.step(Event::Request { id: local, request });
+                self.enqueue(Event::Request { id: local, request });
             }
             Inbound::Forward { frame: Forward::Reply { id, reply }, .. } => {
                 if let Some(tx) = self.inner.borrow_mut().forwarded_out.remove(&id) {
@@ -443,8 +454,43 @@ impl Member {
             inner.replies.insert(id, tx);
             id
         };
-        self.step(Event::Request { id, request });
+        self.enqueue(Event::Request { id, request });
         rx.await.unwrap_or(Err(ClientError::Timeout))
+    }
+
+    /// Queues a client request for the request task: the requests that arrive
+    /// while other tasks run (the many streams of one HTTP/2 read, the
+    /// requests of one forwarded frame batch) are stepped together.
+    fn enqueue(&self, event: Event) {
+        let first = {
+            let mut inner = self.inner.borrow_mut();
+            inner.queued.push(event);
+            inner.queued.len() == 1
+        };
+        if first {
+            self.signals.queued.notify();
+        }
+    }
+
+    /// Steps the queued requests as one batch whenever there are some.
+    async fn request_task(self) {
+        let mut batch = Vec::new();
+        loop {
+            let seen = self.signals.queued.generation();
+            let stopped = {
+                let mut inner = self.inner.borrow_mut();
+                std::mem::swap(&mut batch, &mut inner.queued);
+                inner.stopped || inner.failure.is_some()
+            };
+            if stopped {
+                return;
+            }
+            if batch.is_empty() {
+                self.signals.queued.changed_since(seen).await;
+            } else {
+                self.step_many(batch.drain(..));
+            }
+        }
     }
 
     async fn request_forwarded(&self, leader: NodeId, request: Request) -> Reply {
@@ -721,12 +767,14 @@ impl Member {
             inner.stopped = true;
             inner.transport.close();
             inner.replies.clear();
+            inner.queued.clear();
             inner.forwarded_out.clear();
             inner.wal.clone()
         };
         self.signals.stopped.notify();
         self.signals.timer.notify();
         self.signals.sync.notify();
+        self.signals.queued.notify();
         if let Err(e) = wal.close().await {
             tracing::error!("WAL close failed: {e}");
         }
