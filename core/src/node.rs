@@ -395,7 +395,16 @@ impl<S: StateMachine> Node<S> {
     fn maybe_snapshot(&mut self) {
         let applied = self.raft.applied_index();
         let since = applied - self.raft.snapshot().map_or(0, |s| s.meta.index);
-        if since >= self.raft.config().snapshot_threshold_entries && !self.raft.snapshot_in_progress() {
+        // A member that joined empty and was sent the log from its start (not
+        // a snapshot) does not know the membership before the first
+        // membership entry it holds (the group's initial one is only in the
+        // founders' bootstrap snapshots): it waits until it applied one, as a
+        // snapshot records the membership at its index.
+        let membership_known = !self.raft.membership_at(applied).voters.is_empty();
+        if since >= self.raft.config().snapshot_threshold_entries
+            && !self.raft.snapshot_in_progress()
+            && membership_known
+        {
             let data = self.sm.checkpoint(applied).unwrap_or_else(|| self.sm.snapshot());
             self.raft.save_local_snapshot(applied, data);
         }

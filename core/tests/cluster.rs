@@ -404,3 +404,31 @@ fn requests_stepped_together_go_out_as_one_append_per_follower_and_one_sync() {
     let syncs = out.iter().filter(|c| matches!(c, Command::Sync { .. })).count();
     assert_eq!((logs, syncs), (10, 1), "the entries are appended, then one sync covers them");
 }
+
+fn slow_heartbeats(id: NodeId, seed: u64) -> Config {
+    let mut c = default_config(id, seed);
+    c.heartbeat_interval_ms = 400;
+    c.election_timeout_ms = 2_000;
+    c
+}
+
+#[test]
+fn followers_learn_a_new_commit_index_at_once_not_at_the_next_heartbeat() {
+    // Followers apply (and so answer follower reads and notify watchers) as
+    // soon as the leader commits: the leader sends the new commit index in an
+    // empty append instead of waiting for the next write or heartbeat.
+    let mut c = Cluster::with_config(3, 22, slow_heartbeats);
+    let leader = c.wait_for_leader(10_000);
+    c.run_for(1_000);
+    for i in 0..5 {
+        assert!(c.write(leader, "k", i).is_ok());
+        let committed = c.node(leader).raft().commit_index();
+        // Two network hops of at most 5 ms each, far below the 400 ms heartbeat.
+        c.run_for(12);
+        for id in 1..=3 {
+            let raft = c.node(id).raft();
+            assert_eq!(raft.commit_index(), committed, "member {id} after write {i}");
+            assert_eq!(raft.applied_index(), committed, "member {id} applied after write {i}");
+        }
+    }
+}

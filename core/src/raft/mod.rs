@@ -159,6 +159,11 @@ pub struct Raft {
     reads_awaiting_commit: Vec<(u64, NodeId)>,
     broadcast_round: bool,
     broadcast_append: bool,
+    /// The commit index advanced in this step: followers are told at once,
+    /// with an empty append if no entries go to them (as etcd's raft does), so
+    /// that they apply, answer reads and notify watchers without waiting for
+    /// the next write or heartbeat.
+    broadcast_commit: bool,
     transfer: Option<(NodeId, Millis)>,
 
     read_states: Vec<ReadState>,
@@ -268,6 +273,7 @@ impl Raft {
             reads_awaiting_commit: Vec::new(),
             broadcast_round: false,
             broadcast_append: false,
+            broadcast_commit: false,
             transfer: None,
             read_states: Vec::new(),
             persisted_hard_state: hard_state,
@@ -779,11 +785,12 @@ impl Raft {
             self.maybe_commit(now);
         }
         if self.role == Role::Leader {
-            if self.broadcast_append {
+            if self.broadcast_append || self.broadcast_commit {
+                let allow_empty = std::mem::take(&mut self.broadcast_commit);
                 self.broadcast_append = false;
                 let peers: Vec<NodeId> = self.progress.keys().copied().collect();
                 for id in peers {
-                    self.send_append(id, false);
+                    self.send_append(id, allow_empty);
                 }
             }
             if self.broadcast_round {
@@ -791,6 +798,7 @@ impl Raft {
             }
         }
         self.broadcast_round = false;
+        self.broadcast_commit = false;
         if self.outgoing.is_some()
             && (self.role != Role::Leader
                 || !self.progress.values().any(|pr| matches!(pr.state, ProgressState::Snapshot { .. })))
@@ -1349,7 +1357,7 @@ impl Raft {
             return;
         }
         self.log.commit_to(index);
-        self.broadcast_append = true;
+        self.broadcast_commit = true;
         self.on_commit_advanced(now);
     }
 
