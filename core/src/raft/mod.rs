@@ -412,14 +412,7 @@ impl Raft {
         self.outgoing_wanted = false;
         assert!(index <= self.log.applied, "offered snapshot at {index} beyond applied {}", self.log.applied);
         let Some(term) = self.log.term(index) else { return };
-        let meta = SnapshotMeta {
-            group: self.config.group,
-            index,
-            term,
-            membership: self.membership_at(index).clone(),
-            size: data.len() as u64,
-            checksum: crc32c::crc32c(&data),
-        };
+        let meta = self.snapshot_meta(index, term, &data);
         self.outgoing = Some(Snapshot { meta, data: Arc::new(data) });
         let waiting: Vec<NodeId> = self
             .progress
@@ -756,20 +749,25 @@ impl Raft {
         Ok(())
     }
 
+    /// The metadata of a snapshot of this group's state at `index` (of `term`).
+    fn snapshot_meta(&self, index: LogIndex, term: Term, data: &[u8]) -> SnapshotMeta {
+        SnapshotMeta {
+            group: self.config.group,
+            index,
+            term,
+            membership: self.membership_at(index).clone(),
+            size: data.len() as u64,
+            checksum: crc32c::crc32c(data),
+        }
+    }
+
     /// Saves a snapshot of the state machine at `index` (which must be applied),
     /// after which the log before it is compacted.
     pub fn save_local_snapshot(&mut self, index: LogIndex, data: Vec<u8>) {
         assert!(index <= self.log.applied, "snapshot at {index} beyond applied {}", self.log.applied);
         assert!(!self.snapshot_in_progress, "one local snapshot at a time");
         let term = self.log.term(index).expect("snapshot index is in the log");
-        let meta = SnapshotMeta {
-            group: self.config.group,
-            index,
-            term,
-            membership: self.membership_at(index).clone(),
-            size: data.len() as u64,
-            checksum: crc32c::crc32c(&data),
-        };
+        let meta = self.snapshot_meta(index, term, &data);
         self.out.push(Command::SaveSnapshot { meta: meta.clone(), data: data.clone() });
         self.writes_pending = true;
         self.pending_snapshot = Some(Snapshot { meta, data: Arc::new(data) });
