@@ -61,12 +61,17 @@ pub fn member_config(names: &Names, id: u64, members: u64, data_dir: &Path) -> S
              \"http://{ip}:{ADMIN_PORT}\"}}\n"
         ));
     }
-    yaml.push_str(
-        "raft:\n  election_timeout_ms: 1000\n  heartbeat_interval_ms: 100\n  request_timeout_ms: 3000\nlog:\n  level: \
-         info\n",
-    );
+    yaml.push_str(RAFT_AND_LOG_YAML);
     yaml
 }
+
+/// The `raft` and `log` sections of every member's config. Snapshots every
+/// 500 entries (the default is 100,000), so that a run of a minute takes
+/// checkpoints, restarts killed members from them and sends followers full
+/// snapshots, under the same faults as everything else.
+const RAFT_AND_LOG_YAML: &str = "raft:\n  election_timeout_ms: 1000\n  heartbeat_interval_ms: 100\n  request_timeout_ms: \
+                                 3000\n  snapshot_threshold_entries: 500\n  compaction_lag_entries: 100\nlog:\n  level: \
+                                 info\n";
 
 impl Member {
     /// Writes the member's config under `work_dir`; its log goes to `log_path`.
@@ -119,9 +124,7 @@ impl Member {
         let ip = names.member_ip(self.id);
         let yaml = format!(
             "member_id: {raft_id}\ndata_dir: {}\nlisten:\n  client: {ip}:{CLIENT_PORT}\n  peer: {ip}:{PEER_PORT}\n  \
-             admin: {ip}:{ADMIN_PORT}\ncluster:\n  token: jepsen-{}\n  join: {join_url}\nraft:\n  \
-             election_timeout_ms: 1000\n  heartbeat_interval_ms: 100\n  request_timeout_ms: 3000\nlog:\n  level: \
-             info\n{}",
+             admin: {ip}:{ADMIN_PORT}\ncluster:\n  token: jepsen-{}\n  join: {join_url}\n{RAFT_AND_LOG_YAML}{}",
             self.data_dir.display(),
             names.run_id,
             self.extra_yaml
