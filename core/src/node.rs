@@ -400,10 +400,9 @@ impl<S: StateMachine> Node<S> {
         // membership entry it holds (the group's initial one is only in the
         // founders' bootstrap snapshots): it waits until it applied one, as a
         // snapshot records the membership at its index.
-        let membership_known = !self.raft.membership_at(applied).voters.is_empty();
         if since >= self.raft.config().snapshot_threshold_entries
             && !self.raft.snapshot_in_progress()
-            && membership_known
+            && !self.raft.membership_at(applied).voters.is_empty()
         {
             let data = self.sm.checkpoint(applied).unwrap_or_else(|| self.sm.snapshot());
             self.raft.save_local_snapshot(applied, data);

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 use glommio::net::TcpListener;
 use lockstep_core::kv::{
-    checkpoint_index, decode_reply as decode_result, KvCommand, KvConfig, KvQuery, KvResult, KvStore,
+    decode_reply as decode_result, recovered_from_checkpoint, KvCommand, KvConfig, KvQuery, KvResult, KvStore,
 };
 use lockstep_core::wal::{WalConfig, WalIdentity};
 use lockstep_core::{
@@ -289,8 +289,7 @@ impl Member {
         // snapshot); otherwise it is rebuilt from the WAL's full snapshot and
         // log, from an empty directory (which also removes one left from
         // before encryption was turned on).
-        let checkpointed = options.encryption.is_none()
-            && report.recovered.snapshot.as_ref().is_some_and(|(_, data)| checkpoint_index(data).is_some());
+        let checkpointed = options.encryption.is_none() && recovered_from_checkpoint(&report.recovered);
         if options.state_dir.exists() && !checkpointed {
             std::fs::remove_dir_all(&options.state_dir)
                 .map_err(|e| StartError::Storage(format!("cannot clear {}: {e}", options.state_dir.display())))?;

@@ -26,7 +26,7 @@ use crate::machine::{MachineKind, SimMachine};
 use crate::net::{NetConfig, NetStats, Network};
 use crate::oneshot;
 use crate::trace::{Trace, TraceRecord};
-use lockstep_core::kv::{checkpoint_index, MemStorage};
+use lockstep_core::kv::{recovered_from_checkpoint, MemStorage};
 use lockstep_core::wal::WalIdentity;
 
 /// The state machine every simulated member runs.
@@ -606,9 +606,8 @@ impl Inner {
         // As a production member does with its state directory: kept when the
         // snapshot on disk is a checkpoint of it, otherwise rebuilt from the
         // snapshot and the log.
-        let checkpointed = recovery.as_ref().is_some_and(|found| {
-            !found.blank && found.recovered.snapshot.as_ref().is_some_and(|(_, data)| checkpoint_index(data).is_some())
-        });
+        let checkpointed =
+            recovery.as_ref().is_some_and(|found| !found.blank && recovered_from_checkpoint(&found.recovered));
         let kept = self.member(id).state.take();
         let state = if checkpointed { kept } else { None };
         if state.is_some() {

@@ -79,5 +79,5 @@ pub use mem_storage::MemStorage;
 pub use mvcc::Mvcc;
 pub use request::*;
 pub use storage::{Storage, WriteBatch, WriteOp};
-pub use store::{checkpoint_index, decode_reply, KvConfig, KvStore, CHECKPOINT_MAGIC};
+pub use store::{checkpoint_index, decode_reply, recovered_from_checkpoint, KvConfig, KvStore, CHECKPOINT_MAGIC};
 pub use watch::{WatchConfig, WatchCreateRequest, WatchHub, WatchId, WatchResponse};

@@ -33,6 +33,13 @@ pub const CHECKPOINT_MAGIC: [u8; 4] = *b"LKCP";
 /// A checkpoint marker: magic, format, the applied index it stands for.
 const CHECKPOINT_LEN: usize = 4 + 1 + 8;
 
+/// Whether the snapshot a member recovered is a checkpoint, so that its state
+/// storage must be kept and opened (otherwise it is rebuilt from the snapshot
+/// and the log, from empty storage).
+pub fn recovered_from_checkpoint(recovered: &crate::io::Recovered) -> bool {
+    recovered.snapshot.as_ref().is_some_and(|(_, data)| checkpoint_index(data).is_some())
+}
+
 /// Whether `data` is a checkpoint marker rather than a full snapshot, and the
 /// applied index it stands for.
 pub fn checkpoint_index(data: &[u8]) -> Option<LogIndex> {
