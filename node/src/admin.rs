@@ -20,8 +20,13 @@ pub const DEGRADED_APPLY_LAG: u64 = 5_000;
 pub const TLS_EXPIRY_DEGRADED_S: i64 = 7 * 24 * 3600;
 /// Below this share of free disk space the disk check is degraded...
 pub const DISK_FREE_DEGRADED: f64 = 0.10;
-/// ...and below this one unhealthy.
+/// ...and unhealthy below this share *and* below [`DISK_FREE_UNHEALTHY_BYTES`]:
+/// 1.6 GiB free on a 250 GiB disk (0.6 %) is room for many WAL segments, so
+/// needs attention (degraded) but still serves.
 pub const DISK_FREE_UNHEALTHY: f64 = 0.02;
+/// Free bytes below which, together with [`DISK_FREE_UNHEALTHY`], the disk check
+/// is unhealthy (1 GiB: a few WAL segments and one compaction of the state).
+pub const DISK_FREE_UNHEALTHY_BYTES: u64 = 1 << 30;
 
 /// How a member or one of its parts is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -103,7 +108,7 @@ pub fn health(status: &MemberStatus, last_fsync_ms: Option<f64>) -> (Health, Val
         _ if status.failure.is_some() => Health::Unhealthy,
         Some(d) if d.total_bytes > 0 => {
             let free = d.free_bytes as f64 / d.total_bytes as f64;
-            if free < DISK_FREE_UNHEALTHY {
+            if free < DISK_FREE_UNHEALTHY && d.free_bytes < DISK_FREE_UNHEALTHY_BYTES {
                 Health::Unhealthy
             } else if free < DISK_FREE_DEGRADED {
                 Health::Degraded
@@ -396,6 +401,13 @@ mod tests {
         assert_eq!(health(&full, None).0, Health::Degraded);
         let fuller = MemberStatus { disk: Some(DiskSpace { free_bytes: 1, total_bytes: 100 }), ..status() };
         assert_eq!(health(&fuller, None).0, Health::Unhealthy);
+        // A big disk: 1.6 GiB free of 250 GiB (0.6 %) still serves, degraded.
+        let big = MemberStatus { disk: Some(DiskSpace { free_bytes: 1638 << 20, total_bytes: 250 << 30 }), ..status() };
+        assert_eq!(health(&big, None).0, Health::Degraded);
+        assert_eq!(health_answer(&big, None).status, 200);
+        let big_full =
+            MemberStatus { disk: Some(DiskSpace { free_bytes: 900 << 20, total_bytes: 250 << 30 }), ..status() };
+        assert_eq!(health(&big_full, None).0, Health::Unhealthy);
     }
 
     #[test]

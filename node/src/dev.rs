@@ -66,8 +66,7 @@ fn port_free(port: u16) -> bool {
 }
 
 fn any_free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+    lockstep_runtime::net::free_port().map_err(|e| format!("cannot find a free port: {e}"))
 }
 
 /// The ports of member `index` (0-based): the defaults, or free ones if any

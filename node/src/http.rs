@@ -638,7 +638,7 @@ async fn transfer(state: &AdminState, body: &[u8]) -> Answer {
 
 /// Starts the admin HTTP server (HTTPS with `tls`); returns the bound address.
 pub fn start_admin(state: Rc<AdminState>, listen: SocketAddr, tls: Option<TlsContext>) -> Result<SocketAddr, String> {
-    let listener = glommio::net::TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = lockstep_runtime::net::listen(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let make_service = move || {
         let state = state.clone();
@@ -745,7 +745,7 @@ pub fn start_client(
     serve_options: lockstep_runtime::http::ServeOptions,
     tls: Option<TlsContext>,
 ) -> Result<SocketAddr, String> {
-    let listener = glommio::net::TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = lockstep_runtime::net::listen(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let handled = member.metrics().grpc_handled.clone();
     let audit = admin.audit().cloned();

@@ -211,11 +211,10 @@ fn builder(options: &ServeOptions) -> auto::Builder<GExec> {
 pub struct HttpListener(TcpListener);
 
 impl HttpListener {
-    /// Binds `addr` (port 0: any free port). On Linux several executors may
-    /// bind the same address (`SO_REUSEPORT`, glommio's default) and share the
-    /// connections.
+    /// Binds `addr` (port 0: any free port); a port another socket listens on
+    /// is refused ([`crate::net::listen`]).
     pub fn bind(addr: SocketAddr) -> io::Result<HttpListener> {
-        TcpListener::bind(addr).map(HttpListener).map_err(io::Error::from)
+        crate::net::listen(addr).map(HttpListener)
     }
 
     /// The bound address (with the port chosen for port 0).

@@ -47,6 +47,7 @@ pub mod http;
 pub mod local;
 pub mod member;
 pub mod metrics;
+pub mod net;
 pub mod tls;
 pub mod transport;
 mod wal;

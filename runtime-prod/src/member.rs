@@ -36,7 +36,6 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
-use glommio::net::TcpListener;
 use lockstep_core::kv::{
     decode_reply as decode_result, recovered_from_checkpoint, KvCommand, KvConfig, KvQuery, KvResult, KvStore,
 };
@@ -300,7 +299,7 @@ impl Member {
             StateStorage::Disk(FjallStorage::open(&options.state_dir).map_err(|e| StartError::Storage(e.to_string()))?)
         };
         let store = KvStore::open(options.kv, storage).map_err(StartError::Storage)?;
-        let listener = TcpListener::bind(options.peer_listen)
+        let listener = crate::net::listen(options.peer_listen)
             .map_err(|e| StartError::Listen(format!("cannot listen on {}: {e}", options.peer_listen)))?;
         let epoch = Instant::now();
         let node = if report.is_blank() {

@@ -3,7 +3,7 @@
 //! are applied everywhere, and a restarted member recovers from its WAL.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -16,7 +16,7 @@ use lockstep_core::{Config, Membership, NodeId};
 use lockstep_runtime::{Member, MemberOptions, StartMode, TransportOptions};
 
 fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    SocketAddr::from(([127, 0, 0, 1], lockstep_runtime::net::free_port().unwrap()))
 }
 
 fn options(id: NodeId, root: &Path, peers: &BTreeMap<NodeId, SocketAddr>) -> MemberOptions {

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use serde_json::Value;
 pub const BIN: &str = env!("CARGO_BIN_EXE_lockstep");
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    lockstep_runtime::net::free_port().unwrap()
 }
 
 /// Whether `etcdctl` is installed. Under CI it must be: the tests fail rather
