@@ -52,6 +52,10 @@ pub struct BenchArgs {
     /// Seed of the key choice, so that runs are repeatable.
     #[arg(long, global = true, default_value_t = 1)]
     pub seed: u64,
+    /// Threads of the client runtime: 0 for one per CPU (as Go's GOMAXPROCS
+    /// in etcd's benchmark), 1 for a single thread (no cross-thread wake-ups).
+    #[arg(long, global = true, default_value_t = 0)]
+    pub threads: usize,
 }
 
 const BENCH_AFTER_HELP: &str = "Every request's latency goes into an HDR histogram; the report gives throughput, \

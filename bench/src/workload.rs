@@ -75,10 +75,16 @@ pub fn error_kind(error: &etcd_client::Error) -> String {
 
 /// Runs the workload of `args` (not `table` or `plot`) and returns its report.
 pub fn run(args: &BenchArgs) -> Result<Report, String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the client runtime: {e}"))?;
+    let mut builder = match args.threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+    };
+    let runtime = builder.enable_all().build().map_err(|e| format!("cannot start the client runtime: {e}"))?;
     runtime.block_on(run_async(args))
 }
 

@@ -300,7 +300,9 @@ impl<S: StateMachine> Node<S> {
     }
 
     fn apply_committed(&mut self) {
+        let mut applied = false;
         while let Some(entry) = self.raft.next_to_apply() {
+            applied = true;
             let (index, term) = (entry.index, entry.term);
             let result = self.sm.apply(index, &entry.payload);
             self.raft.applied_to(index);
@@ -313,6 +315,9 @@ impl<S: StateMachine> Node<S> {
                 };
                 self.reply(write.id, reply);
             }
+        }
+        if applied {
+            self.sm.applied_run();
         }
     }
 

@@ -27,6 +27,11 @@ pub trait StateMachine {
     /// recognised and skipped.
     fn apply(&mut self, index: LogIndex, payload: &Payload) -> Vec<u8>;
 
+    /// The end of a run of [`StateMachine::apply`] calls (the entries one step
+    /// committed): storage that gathers the run's writes in memory writes them
+    /// out together now. The default does nothing.
+    fn applied_run(&mut self) {}
+
     /// Answers a read-only query against the current state.
     fn query(&self, query: &[u8]) -> Vec<u8>;
 

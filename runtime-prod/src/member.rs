@@ -298,7 +298,11 @@ impl Member {
         } else {
             StateStorage::Disk(FjallStorage::open(&options.state_dir).map_err(|e| StartError::Storage(e.to_string()))?)
         };
-        let store = KvStore::open(options.kv, storage).map_err(StartError::Storage)?;
+        // The key index's hash key: random per start, so that clients cannot
+        // pick keys that collide in it.
+        let index_hash_key = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u64);
+        let kv = KvConfig { index_hash_key, ..options.kv };
+        let store = KvStore::open(kv, storage).map_err(StartError::Storage)?;
         let listener = crate::net::listen(options.peer_listen)
             .map_err(|e| StartError::Listen(format!("cannot listen on {}: {e}", options.peer_listen)))?;
         let epoch = Instant::now();

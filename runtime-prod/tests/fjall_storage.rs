@@ -115,6 +115,9 @@ fn the_kv_store_on_fjall_matches_the_one_in_memory_byte_for_byte_and_survives_re
             }
             if rng.random_bool(0.05) {
                 fjall.storage_mut().sync();
+            } else if rng.random_bool(0.5) {
+                // The end of a run of entries (some runs are several entries).
+                fjall.applied_run();
             }
         }
         let snapshot = mem.snapshot();
@@ -148,6 +151,10 @@ fn storage_scans_and_the_applied_index_match_mem_storage() {
         }
         fjall.write(batch.clone());
         mem.write(batch);
+        if rng.random_bool(0.3) {
+            // Written out; otherwise reads merge the pending changes.
+            fjall.flush();
+        }
         let start = key(&mut rng);
         let end = if rng.random_bool(0.3) { None } else { Some(key(&mut rng)) };
         let limit = rng.random_range(1..50usize);

@@ -67,9 +67,11 @@ fn record_size(key: &[u8], value: &[u8]) -> u64 {
     (key.len() + value.len()) as u64
 }
 
-/// Rebuilds the in-memory state from the stored pairs, given in key order.
-fn load(scan: impl FnOnce(&mut dyn FnMut(&[u8], &[u8]) -> bool)) -> Result<Loaded, String> {
-    let mut loaded = Loaded { current_rev: FIRST_REVISION, ..Loaded::default() };
+/// Rebuilds the in-memory state from the stored pairs, given in key order; the
+/// key index hashes with `hash_key`.
+fn load(hash_key: u64, scan: impl FnOnce(&mut dyn FnMut(&[u8], &[u8]) -> bool)) -> Result<Loaded, String> {
+    let mut loaded =
+        Loaded { index: KeyIndex::with_hash_key(hash_key), current_rev: FIRST_REVISION, ..Loaded::default() };
     let mut lease_of: BTreeMap<Vec<u8>, LeaseId> = BTreeMap::new();
     let mut last_main = 0;
     let mut current = None;
@@ -164,9 +166,10 @@ pub struct Mvcc<S: Storage> {
 }
 
 impl<S: Storage> Mvcc<S> {
-    /// Opens the state held in `storage` (empty storage: an empty store).
-    pub fn open(storage: S) -> Result<Mvcc<S>, String> {
-        let loaded = load(|visit| storage.scan(&[], None, visit))?;
+    /// Opens the state held in `storage` (empty storage: an empty store); the
+    /// key index hashes with `index_hash_key` ([`super::KvConfig::index_hash_key`]).
+    pub fn open(storage: S, index_hash_key: u64) -> Result<Mvcc<S>, String> {
+        let loaded = load(index_hash_key, |visit| storage.scan(&[], None, visit))?;
         Ok(Mvcc {
             storage,
             index: loaded.index,
@@ -195,7 +198,7 @@ impl<S: Storage> Mvcc<S> {
         if pairs.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err("snapshot keys are not sorted and unique".into());
         }
-        let loaded = load(|visit| {
+        let loaded = load(self.index.hash_key(), |visit| {
             for (k, v) in &pairs {
                 if !visit(k, v) {
                     return;

@@ -57,8 +57,10 @@ impl WriteBatch {
 ///
 /// Contract: after [`Storage::write`] returns, reads see the whole batch; a crash
 /// leaves the storage as of the end of some batch written before it (never part
-/// of one), and at least as of the last [`Storage::sync`]. Methods take no time
-/// argument and never block on anything but the storage itself.
+/// of one), and at least as of the last [`Storage::sync`]. A storage may keep
+/// written batches in memory and write them out as one at [`Storage::flush`]
+/// (or sooner); a crash then loses them whole. Methods take no time argument
+/// and never block on anything but the storage itself.
 pub trait Storage {
     /// The value of `key`.
     fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
@@ -75,6 +77,10 @@ pub trait Storage {
 
     /// Makes every batch written so far durable.
     fn sync(&mut self);
+
+    /// Ends a run of writes: batches kept in memory are written out together.
+    /// The default does nothing (every write goes out at once).
+    fn flush(&mut self) {}
 
     /// Whether synced batches outlive the process, so that the store may
     /// stand for the state in a snapshot ([`crate::StateMachine::checkpoint`]).

@@ -74,6 +74,11 @@ pub struct KvConfig {
     /// often, so that a new leader neither extends nor cuts TTLs by much
     /// (etcd's lease checkpoints, 5 minutes); 0 turns checkpoints off.
     pub lease_checkpoint_interval_ms: Millis,
+    /// The key of the in-memory key index's hash (local, not replicated): a
+    /// production member draws a random one at start so that clients cannot
+    /// choose keys that collide (SipHash-1-3 under this key); 0 by
+    /// default, for repeatable tests and simulations.
+    pub index_hash_key: u64,
 }
 
 impl Default for KvConfig {
@@ -87,6 +92,7 @@ impl Default for KvConfig {
             quota_bytes: 8 << 30,
             lease_revoke_retry_ms: 1_000,
             lease_checkpoint_interval_ms: 300_000,
+            index_hash_key: 0,
         }
     }
 }
@@ -166,7 +172,7 @@ impl<S: Storage> KvStore<S> {
     pub fn open(config: KvConfig, storage: S) -> Result<KvStore<S>, String> {
         assert!(config.txn_depth_max <= super::wire::WIRE_TXN_DEPTH_MAX, "txn_depth_max above the wire limit");
         let applied = storage.applied_index();
-        let mvcc = Mvcc::open(storage)?;
+        let mvcc = Mvcc::open(storage, config.index_hash_key)?;
         let watches = WatchHub::new(config.watch, mvcc.current_rev());
         let lease_timer =
             LeaseTimer::new(config.lease_revoke_retry_ms).with_checkpoints(config.lease_checkpoint_interval_ms);
@@ -538,6 +544,10 @@ impl<S: Storage> StateMachine for KvStore<S> {
             Payload::Noop | Payload::Membership(_) => self.apply_with(index, |_, _| (Ok(KvResponse::Noop), None)),
         };
         encode_result(&result)
+    }
+
+    fn applied_run(&mut self) {
+        self.storage_mut().flush();
     }
 
     fn query(&self, query: &[u8]) -> Vec<u8> {
