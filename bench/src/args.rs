@@ -37,6 +37,11 @@ pub struct BenchArgs {
     /// Keys are drawn uniformly from this many distinct keys.
     #[arg(long, global = true, default_value_t = 1)]
     pub key_space: u64,
+    /// `put`: request number n writes key n (modulo --key-space) instead of a
+    /// random one, so `--total` equal to `--key-space` writes every key once
+    /// (loading a store of a given size).
+    #[arg(long, global = true)]
+    pub sequential_keys: bool,
     /// Per-request timeout; a request that takes longer counts as an error.
     #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,

@@ -193,15 +193,16 @@ async fn run_requests(args: &BenchArgs, conns: &[Client]) -> Result<Report, Stri
     for index in 0..args.clients {
         let mut kv = conns[(index % conns.len() as u64) as usize].kv_client();
         let (plan, value, request) = (plan.clone(), value.clone(), request.clone());
-        let (key_size, key_space) = (args.key_size, args.key_space);
+        let (key_size, key_space, sequential) = (args.key_size, args.key_space, args.sequential_keys);
         let mut rng = SmallRng::seed_from_u64(args.seed.wrapping_mul(1_000_003).wrapping_add(index));
         workers.push(tokio::spawn(async move {
             let mut recorder = Recorder::new();
-            while plan.next().is_some() {
+            while let Some(n) = plan.next() {
                 let sent = Instant::now();
                 let result = match &request {
                     Request::Put => {
-                        let key = key_of(rng.random_range(0..key_space), key_size);
+                        let k = if sequential { n % key_space } else { rng.random_range(0..key_space) };
+                        let key = key_of(k, key_size);
                         kv.put(key, value.as_slice(), None).await.map(|_| ())
                     }
                     Request::Range { key, serializable } => {

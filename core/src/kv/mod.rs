@@ -32,9 +32,11 @@
 //! Records are keyed by revision ([`layout`]), so history since a revision is
 //! one scan (watch catch-up) and compaction deletes exact keys. The index and the
 //! lease table are rebuilt from storage on open. Each applied log entry writes
-//! one batch with its index, so after a crash the storage is exactly the state
-//! at some applied index, and replaying the log from the entry after it
-//! (already-applied entries are skipped) brings it back.
+//! one batch with its index (a storage may gather the batches of a run of
+//! entries and write them as one at [`Storage::flush`], which the node calls
+//! through [`crate::StateMachine::applied_run`]), so after a crash the storage
+//! is exactly the state at some applied index, and replaying the log from the
+//! entry after it (already-applied entries are skipped) brings it back.
 //!
 //! # Flow
 //!
