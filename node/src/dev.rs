@@ -15,11 +15,13 @@
 //! TLS between members and client certificates required on the client and
 //! admin ports. The etcdctl flags to use are printed.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use lockstep_runtime::net::port_free;
 
 use crate::config::{InitialMember, MemberConfig};
 use crate::server::{run_member, MemberControl, ServerOptions};
@@ -60,10 +62,6 @@ pub struct DevOptions {
 pub const CERTS_DIR_NAME: &str = "certs";
 /// The client certificate's name in the certificates directory.
 const DEV_CLIENT_NAME: &str = "client";
-
-fn port_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
 
 fn any_free_port() -> Result<u16, String> {
     lockstep_runtime::net::free_port().map_err(|e| format!("cannot find a free port: {e}"))

@@ -10,8 +10,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::IntoRawFd;
-use std::os::unix::io::FromRawFd;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Binds and listens on `addr` (port 0: any free port) for the current glommio
@@ -23,6 +22,11 @@ pub fn listen(addr: SocketAddr) -> io::Result<glommio::net::TcpListener> {
     // SAFETY: `into_raw_fd` hands over a bound, listening socket that nothing
     // else owns; glommio's listener takes ownership of it.
     Ok(unsafe { glommio::net::TcpListener::from_raw_fd(std.into_raw_fd()) })
+}
+
+/// Whether nothing listens on loopback port `port` now.
+pub fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 /// The ports [`free_port`] picks from: below Linux's ephemeral range
@@ -47,7 +51,7 @@ pub fn free_port() -> io::Result<u16> {
     for _ in 0..span {
         let picked = PICKED.fetch_add(1, Ordering::Relaxed);
         let port = FREE_PORTS.start + ((start + picked) % span) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if port_free(port) {
             return Ok(port);
         }
     }
