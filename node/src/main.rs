@@ -17,6 +17,12 @@ use lockstep::{FsckOptions, ProgressEvent, VersionInfo};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// mimalloc instead of glibc's malloc: under a long put load glibc's free
+/// lists fragment (its `_int_malloc` grew from 4 to 15 % of a leader's time
+/// over 750,000 puts), mimalloc's per-size pages do not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code: fsck could not run (and the default for usage errors, as clap does).
 const EXIT_CANNOT_RUN: u8 = 2;
 /// A progress bar appears on a terminal only for directories at least this large...

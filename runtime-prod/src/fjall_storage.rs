@@ -69,6 +69,11 @@ pub struct FjallStorage {
     flushed: LogIndex,
 }
 
+/// The data keyspace's memtable size (fjall's default is 64 MiB): the
+/// memtable is resident until it is flushed, and the revisions it holds are
+/// also in the Raft log in memory until the next snapshot.
+const MEMTABLE_BYTES_MAX: u64 = 32 << 20;
+
 /// Changes kept in memory before [`FjallStorage`] writes them out even without
 /// a [`Storage::flush`] (a bound on memory, for callers that never flush).
 const PENDING_MAX: usize = 4096;
@@ -93,7 +98,9 @@ impl FjallStorage {
         let path = path.as_ref().to_path_buf();
         let err = |error: fjall::Error| StorageOpenError { path: path.clone(), error: error.to_string() };
         let db = Database::builder(&path).manual_journal_persist(true).open().map_err(err)?;
-        let data = db.keyspace(DATA_KEYSPACE, KeyspaceCreateOptions::default).map_err(err)?;
+        let data = db
+            .keyspace(DATA_KEYSPACE, || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX))
+            .map_err(err)?;
         let meta = db.keyspace(META_KEYSPACE, KeyspaceCreateOptions::default).map_err(err)?;
         let applied = match meta.get(APPLIED_INDEX_KEY).map_err(err)? {
             None => 0,
