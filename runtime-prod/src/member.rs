@@ -234,7 +234,7 @@ struct Inner {
     /// Requests served for another member: our id → (member, its id).
     forwarded_in: BTreeMap<RequestId, (NodeId, u64)>,
     /// Requests this member forwarded, waiting for the leader's reply.
-    forwarded_out: BTreeMap<u64, SlotSender<Reply>>,
+    forwarded_out: BTreeMap<u64, Forwarded>,
     timer_at: Option<Millis>,
     sync_submitted: u64,
     last_leader: Option<NodeId>,
@@ -247,6 +247,16 @@ struct Inner {
     /// Client requests (local and forwarded) waiting for the request task,
     /// which steps all of them as one batch ([`Node::step_many`]).
     queued: Vec<Event>,
+}
+
+/// A request forwarded to the leader. It fails (indeterminate: `Timeout`) when
+/// the leader changes meanwhile ([`Inner::execute`]) or when its deadline
+/// passes ([`Member::forward_sweeper`]): no timer per request (one per
+/// forwarded request woke a follower's executor every 20 ms while it waited).
+struct Forwarded {
+    leader: NodeId,
+    deadline: Instant,
+    reply: SlotSender<Reply>,
 }
 
 impl Inner {
@@ -373,6 +383,7 @@ impl Member {
         glommio::spawn_local(member.clone().timer_task()).detach();
         glommio::spawn_local(member.clone().persisted_task()).detach();
         glommio::spawn_local(member.clone().request_task()).detach();
+        glommio::spawn_local(member.clone().forward_sweeper()).detach();
         // Weak: the transport's tasks must not keep a stopped member (and its
         // open fjall database, whose lock a restart in the same process needs)
         // alive.
@@ -431,8 +442,8 @@ impl Member {
                 self.enqueue(Event::Request { id: local, request });
             }
             Inbound::Forward { frame: Forward::Reply { id, reply }, .. } => {
-                if let Some(tx) = self.inner.borrow_mut().forwarded_out.remove(&id) {
-                    tx.send(reply);
+                if let Some(forwarded) = self.inner.borrow_mut().forwarded_out.remove(&id) {
+                    forwarded.reply.send(reply);
                 }
             }
         }
@@ -495,36 +506,37 @@ impl Member {
         }
     }
 
+    /// Forwards `request` to `leader` and waits for its reply. If the leader
+    /// changes meanwhile the request may or may not take effect: it is answered
+    /// at once (indeterminate, `Timeout`) instead of waiting out the timeout,
+    /// so the client retries against the new leader.
     async fn request_forwarded(&self, leader: NodeId, request: Request) -> Reply {
-        let (tx, rx) = Slot::new();
-        let id = {
+        let (reply, rx) = Slot::new();
+        {
             let mut inner = self.inner.borrow_mut();
             let id = inner.next_request;
             inner.next_request += 1;
-            inner.forwarded_out.insert(id, tx);
+            let deadline = Instant::now() + self.request_timeout;
+            inner.forwarded_out.insert(id, Forwarded { leader, deadline, reply });
             inner.transport.forward(leader, &Forward::Request { id, request });
-            id
-        };
-        let timeout = async {
-            glommio::timer::sleep(self.request_timeout).await;
-            None
-        };
-        // If the leader changes meanwhile, the request may or may not take
-        // effect: answer at once (indeterminate) instead of waiting out the
-        // timeout, so the client retries against the new leader.
-        let leader_lost = async {
-            loop {
-                glommio::timer::sleep(Duration::from_millis(20)).await;
-                let current = self.inner.borrow().node.raft().leader();
-                if current != Some(leader) {
-                    tracing::debug!(leader, ?current, "leader changed while a request was forwarded to it");
-                    return None;
-                }
+        }
+        rx.await.unwrap_or(Err(ClientError::Timeout))
+    }
+
+    /// Fails forwarded requests whose deadline passed (the leader may have
+    /// died without answering), a few times per request timeout.
+    async fn forward_sweeper(self) {
+        let period = (self.request_timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+        loop {
+            glommio::timer::sleep(period).await;
+            let mut inner = self.inner.borrow_mut();
+            if inner.stopped || inner.failure.is_some() {
+                return;
             }
-        };
-        let reply = future::or(rx, future::or(timeout, leader_lost)).await;
-        self.inner.borrow_mut().forwarded_out.remove(&id);
-        reply.unwrap_or(Err(ClientError::Timeout))
+            let now = Instant::now();
+            // Dropping a reply's sender answers its waiter with `Timeout`.
+            inner.forwarded_out.retain(|_, forwarded| forwarded.deadline > now);
+        }
     }
 
     /// Serves a client request the way etcd does for any member: writes and
@@ -895,6 +907,9 @@ impl Inner {
                 tracing::info!(leader = ?leader, term = raft.term(), "leader changed");
             }
             self.last_leader = leader;
+            // Requests forwarded to another leader may or may not take effect:
+            // dropping their senders answers them `Timeout` (indeterminate).
+            self.forwarded_out.retain(|_, forwarded| Some(forwarded.leader) == leader);
         }
         let applied = raft.applied_index();
         if applied != self.last_applied {
