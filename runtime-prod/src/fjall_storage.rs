@@ -71,7 +71,9 @@ pub struct FjallStorage {
 
 /// The data keyspace's memtable size (fjall's default is 64 MiB): the
 /// memtable is resident until it is flushed, and the revisions it holds are
-/// also in the Raft log in memory until the next snapshot.
+/// also in the Raft log in memory until the next snapshot. fjall stores a
+/// keyspace's options when it creates it: a store created with another size
+/// keeps it.
 const MEMTABLE_BYTES_MAX: u64 = 32 << 20;
 
 /// Changes kept in memory before [`FjallStorage`] writes them out even without
