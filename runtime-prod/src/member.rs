@@ -524,18 +524,23 @@ impl Member {
     }
 
     /// Fails forwarded requests whose deadline passed (the leader may have
-    /// died without answering), a few times per request timeout.
+    /// died without answering), a few times per request timeout. Ends as soon
+    /// as the member stops (it must not keep the member, and its open fjall
+    /// database, alive).
     async fn forward_sweeper(self) {
         let period = (self.request_timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
         loop {
-            glommio::timer::sleep(period).await;
-            let mut inner = self.inner.borrow_mut();
-            if inner.stopped || inner.failure.is_some() {
-                return;
+            let seen = self.signals.stopped.generation();
+            {
+                let mut inner = self.inner.borrow_mut();
+                if inner.stopped || inner.failure.is_some() {
+                    return;
+                }
+                let now = Instant::now();
+                // Dropping a reply's sender answers its waiter with `Timeout`.
+                inner.forwarded_out.retain(|_, forwarded| forwarded.deadline > now);
             }
-            let now = Instant::now();
-            // Dropping a reply's sender answers its waiter with `Timeout`.
-            inner.forwarded_out.retain(|_, forwarded| forwarded.deadline > now);
+            future::or(glommio::timer::sleep(period), self.signals.stopped.changed_since(seen)).await;
         }
     }
 
